@@ -1,0 +1,300 @@
+//! Loading YAML config with errors that say where and what: `file:line:column: key.path: message`.
+//!
+//! Every config struct in nightjar uses `#[serde(deny_unknown_fields)]`; this module turns
+//! serde's complaint into a [`ConfigError`] that names the file, the line and column, the
+//! key path and what was expected. Overrides (`--set key.path=value`, `NIGHTJAR__KEY__PATH`)
+//! are applied after the file parses, and an error they cause names the override.
+use std::{fmt, path::Path};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_norway::Value;
+
+/// A config or policy file that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file (or `<override KEY=VALUE>`) the problem is in.
+    pub source_name: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Dotted key path (`sinks.file.max_backups`), empty at the top.
+    pub key_path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source_name)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        f.write_str(": ")?;
+        // serde_path_to_error writes `?` for a position it could not name (syntax errors).
+        let key_path = self.key_path.trim_end_matches(".?").trim_end_matches('?');
+        if !key_path.is_empty() && key_path != "." {
+            write!(f, "{key_path}: ")?;
+        }
+        // One line, and no location twice: serde_norway repeats it in its message.
+        let msg = strip_location(&self.message);
+        // serde_norway may also start its message with the key path.
+        let msg = msg.strip_prefix(self.key_path.as_str()).and_then(|r| r.strip_prefix(": ")).unwrap_or(&msg);
+        f.write_str(&msg.replace('\n', " "))
+    }
+}
+
+/// Removes serde_norway's " at line X column Y" (the location is shown in front).
+fn strip_location(msg: &str) -> String {
+    let mut out = msg.to_owned();
+    while let Some(i) = out.find(" at line ") {
+        let rest = &out[i + " at line ".len()..];
+        let Some(col) = rest.find(" column ") else { break };
+        let after = &rest[col + " column ".len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || !rest[..col].bytes().all(|b| b.is_ascii_digit()) {
+            break;
+        }
+        let end = i + " at line ".len() + col + " column ".len() + digits;
+        out.replace_range(i..end, "");
+    }
+    out
+}
+
+impl ConfigError {
+    pub fn new(source_name: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            source_name: source_name.into(),
+            line: None,
+            column: None,
+            key_path: String::new(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses `text` (named `source_name` in errors) into `T`.
+pub fn from_str<T: DeserializeOwned>(source_name: &str, text: &str) -> Result<T, ConfigError> {
+    let de = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key_path = e.path().to_string();
+        let inner = e.into_inner();
+        let loc = inner.location();
+        ConfigError {
+            source_name: source_name.to_owned(),
+            line: loc.as_ref().map(|l| l.line()),
+            column: loc.as_ref().map(|l| l.column()),
+            key_path,
+            message: inner.to_string(),
+        }
+    })
+}
+
+/// Parses a YAML `Value` (already built from a file plus overrides) into `T`.
+pub fn from_value<T: DeserializeOwned>(source_name: &str, v: Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(v).map_err(|e| ConfigError {
+        source_name: source_name.to_owned(),
+        line: None,
+        column: None,
+        key_path: e.path().to_string(),
+        message: e.into_inner().to_string(),
+    })
+}
+
+/// Reads and parses a file.
+pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&name, format!("cannot read: {e}")))?;
+    from_str(&name, &text)
+}
+
+/// One `key.path=value` override; the value is read as YAML (`true`, `5`, `[a, b]`, text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub origin: String,
+    pub path: Vec<String>,
+    pub value: Value,
+}
+
+impl Override {
+    /// Parses `key.path=value` (from `--set`).
+    pub fn parse(origin: &str, s: &str) -> Result<Self, ConfigError> {
+        let (k, v) =
+            s.split_once('=').ok_or_else(|| ConfigError::new(origin, format!("expected KEY.PATH=VALUE, got {s:?}")))?;
+        let path: Vec<String> = k.trim().split('.').map(str::to_owned).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError::new(origin, format!("empty key in {k:?}")));
+        }
+        let value = if v.is_empty() {
+            Value::String(String::new())
+        } else {
+            serde_norway::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.to_owned()))
+        };
+        Ok(Override { origin: origin.to_owned(), path, value })
+    }
+
+    /// Overrides from the environment: `NIGHTJAR__SINKS__FILE__PATH=/x` sets `sinks.file.path`.
+    pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Result<Vec<Self>, ConfigError> {
+        let mut out = Vec::new();
+        for (k, v) in vars {
+            let Some(rest) = k.strip_prefix("NIGHTJAR__") else { continue };
+            let key = rest.split("__").map(str::to_ascii_lowercase).collect::<Vec<_>>().join(".");
+            out.push(Override::parse(&format!("environment variable {k}"), &format!("{key}={v}"))?);
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, root: &mut Value) -> Result<(), ConfigError> {
+        let mut cur = root;
+        for (i, seg) in self.path.iter().enumerate() {
+            if cur.is_null() {
+                *cur = Value::Mapping(Default::default());
+            }
+            let Value::Mapping(m) = cur else {
+                return Err(ConfigError {
+                    key_path: self.path[..i].join("."),
+                    ..ConfigError::new(&self.origin, "cannot set a key inside a value that is not a mapping")
+                });
+            };
+            let key = Value::String(seg.clone());
+            if i + 1 == self.path.len() {
+                m.insert(key, self.value.clone());
+                return Ok(());
+            }
+            cur = m.entry(key).or_insert(Value::Null);
+        }
+        Ok(())
+    }
+}
+
+/// Parses `text`, then applies `overrides` in order. Errors in the file are located in it;
+/// errors an override causes name that override.
+pub fn from_str_with_overrides<T: DeserializeOwned + Serialize>(
+    source_name: &str,
+    text: &str,
+    overrides: &[Override],
+) -> Result<T, ConfigError> {
+    let parsed: T = from_str(source_name, text)?;
+    if overrides.is_empty() {
+        return Ok(parsed);
+    }
+    let mut v = serde_norway::to_value(&parsed).map_err(|e| ConfigError::new(source_name, e.to_string()))?;
+    for o in overrides {
+        o.apply(&mut v)?;
+        // Re-check after each one so the error names the override that broke it.
+        let _: T = from_value(&o.origin, v.clone())?;
+    }
+    from_value(source_name, v)
+}
+
+/// A size in bytes written as a number or with a unit: `8388608`, `8MiB`, `512KiB`, `1GiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "u64")]
+pub struct ByteSize(pub u64);
+
+impl From<ByteSize> for u64 {
+    fn from(b: ByteSize) -> u64 {
+        b.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a size: a number of bytes or a string like \"8MiB\""))?
+        {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => parse_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("expected a size like \"8MiB\", got {s:?}"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {s:?} (use B, KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        port: u16,
+        #[serde(default)]
+        size: Option<ByteSize>,
+    }
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Top {
+        name: String,
+        inner: Inner,
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = from_str::<Top>("c.yaml", "name: a\ninner:\n  port: 1\n  prot: 2\n").unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        let s = e.to_string();
+        assert!(s.starts_with("c.yaml:4:"), "{s}");
+        assert!(s.contains("unknown field `prot`"), "{s}");
+        assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn wrong_type_names_key_path() {
+        let e = from_str::<Top>("c.yaml", "name: a\ninner:\n  port: lots\n").unwrap_err();
+        assert_eq!(e.key_path, "inner.port");
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().contains("inner.port: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn bad_yaml_is_located() {
+        let e = from_str::<Top>("c.yaml", "name: a\ninner: [\n").unwrap_err();
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_and_errors_name_them() {
+        let text = "name: a\ninner:\n  port: 1\n";
+        let o = Override::parse("--set", "inner.port=8080").unwrap();
+        let t: Top = from_str_with_overrides("c.yaml", text, &[o]).unwrap();
+        assert_eq!(t.inner.port, 8080);
+        let bad = Override::parse("--set inner.port=x", "inner.port=x").unwrap();
+        let e = from_str_with_overrides::<Top>("c.yaml", text, &[bad]).unwrap_err();
+        assert_eq!(e.source_name, "--set inner.port=x");
+        assert_eq!(e.key_path, "inner.port");
+    }
+
+    #[test]
+    fn env_overrides() {
+        let o = Override::from_env([("NIGHTJAR__INNER__SIZE".to_string(), "8MiB".to_string())]).unwrap();
+        let t: Top = from_str_with_overrides("c.yaml", "name: a\ninner:\n  port: 1\n", &o).unwrap();
+        assert_eq!(t.inner.size, Some(ByteSize(8 << 20)));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("8 parsecs").is_err());
+    }
+}

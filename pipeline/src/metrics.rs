@@ -1,0 +1,173 @@
+//! Prometheus metrics: names, the headline counters (optionally also under Tetragon's
+//! names, so existing dashboards keep working) and the `:2112` endpoint (`/metrics`, `/healthz`).
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use http_body_util::Full;
+use hyper::{body::Bytes, server::conn::http1, service::service_fn, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+/// Metric names (the `nightjar_` prefix is part of each).
+pub mod names {
+    pub const EVENTS: &str = "nightjar_events_total";
+    pub const POLICY_EVENTS: &str = "nightjar_policy_events_total";
+    pub const PROCESS_EXEC: &str = "nightjar_process_exec_total";
+    pub const MISSED_EVENTS: &str = "nightjar_missed_events_total";
+    pub const STAGE_DROPPED: &str = "nightjar_stage_dropped_total";
+    pub const QUEUE_DEPTH: &str = "nightjar_queue_depth";
+    pub const SINK_EVENTS: &str = "nightjar_sink_events_total";
+    pub const SINK_BATCH_SECONDS: &str = "nightjar_sink_batch_seconds";
+    pub const PROCESS_CACHE_SIZE: &str = "nightjar_process_cache_size";
+    pub const BUILD_INFO: &str = "nightjar_build_info";
+
+    pub const TETRAGON_EVENTS: &str = "tetragon_events_total";
+    pub const TETRAGON_POLICY_EVENTS: &str = "tetragon_policy_events_total";
+    pub const TETRAGON_PROCESS_EXEC: &str = "tetragon_process_exec_total";
+    pub const TETRAGON_MISSED_EVENTS: &str = "tetragon_missed_events_total";
+}
+
+static TETRAGON_NAMES: AtomicBool = AtomicBool::new(false);
+
+/// Also export the four headline series under Tetragon's names.
+pub fn set_tetragon_names(on: bool) {
+    TETRAGON_NAMES.store(on, Ordering::Relaxed);
+}
+
+fn tetragon() -> bool {
+    TETRAGON_NAMES.load(Ordering::Relaxed)
+}
+
+/// One event of `event_type` entered the pipeline.
+pub fn count_event(event_type: &'static str) {
+    metrics::counter!(names::EVENTS, "type" => event_type).increment(1);
+    if tetragon() {
+        metrics::counter!(names::TETRAGON_EVENTS, "type" => event_type).increment(1);
+    }
+}
+
+/// One process execution was observed.
+pub fn count_exec() {
+    metrics::counter!(names::PROCESS_EXEC).increment(1);
+    if tetragon() {
+        metrics::counter!(names::TETRAGON_PROCESS_EXEC).increment(1);
+    }
+}
+
+/// A policy produced an event with `action`.
+pub fn count_policy_event(policy: &str, action: &str) {
+    metrics::counter!(names::POLICY_EVENTS, "policy" => policy.to_owned(), "action" => action.to_owned()).increment(1);
+    if tetragon() {
+        metrics::counter!(names::TETRAGON_POLICY_EVENTS, "policy" => policy.to_owned(), "hook" => action.to_owned())
+            .increment(1);
+    }
+}
+
+/// Sets the absolute number of events lost for `cause` (the kernel keeps the count).
+pub fn set_missed(cause: &'static str, kind: &'static str, total: u64) {
+    metrics::counter!(names::MISSED_EVENTS, "cause" => cause, "kind" => kind).absolute(total);
+    if tetragon() {
+        metrics::counter!(names::TETRAGON_MISSED_EVENTS, "cause" => cause, "kind" => kind).absolute(total);
+    }
+}
+
+/// A stage discarded `n` events for `reason`.
+pub fn count_stage_drop(stage: &'static str, reason: &'static str, n: u64) {
+    metrics::counter!(names::STAGE_DROPPED, "stage" => stage, "reason" => reason).increment(n);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot install the metrics recorder: {0}")]
+    Install(String),
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Installs the global Prometheus recorder (once per process).
+pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
+    let handle = PrometheusBuilder::new().install_recorder().map_err(|e| MetricsError::Install(e.to_string()))?;
+    metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    let up = handle.clone();
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            t.tick().await;
+            up.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// Health of the agent as `/healthz` reports it.
+pub type HealthFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Binds `addr` and serves `/metrics` and `/healthz` until the task is dropped.
+/// Returns the bound address (useful with port 0).
+pub async fn serve(
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    health: HealthFn,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), MetricsError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| MetricsError::Bind { addr, source })?;
+    let task = tokio::spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let handle = handle.clone();
+            let health = health.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let handle = handle.clone();
+                    let health = health.clone();
+                    async move { Ok::<_, Infallible>(route(&req, &handle, &health)) }
+                });
+                if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                    tracing::debug!(error = %e, "metrics connection ended with an error");
+                }
+            });
+        }
+    });
+    Ok((bound, task))
+}
+
+fn route(req: &Request<hyper::body::Incoming>, handle: &PrometheusHandle, health: &HealthFn) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, ctype: &'static str, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ctype));
+        r
+    };
+    if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into());
+    }
+    match req.uri().path() {
+        "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4", handle.render()),
+        "/healthz" => match health() {
+            Ok(()) => text(StatusCode::OK, "text/plain", "ok\n".into()),
+            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("unhealthy: {why}\n")),
+        },
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "try /metrics or /healthz\n".into()),
+    }
+}
+
+/// The fan-out could not queue an event for `sink` (`queue_full`, `sink_closed`).
+pub fn count_sink_drop(sink: &'static str, reason: &'static str) {
+    metrics::counter!(names::STAGE_DROPPED, "stage" => "fanout", "reason" => reason, "sink" => sink).increment(1);
+    metrics::counter!(names::SINK_EVENTS, "sink" => sink, "outcome" => "dropped").increment(1);
+}

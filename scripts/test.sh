@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Sets up the machine and runs the whole test suite: format, lints, unit and
+# integration tests (the sensor tests load real eBPF programs: run as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+scripts/setup.sh
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+rustfmt --edition 2021 --check sensor-bpf/src/main.rs sensor-bpf/common/src/lib.rs
+
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked

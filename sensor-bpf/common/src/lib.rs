@@ -1,0 +1,283 @@
+//! Owns: the `#[repr(C)]` records that nightjar's eBPF programs write into the ring
+//! buffer, the layout of their maps and globals, and the numeric codes both sides agree on.
+//! Must not know about: aya's loader, tokio, the pipeline or any user-space type.
+#![no_std]
+
+/// Record kinds, the first field of every ring-buffer record.
+pub mod kind {
+    pub const EXEC: u16 = 1;
+    pub const EXIT: u16 = 2;
+    pub const FORK: u16 = 3;
+}
+
+/// Causes of a lost record, the second index of the `MISSED` per-CPU counters.
+pub mod cause {
+    /// `bpf_ringbuf_reserve`/`output` failed: user space fell behind and the ring is full.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// The per-CPU scratch buffer could not be looked up (never expected).
+    pub const SCRATCH: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
+/// Number of record kinds tracked by `MISSED` (index = kind * cause::COUNT + cause).
+pub const KINDS: u32 = 4;
+/// Entries of the `MISSED` per-CPU array.
+pub const MISSED_ENTRIES: u32 = KINDS * cause::COUNT;
+
+/// Index into `MISSED` for a record kind and a cause.
+#[inline(always)]
+pub const fn missed_index(kind: u16, cause: u32) -> u32 {
+    (kind as u32) * cause::COUNT + cause
+}
+
+/// Flags of [`ExecRecord::flags`].
+pub mod exec_flags {
+    /// The argument block was longer than the configured maximum and was cut.
+    pub const ARGS_TRUNCATED: u32 = 1 << 0;
+    /// The binary path had more components (or bytes) than the walker reads.
+    pub const PATH_TRUNCATED: u32 = 1 << 1;
+    /// The cwd had more components (or bytes) than the walker reads.
+    pub const CWD_TRUNCATED: u32 = 1 << 2;
+    pub const CGROUP_TRUNCATED: u32 = 1 << 3;
+    /// `mm->exe_file` was unavailable; the path is the `filename` given to execve.
+    pub const PATH_FROM_FILENAME: u32 = 1 << 4;
+    /// The process has no `mm` (kernel thread) or its argument block could not be read.
+    pub const ARGS_UNREADABLE: u32 = 1 << 5;
+}
+
+/// Namespace slots of [`ExecRecord::ns`].
+pub mod ns {
+    pub const UTS: usize = 0;
+    pub const IPC: usize = 1;
+    pub const MNT: usize = 2;
+    pub const PID: usize = 3;
+    pub const PID_FOR_CHILDREN: usize = 4;
+    pub const NET: usize = 5;
+    pub const TIME: usize = 6;
+    pub const CGROUP: usize = 7;
+    pub const USER: usize = 8;
+    pub const COUNT: usize = 9;
+}
+
+/// Common header of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub kind: u16,
+    pub _pad: u16,
+    /// Total length of the record in bytes, header included.
+    pub size: u32,
+    /// `bpf_ktime_get_boot_ns()` when the record was made.
+    pub ktime: u64,
+}
+
+/// Fixed part of an exec record. It is followed by `path_len + args_len + cwd_len +
+/// cgroup_len` bytes of variable data, in that order. Paths (binary, cwd, cgroup) are
+/// written leaf first as NUL-terminated components (`"echo\0bin\0"` for `/bin/echo`);
+/// the argument block is argv as the kernel keeps it (NUL-separated).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecRecord {
+    pub hdr: RecordHeader,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    /// pid as seen inside the process's own pid namespace.
+    pub ns_pid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    pub auid: u32,
+    pub flags: u32,
+    /// Boot-relative start time of the process (`task->start_boottime`), ns.
+    pub start_boottime: u64,
+    /// Boot-relative start time of the parent (`real_parent->start_boottime`), ns.
+    pub parent_start_boottime: u64,
+    pub cgroup_id: u64,
+    pub cap_effective: u64,
+    pub cap_permitted: u64,
+    pub cap_inheritable: u64,
+    pub ns: [u32; ns::COUNT],
+    pub path_len: u16,
+    pub args_len: u16,
+    pub cwd_len: u16,
+    pub cgroup_len: u16,
+    pub comm: [u8; 16],
+    pub tty: [u8; 16],
+}
+
+/// Process exit (the whole thread group is gone).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitRecord {
+    pub hdr: RecordHeader,
+    pub pid: u32,
+    pub tid: u32,
+    /// `task->exit_code`: exit status in bits 8..15, terminating signal in bits 0..6.
+    pub exit_code: u32,
+    pub _pad: u32,
+    pub start_boottime: u64,
+}
+
+/// A new process (not a thread) was forked: it runs its parent's binary until it execs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForkRecord {
+    pub hdr: RecordHeader,
+    pub pid: u32,
+    pub ppid: u32,
+    pub start_boottime: u64,
+    pub parent_start_boottime: u64,
+}
+
+/// Limits of the variable data of an exec record.
+pub mod limits {
+    /// Bytes reserved for one path (binary or cwd), components included.
+    pub const PATH_MAX: usize = 4096;
+    /// Longest component the walker copies (NAME_MAX + NUL).
+    pub const NAME_MAX: usize = 256;
+    /// Most components walked for one path.
+    pub const PATH_DEPTH: u32 = 64;
+    /// Most components walked for a cgroup path.
+    pub const CGROUP_DEPTH: u32 = 16;
+    pub const CGROUP_MAX: usize = 1024;
+    /// Hard upper bound of the argument block (the configurable maximum is below it).
+    pub const ARGS_MAX: usize = 4096;
+    /// Size of the per-CPU scratch buffer an exec record is assembled in.
+    pub const SCRATCH: usize = 16384;
+}
+
+/// Offsets (in bytes) of the kernel struct fields the programs read, computed by user
+/// space from the running kernel's BTF and handed to the programs as a read-only global.
+/// This is how one object works across kernels without compiler CO-RE support.
+/// A value of `u32::MAX` means "this kernel does not have the field".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_pid: u32,
+    pub task_start_boottime: u32,
+    pub task_mm: u32,
+    pub task_fs: u32,
+    pub task_nsproxy: u32,
+    pub task_real_cred: u32,
+    pub task_loginuid: u32,
+    pub task_signal: u32,
+    pub task_cgroups: u32,
+    pub task_exit_code: u32,
+    pub task_thread_pid: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub mm_exe_file: u32,
+    pub file_f_path: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub fs_pwd: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name_name: u32,
+    pub vfsmount_mnt_root: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    pub cred_cap_inheritable: u32,
+    pub cred_cap_permitted: u32,
+    pub cred_cap_effective: u32,
+    pub cred_user_ns: u32,
+    /// `inum` of each namespace struct (`<ns>.ns.inum`), indexed like [`ns`].
+    pub ns_inum: [u32; ns::COUNT],
+    /// Offset in `nsproxy` of each namespace pointer (USER and PID are not in nsproxy).
+    pub nsproxy_ns: [u32; ns::COUNT],
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    pub upid_size: u32,
+    pub upid_nr: u32,
+    pub upid_ns: u32,
+    pub signal_tty: u32,
+    pub tty_name: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_name: u32,
+    pub kernfs_node_parent: u32,
+    /// Offset of `group_dead` in the `sched_process_exit` tracepoint record (or MAX).
+    pub tp_exit_group_dead: u32,
+    /// Offset of the `__data_loc` of `filename` in the `sched_process_exec` record.
+    pub tp_exec_filename: u32,
+    /// Configured maximum of the argument block, ≤ limits::ARGS_MAX.
+    pub args_max: u32,
+    /// Pid-namespace inum of the host (init's), to flag "is host namespace".
+    pub _reserved: u32,
+}
+
+impl Offsets {
+    pub const MISSING: u32 = u32::MAX;
+    /// All fields missing: the programs then emit only what helpers give them.
+    pub const fn missing() -> Self {
+        let m = Self::MISSING;
+        Offsets {
+            task_real_parent: m,
+            task_tgid: m,
+            task_pid: m,
+            task_start_boottime: m,
+            task_mm: m,
+            task_fs: m,
+            task_nsproxy: m,
+            task_real_cred: m,
+            task_loginuid: m,
+            task_signal: m,
+            task_cgroups: m,
+            task_exit_code: m,
+            task_thread_pid: m,
+            mm_arg_start: m,
+            mm_arg_end: m,
+            mm_exe_file: m,
+            file_f_path: m,
+            path_mnt: m,
+            path_dentry: m,
+            fs_pwd: m,
+            dentry_d_parent: m,
+            dentry_d_name_name: m,
+            vfsmount_mnt_root: m,
+            mount_mnt: m,
+            mount_mnt_parent: m,
+            mount_mnt_mountpoint: m,
+            cred_uid: m,
+            cred_gid: m,
+            cred_euid: m,
+            cred_egid: m,
+            cred_cap_inheritable: m,
+            cred_cap_permitted: m,
+            cred_cap_effective: m,
+            cred_user_ns: m,
+            ns_inum: [m; ns::COUNT],
+            nsproxy_ns: [m; ns::COUNT],
+            pid_level: m,
+            pid_numbers: m,
+            upid_size: m,
+            upid_nr: m,
+            upid_ns: m,
+            signal_tty: m,
+            tty_name: m,
+            css_set_dfl_cgrp: m,
+            cgroup_kn: m,
+            kernfs_node_name: m,
+            kernfs_node_parent: m,
+            tp_exit_group_dead: m,
+            tp_exec_filename: m,
+            args_max: 1024,
+            _reserved: 0,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY (all): plain-old-data, repr(C), every bit pattern valid, no padding holes
+    // read by the kernel.
+    unsafe impl aya::Pod for super::Offsets {}
+}

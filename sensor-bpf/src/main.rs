@@ -1,0 +1,18 @@
+//! Owns: the kernel side of nightjar — tracepoint programs that observe process
+//! lifecycle and write `nightjar_common` records into the `EVENTS` ring buffer.
+//! Must not know about: user-space decoding, policies' YAML, the pipeline or sinks.
+#![no_std]
+#![no_main]
+
+mod process;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any reachable panic path; this only satisfies the linker.
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

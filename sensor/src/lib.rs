@@ -1,0 +1,10 @@
+//! Owns: loading nightjar's eBPF programs (aya), probing what the kernel allows, reading
+//! and decoding ring-buffer records, and the process cache that turns them into events.
+//! Must not know about: sinks, the pipeline's stages, or how events are exported.
+
+pub mod decode;
+pub mod loader;
+pub mod policy;
+pub mod probe;
+
+pub use loader::{Sensor, SensorConfig, SensorError};

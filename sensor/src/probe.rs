@@ -1,0 +1,110 @@
+//! What this kernel offers nightjar: BTF, tracefs, kprobes, BPF-LSM, privileges.
+//! Run once at startup; the result is logged and shown by `nightjar status`.
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Kernel features relevant to choosing hook backends.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KernelFeatures {
+    pub kernel_release: String,
+    /// `/sys/kernel/btf/vmlinux` is present (needed for struct offsets).
+    pub btf: bool,
+    /// Where tracefs is mounted (after mounting it if it was missing).
+    pub tracefs: Option<PathBuf>,
+    /// `kprobe_events` exists in tracefs (kernel built with kprobes).
+    pub kprobes: bool,
+    /// `bpf` is in the active LSM list.
+    pub bpf_lsm: bool,
+    pub euid: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("tracefs is not mounted at /sys/kernel/tracing and mounting it failed: {0} (run as root, or `mount -t tracefs nodev /sys/kernel/tracing`)")]
+    Tracefs(std::io::Error),
+}
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
+
+/// Probes the kernel; mounts tracefs if it is missing and `mount_missing` is set.
+pub fn probe(mount_missing: bool) -> Result<KernelFeatures, ProbeError> {
+    let tracefs =
+        find_tracefs().or_else(|| if mount_missing { mount_tracefs().ok().and_then(|_| find_tracefs()) } else { None });
+    if tracefs.is_none() && mount_missing {
+        return Err(ProbeError::Tracefs(
+            mount_tracefs().err().unwrap_or_else(|| std::io::Error::other("tracefs mounted but has no events/")),
+        ));
+    }
+    let kprobes = tracefs.as_deref().map(|t| t.join("kprobe_events").exists()).unwrap_or(false);
+    let bpf_lsm = std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|s| s.trim().split(',').any(|l| l == "bpf"))
+        .unwrap_or(false);
+    Ok(KernelFeatures {
+        kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+        btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+        tracefs,
+        kprobes,
+        bpf_lsm,
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        euid: unsafe { libc::geteuid() },
+    })
+}
+
+fn find_tracefs() -> Option<PathBuf> {
+    [TRACEFS, DEBUGFS_TRACING].into_iter().map(PathBuf::from).find(|p| p.join("events").is_dir())
+}
+
+fn mount_tracefs() -> std::io::Result<()> {
+    let src = c"nodev";
+    let target = c"/sys/kernel/tracing";
+    let fstype = c"tracefs";
+    // SAFETY: static NUL-terminated strings; mount(2) does not keep the pointers.
+    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Reads the byte offset of `field` in a tracepoint's record from its tracefs `format` file.
+pub fn tracepoint_field_offset(tracefs: &Path, category: &str, name: &str, field: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(tracefs.join("events").join(category).join(name).join("format")).ok()?;
+    for line in text.lines() {
+        let line = line.trim();
+        let Some(decl) = line.strip_prefix("field:") else { continue };
+        let decl_name = decl.split(';').next()?.trim();
+        let ident = decl_name.rsplit(|c: char| c.is_whitespace() || c == '*').next()?;
+        let ident = ident.split('[').next()?;
+        if ident == field {
+            let off = line.split("offset:").nth(1)?.split(';').next()?.trim();
+            return off.parse().ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_format_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("events/sched/sched_process_exit");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(
+            p.join("format"),
+            "name: x\nformat:\n\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;\n\tfield:bool group_dead;\toffset:32;\tsize:1;\tsigned:0;\n",
+        )
+        .unwrap();
+        let off = |f| tracepoint_field_offset(dir.path(), "sched", "sched_process_exit", f);
+        assert_eq!(off("group_dead"), Some(32));
+        assert_eq!(off("comm"), Some(8));
+        assert_eq!(off("nope"), None);
+    }
+}

@@ -1,0 +1,90 @@
+//! Drives one sink: takes events from its bounded queue, batches them (max events, max
+//! age), sends with bounded exponential backoff, flushes on shutdown, and counts outcomes.
+use std::{sync::Arc, time::Duration};
+
+use pipeline::{metrics::names, Event};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::{SendOutcome, Sink};
+
+/// Batching and retry settings shared by every sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub max_events: usize,
+    /// Longest time an event waits for its batch to fill, in milliseconds.
+    pub max_age_ms: u64,
+    /// Retries of a retryable failure before the batch is counted as failed.
+    pub max_retries: u32,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_events: 512, max_age_ms: 100, max_retries: 5 }
+    }
+}
+
+/// What the driver delivered and lost, for the shutdown report.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DriverReport {
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+/// Runs `sink` until `rx` closes (all senders dropped), then flushes.
+pub async fn run(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Arc<Event>>, cfg: BatchConfig) -> DriverReport {
+    let name = sink.name();
+    let mut report = DriverReport::default();
+    let mut batch: Vec<Arc<Event>> = Vec::with_capacity(cfg.max_events);
+    let max_age = Duration::from_millis(cfg.max_age_ms);
+    loop {
+        let first = match rx.recv().await {
+            Some(e) => e,
+            None => break,
+        };
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + max_age;
+        while batch.len() < cfg.max_events {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(e)) => batch.push(e),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        send_with_retries(sink.as_mut(), &batch, &cfg, &mut report).await;
+        batch.clear();
+    }
+    if let Err(e) = sink.flush().await {
+        tracing::error!(sink = name, error = %e, "final flush failed");
+    }
+    report
+}
+
+async fn send_with_retries(sink: &mut dyn Sink, batch: &[Arc<Event>], cfg: &BatchConfig, report: &mut DriverReport) {
+    let name = sink.name();
+    let n = batch.len() as u64;
+    let started = std::time::Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    for attempt in 0..=cfg.max_retries {
+        match sink.send(batch).await {
+            SendOutcome::Delivered => {
+                report.delivered += n;
+                metrics::counter!(names::SINK_EVENTS, "sink" => name, "outcome" => "delivered").increment(n);
+                metrics::histogram!(names::SINK_BATCH_SECONDS, "sink" => name).record(started.elapsed().as_secs_f64());
+                return;
+            }
+            SendOutcome::Retryable(why) if attempt < cfg.max_retries => {
+                metrics::counter!(names::SINK_EVENTS, "sink" => name, "outcome" => "retried").increment(n);
+                tracing::warn!(sink = name, attempt, error = %why, "send failed, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            SendOutcome::Retryable(why) | SendOutcome::Fatal(why) => {
+                report.failed += n;
+                metrics::counter!(names::SINK_EVENTS, "sink" => name, "outcome" => "failed").increment(n);
+                tracing::error!(sink = name, events = n, error = %why, "batch not delivered");
+                return;
+            }
+        }
+    }
+}

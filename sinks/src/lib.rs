@@ -1,0 +1,92 @@
+//! Owns: the `Sink` trait and every sink (one folder each), and the driver that batches a
+//! sink's queue and retries its sends.
+//! Must not know about: the sensor, BPF, or how events were produced.
+
+pub mod driver;
+pub mod file;
+pub mod stdout;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pipeline::Event;
+
+/// What a send achieved.
+#[derive(Debug)]
+pub enum SendOutcome {
+    /// Every event of the batch is delivered.
+    Delivered,
+    /// Nothing was delivered, and trying again may work (connection refused, disk full).
+    Retryable(String),
+    /// Nothing was delivered, and trying again will not help.
+    Fatal(String),
+}
+
+/// Health as `nightjar status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Health {
+    Healthy,
+    Degraded(String),
+}
+
+/// A destination for events.
+#[async_trait]
+pub trait Sink: Send {
+    /// Name used in metrics labels and logs (`stdout`, `file`, ...).
+    fn name(&self) -> &'static str;
+    /// Sends one batch.
+    async fn send(&mut self, batch: &[Arc<Event>]) -> SendOutcome;
+    /// Makes everything sent so far durable/visible.
+    async fn flush(&mut self) -> Result<(), String>;
+    fn health(&self) -> Health;
+}
+
+use pipeline::fanout::QueueConfig;
+use serde::{Deserialize, Serialize};
+
+/// `sinks:` section: one key per sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinksConfig {
+    pub stdout: stdout::StdoutConfig,
+    pub file: file::FileConfig,
+}
+
+/// A sink built from config, with its queue and batch settings.
+pub struct BuiltSink {
+    pub sink: Box<dyn Sink>,
+    pub queue: QueueConfig,
+    pub batch: driver::BatchConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    File(#[from] file::FileSinkError),
+}
+
+/// Builds every enabled sink. A sink that cannot start is an error naming it.
+pub fn build_all(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltSink, BuildError>)> {
+    let mut out = Vec::new();
+    if cfg.stdout.enabled {
+        out.push((
+            "stdout",
+            Ok(BuiltSink {
+                sink: Box::new(stdout::StdoutSink::new(&cfg.stdout)) as Box<dyn Sink>,
+                queue: cfg.stdout.queue.clone(),
+                batch: cfg.stdout.batch.clone(),
+            }),
+        ));
+    }
+    if cfg.file.enabled {
+        out.push((
+            "file",
+            file::FileSink::new(&cfg.file).map_err(BuildError::from).map(|s| BuiltSink {
+                sink: Box::new(s) as Box<dyn Sink>,
+                queue: cfg.file.queue.clone(),
+                batch: cfg.file.batch.clone(),
+            }),
+        ));
+    }
+    out
+}

@@ -1,0 +1,108 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// nightjar — kernel-level runtime security: process, file and network activity from eBPF,
+/// filtered by Tetragon TracingPolicies, exported as Tetragon-compatible JSON.
+#[derive(Parser, Debug)]
+#[command(name = "nightjar", version, propagate_version = true)]
+#[command(
+    after_help = "Start the agent with `sudo nightjar run`; watch its events with `nightjar getevents -o compact`.\n\
+Exit codes: 0 ok, 1 runtime failure, 2 bad config/policy/usage."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Config file (YAML). Without it, the built-in default (config/default.yaml) is used.
+    #[arg(short, long, global = true, env = "NIGHTJAR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override one config key, e.g. `--set sinks.file.path=/tmp/n.log` (repeatable; applied
+    /// after the file and after NIGHTJAR__SECTION__KEY environment variables).
+    #[arg(short = 's', long = "set", global = true, value_name = "KEY.PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, env = "NIGHTJAR_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter (tracing syntax: `info`, `nightjar_sensor=debug`, ...).
+    #[arg(long, global = true, env = "NIGHTJAR_LOG")]
+    pub log_level: Option<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the agent: load the eBPF sensor and the policies, export events to the sinks.
+    Run(RunArgs),
+    /// Print events: from a Tetragon/nightjar JSON export (a file or stdin).
+    Getevents(GeteventsArgs),
+    /// Work with TracingPolicy files.
+    Policy(PolicyArgs),
+    /// Show kernel features nightjar found and which hooks it can use.
+    Status(StatusArgs),
+    /// Print the effective config (file + environment + --set) as YAML, or check it.
+    Config(ConfigArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Stop after this many seconds (for scripts and tests); default: run until SIGTERM/SIGINT.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<u64>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Json,
+    Compact,
+}
+
+#[derive(Args, Debug)]
+pub struct GeteventsArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "compact")]
+    pub output: Output,
+    /// Read a JSON export (one event per line) from FILE; `-` for stdin.
+    #[arg(short, long, value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Check TracingPolicy files; prints `file:line:column: reason` for each problem.
+    Validate {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// Only check the config; print nothing when it is valid.
+    #[arg(long)]
+    pub check: bool,
+}

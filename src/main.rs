@@ -1,0 +1,26 @@
+//! nightjar: the command line. It parses flags, loads the config and wires the sensor,
+//! the pipeline and the sinks together; the work itself lives in those crates.
+mod cli;
+mod config;
+mod getevents;
+mod policy;
+mod run;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit code for a bad config, policy or command line: the user must fix input.
+pub const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Run(args) => run::main(&cli.global, args),
+        cli::Command::Getevents(args) => getevents::main(args),
+        cli::Command::Policy(args) => policy::main(args),
+        cli::Command::Status(args) => status::main(&cli.global, args),
+        cli::Command::Config(args) => config::print_main(&cli.global, args),
+    }
+}

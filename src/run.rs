@@ -1,0 +1,156 @@
+//! `nightjar run`: sensor → pipeline (fan-out) → sinks, metrics endpoint, graceful shutdown.
+use std::{
+    process::ExitCode,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use anyhow::Context;
+use pipeline::fanout::{self, Output};
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    cli::{Global, LogFormat, RunArgs},
+    config::{self, Config},
+};
+
+pub fn main(global: &Global, args: RunArgs) -> ExitCode {
+    let cfg = match config::load_or_exit(global) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(&cfg);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nightjar: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg, args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("nightjar: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
+    let node = cfg.node_name();
+    pipeline::metrics::set_tetragon_names(cfg.metrics.tetragon_names);
+    let ready = Arc::new(AtomicBool::new(false));
+    let _metrics_task = if cfg.metrics.enabled {
+        let handle = pipeline::metrics::install_recorder()?;
+        let r = ready.clone();
+        let health: pipeline::metrics::HealthFn = Arc::new(move || {
+            if r.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("starting: the sensor is not attached yet".into())
+            }
+        });
+        let (addr, task) = pipeline::metrics::serve(cfg.metrics.listen, handle, health).await?;
+        tracing::info!(%addr, "metrics on http://{addr}/metrics");
+        Some(task)
+    } else {
+        None
+    };
+
+    // Sinks first: a sink that cannot start is reported, the others keep working.
+    let mut outputs = Vec::new();
+    let mut drivers = Vec::new();
+    for (name, built) in sinks::build_all(&cfg.sinks) {
+        match built {
+            Ok(b) => {
+                let (tx, rx) = mpsc::channel(b.queue.capacity.max(1));
+                outputs.push(Output { name, tx, policy: b.queue.policy });
+                drivers.push((name, tokio::spawn(sinks::driver::run(b.sink, rx, b.batch))));
+            }
+            Err(e) => tracing::error!(sink = name, error = %e, "sink disabled: it could not start"),
+        }
+    }
+    if outputs.is_empty() {
+        anyhow::bail!("no sink could start; enable at least one under `sinks:`");
+    }
+
+    let sensor = sensor::Sensor::load(&cfg.sensor, &node).context("cannot start the sensor")?;
+    tracing::info!(features = ?sensor.features, node = %node, "sensor loaded");
+
+    let (tx, rx) = mpsc::channel(cfg.pipeline.channel_capacity.max(1));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sensor_task = tokio::spawn(sensor.run(tx, stop_rx));
+    ready.store(true, Ordering::Relaxed);
+    let fanout_task = tokio::spawn(fanout::run(rx, outputs));
+
+    wait_for_stop(args.duration).await;
+    tracing::info!("shutting down: stopping the sensor, draining the pipeline, flushing sinks");
+    let _ = stop_tx.send(true);
+    let deadline = Duration::from_secs(cfg.pipeline.shutdown_timeout_secs);
+    let drained = tokio::time::timeout(deadline, async {
+        match sensor_task.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "sensor stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "sensor task failed"),
+            Ok(Ok(())) => {}
+        }
+        let report = fanout_task.await.unwrap_or_default();
+        let mut undelivered = 0;
+        for (name, d) in drivers {
+            if let Ok(r) = d.await {
+                tracing::info!(sink = name, delivered = r.delivered, failed = r.failed, "sink finished");
+                undelivered += r.failed;
+            }
+        }
+        for (name, _queued, full, closed) in &report.outputs {
+            undelivered += full + closed;
+            if full + closed > 0 {
+                tracing::warn!(sink = name, dropped = full + closed, "events dropped for this sink");
+            }
+        }
+        (report.received, undelivered)
+    })
+    .await;
+    match drained {
+        Ok((received, undelivered)) => {
+            tracing::info!(received, undelivered, "shutdown complete");
+        }
+        Err(_) => tracing::error!(?deadline, "shutdown deadline passed; some events may not have been flushed"),
+    }
+    Ok(())
+}
+
+async fn wait_for_stop(duration: Option<u64>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    let timer = async {
+        match duration {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+        _ = timer => tracing::info!("--duration elapsed"),
+    }
+}

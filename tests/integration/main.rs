@@ -1,0 +1,6 @@
+//! End-to-end tests of the `nightjar` binary: real config files, real kernel, real sockets.
+mod common;
+
+mod config_errors;
+mod getevents;
+mod run_smoke;
