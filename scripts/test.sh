@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-rustfmt --edition 2021 --check sensor-bpf/src/main.rs sensor-bpf/common/src/lib.rs
+rustfmt --edition 2021 --check sensor-bpf/src/*.rs sensor-bpf/common/src/lib.rs
 
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -4,6 +4,8 @@
 #![no_std]
 #![no_main]
 
+mod kread;
+mod maps;
 mod process;
 
 #[cfg(not(test))]

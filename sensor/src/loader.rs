@@ -1,19 +1,26 @@
 //! Loads the embedded eBPF object, attaches the hooks, reads the ring buffer and hands
 //! decoded records to the process layer, which emits pipeline events.
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use aya::{
     maps::{PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use nightjar_common::{cause, kind, missed_index};
-use pipeline::{config::ByteSize, event::*, time::Timestamp, Event};
+use pipeline::{config::ByteSize, Event};
 use serde::{Deserialize, Serialize};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use crate::{
     decode::{self, Record},
+    hooks::process::ProcessHook,
     probe::KernelFeatures,
 };
 
@@ -32,11 +39,20 @@ pub struct SensorConfig {
     pub proc_scan: bool,
     /// Mount tracefs when it is missing.
     pub mount_tracefs: bool,
+    /// Most executions the process cache keeps (live processes plus exited ancestors of
+    /// live ones); beyond it new entries are refused and counted.
+    pub process_cache_max: usize,
 }
 
 impl Default for SensorConfig {
     fn default() -> Self {
-        SensorConfig { ring_buffer_size: ByteSize(8 << 20), args_max_bytes: 1024, proc_scan: true, mount_tracefs: true }
+        SensorConfig {
+            ring_buffer_size: ByteSize(8 << 20),
+            args_max_bytes: 1024,
+            proc_scan: true,
+            mount_tracefs: true,
+            process_cache_max: 262_144,
+        }
     }
 }
 
@@ -46,6 +62,8 @@ pub enum SensorError {
     RingSize(u64),
     #[error("the sensor needs root (or CAP_BPF + CAP_PERFMON); running as euid {0}")]
     NotRoot(u32),
+    #[error("kernel BTF: {0}")]
+    Btf(#[from] crate::btf::BtfError),
     #[error("kernel probe: {0}")]
     Probe(#[from] crate::probe::ProbeError),
     #[error("loading the eBPF object: {0}")]
@@ -63,17 +81,32 @@ pub enum SensorError {
 }
 
 /// Tracepoints the base sensor attaches: (program, category, tracepoint).
-const PROCESS_HOOKS: [(&str, &str, &str); 3] = [
-    ("sched_process_exec", "sched", "sched_process_exec"),
-    ("sched_process_exit", "sched", "sched_process_exit"),
-    ("sched_process_fork", "sched", "sched_process_fork"),
-];
+const PROCESS_TRACEPOINTS: [(&str, &str, &str); 2] =
+    [("sched_process_exec", "sched", "sched_process_exec"), ("sched_process_exit", "sched", "sched_process_exit")];
+/// Raw tracepoints (they give the task pointers): (program, tracepoint).
+const PROCESS_RAW_TRACEPOINTS: [(&str, &str); 1] = [("sched_process_fork", "sched_process_fork")];
 
 /// A loaded, attached sensor. Dropping it detaches every program.
 pub struct Sensor {
     ebpf: Ebpf,
     pub features: KernelFeatures,
-    node_name: String,
+    process: ProcessHook,
+    stats: Arc<SensorStats>,
+}
+
+/// Records read from the ring buffer per wake-up before they are turned into events.
+const BATCH: usize = 256;
+
+/// What the sensor saw and lost (totals since load).
+#[derive(Debug, Default)]
+pub struct SensorStats {
+    /// Records read from the ring buffer.
+    pub records: AtomicU64,
+    pub decode_errors: AtomicU64,
+    /// Records the kernel could not write (all kinds, all causes).
+    pub missed: AtomicU64,
+    /// Exec records the kernel could not write.
+    pub missed_exec: AtomicU64,
 }
 
 impl Sensor {
@@ -87,8 +120,31 @@ impl Sensor {
         if features.euid != 0 {
             return Err(SensorError::NotRoot(features.euid));
         }
-        let mut ebpf = EbpfLoader::new().map_max_entries("EVENTS", size as u32).load(BPF_OBJECT)?;
-        for (prog, category, tp) in PROCESS_HOOKS {
+        let btf = crate::btf::Btf::from_sys_fs()?;
+        let (mut offsets, report) = crate::offsets::compute(&btf, cfg.args_max_bytes)?;
+        for m in &report.missing {
+            tracing::warn!(field = %m, "kernel struct field not found; the sensor will not report it");
+        }
+        if let Some(tracefs) = features.tracefs.as_deref() {
+            offsets.tp_exit_group_dead =
+                crate::probe::tracepoint_field_offset(tracefs, "sched", "sched_process_exit", "group_dead")
+                    .unwrap_or(nightjar_common::Offsets::MISSING);
+        }
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", size as u32)
+            .override_global("OFFSETS", &offsets, true)
+            .load(BPF_OBJECT)?;
+        for (prog, tp) in PROCESS_RAW_TRACEPOINTS {
+            let p: &mut RawTracePoint = ebpf
+                .program_mut(prog)
+                .ok_or(SensorError::MissingProgram(prog))?
+                .try_into()
+                .map_err(|source| SensorError::Program { name: prog, source })?;
+            p.load().map_err(|source| SensorError::Program { name: prog, source })?;
+            p.attach(tp).map_err(|source| SensorError::Program { name: prog, source })?;
+            tracing::info!(program = prog, hook = %format!("raw_tracepoint:{tp}"), "attached");
+        }
+        for (prog, category, tp) in PROCESS_TRACEPOINTS {
             let p: &mut TracePoint = ebpf
                 .program_mut(prog)
                 .ok_or(SensorError::MissingProgram(prog))?
@@ -98,11 +154,23 @@ impl Sensor {
             p.attach(category, tp).map_err(|source| SensorError::Program { name: prog, source })?;
             tracing::info!(program = prog, hook = %format!("tracepoint:{category}:{tp}"), "attached");
         }
-        Ok(Sensor { ebpf, features, node_name: node_name.to_owned() })
+        let mut process = ProcessHook::new(node_name, cfg.process_cache_max);
+        if cfg.proc_scan {
+            // After attaching, so a process born meanwhile is seen by one or the other.
+            let n = process.seed_from_proc(&crate::procfs::scan());
+            tracing::info!(processes = n, "process cache seeded from /proc");
+        }
+        Ok(Sensor { ebpf, features, process, stats: Arc::default() })
     }
 
-    /// Reads records until `tx` closes or `shutdown` fires. With a full channel it waits
-    /// (backpressure): the ring buffer then fills and the kernel counts what it cannot keep.
+    /// Counters shared with the caller (tests, `status`); updated while `run` runs.
+    pub fn stats(&self) -> Arc<SensorStats> {
+        self.stats.clone()
+    }
+
+    /// Reads records until `tx` closes or `shutdown` fires, then drains what the kernel
+    /// already wrote. With a full channel it waits (backpressure): the ring buffer then
+    /// fills and the kernel counts what it cannot keep.
     pub async fn run(
         mut self,
         tx: mpsc::Sender<Event>,
@@ -118,83 +186,104 @@ impl Sensor {
         let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| SensorError::Io(e.into_parts().1))?;
         let mut missed_tick = tokio::time::interval(Duration::from_secs(1));
-        let mut batch: Vec<Record> = Vec::with_capacity(256);
+        let mut gc_tick = tokio::time::interval(Duration::from_secs(30));
+        gc_tick.tick().await;
+        let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                _ = missed_tick.tick() => export_missed(&missed),
+                _ = missed_tick.tick() => {
+                    self.export_missed(&missed);
+                    metrics::gauge!(pipeline::metrics::names::PROCESS_CACHE_SIZE).set(self.process.cache.len() as f64);
+                }
+                _ = gc_tick.tick() => {
+                    let n = self.process.collect_gone();
+                    if n > 0 {
+                        tracing::debug!(collected = n, "process cache: exits not seen by the sensor collected from /proc");
+                    }
+                }
                 guard = fd.readable_mut() => {
                     let mut guard = guard?;
-                    let ring = guard.get_inner_mut();
-                    while batch.len() < 256 {
-                        let Some(item) = ring.next() else { break };
-                        match decode::decode(&item) {
-                            Ok(r) => batch.push(r),
-                            Err(e) => {
-                                pipeline::metrics::count_stage_drop("sensor_decode", "malformed_record", 1);
-                                tracing::warn!(error = %e, "dropped a malformed ring-buffer record");
-                            }
-                        }
-                    }
-                    if batch.len() < 256 {
+                    self.read_batch(guard.get_inner_mut(), &mut batch);
+                    if batch.len() < BATCH {
                         guard.clear_ready();
                     }
                 }
             }
-            for r in batch.drain(..) {
-                if let Some(ev) = self.to_event(r) {
-                    if tx.send(ev).await.is_err() {
-                        return Ok(());
-                    }
-                }
+            if !self.deliver(&mut batch, &tx).await {
+                return Ok(());
             }
         }
-        export_missed(&missed);
+        // Shutdown: what the kernel already accepted is still delivered.
+        loop {
+            self.read_batch(fd.get_mut(), &mut batch);
+            if batch.is_empty() || !self.deliver(&mut batch, &tx).await {
+                break;
+            }
+        }
+        self.export_missed(&missed);
         Ok(())
     }
 
-    fn to_event(&self, r: Record) -> Option<Event> {
-        let now = Timestamp::now();
+    fn read_batch(&mut self, ring: &mut RingBuf<aya::maps::MapData>, batch: &mut Vec<Record>) {
+        while batch.len() < BATCH {
+            let Some(item) = ring.next() else { break };
+            self.stats.records.fetch_add(1, Ordering::Relaxed);
+            match decode::decode(&item) {
+                Ok(r) => batch.push(r),
+                Err(e) => {
+                    self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    pipeline::metrics::count_stage_drop("sensor_decode", "malformed_record", 1);
+                    tracing::warn!(error = %e, "dropped a malformed ring-buffer record");
+                }
+            }
+        }
+    }
+
+    /// Sends the batch's events; false when the pipeline has gone away.
+    async fn deliver(&mut self, batch: &mut Vec<Record>, tx: &mpsc::Sender<Event>) -> bool {
+        for r in batch.drain(..) {
+            if let Some(ev) = self.handle(r) {
+                if tx.send(ev).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Sums the kernel's per-CPU missed counters into `nightjar_missed_events_total`.
+    fn export_missed(&self, missed: &PerCpuArray<aya::maps::MapData, u64>) {
+        let mut total = 0;
+        let mut exec = 0;
+        for (k, kname) in KIND_NAMES {
+            for (c, cname) in CAUSE_NAMES {
+                if let Ok(vals) = missed.get(&missed_index(k, c), 0) {
+                    let n: u64 = vals.iter().sum();
+                    total += n;
+                    if k == kind::EXEC {
+                        exec += n;
+                    }
+                    pipeline::metrics::set_missed(cname, kname, n);
+                }
+            }
+        }
+        self.stats.missed.store(total, Ordering::Relaxed);
+        self.stats.missed_exec.store(exec, Ordering::Relaxed);
+    }
+
+    fn handle(&mut self, r: Record) -> Option<Event> {
         match r {
-            Record::Exec(e) => {
-                pipeline::metrics::count_exec();
-                let process = Process {
-                    pid: Some(e.fixed.pid),
-                    tid: Some(e.fixed.tid),
-                    uid: Some(e.fixed.uid),
-                    binary: Some(decode::cstr(&e.fixed.comm)),
-                    ..Default::default()
-                };
-                let kind =
-                    EventKind::ProcessExec(Box::new(ProcessExec { process: Some(process), ..Default::default() }));
-                Some(Event::new(kind, &self.node_name, now))
+            Record::Exec(e) => Some(self.process.on_exec(&e)),
+            Record::Exit(x) => self.process.on_exit(&x),
+            Record::Fork(f) => {
+                self.process.on_fork(&f);
+                None
             }
-            Record::Exit(x) => {
-                let process = Process { pid: Some(x.pid), tid: Some(x.tid), ..Default::default() };
-                let kind = EventKind::ProcessExit(Box::new(ProcessExit {
-                    process: Some(process),
-                    status: Some((x.exit_code >> 8) & 0xff),
-                    ..Default::default()
-                }));
-                Some(Event::new(kind, &self.node_name, now))
-            }
-            Record::Fork(_) => None,
         }
     }
 }
 
 const KIND_NAMES: [(u16, &str); 3] = [(kind::EXEC, "exec"), (kind::EXIT, "exit"), (kind::FORK, "fork")];
 const CAUSE_NAMES: [(u32, &str); 2] = [(cause::RINGBUF_FULL, "ringbuf_full"), (cause::SCRATCH, "scratch")];
-
-/// Sums the kernel's per-CPU missed counters into `nightjar_missed_events_total`.
-fn export_missed(missed: &PerCpuArray<aya::maps::MapData, u64>) {
-    for (k, kname) in KIND_NAMES {
-        for (c, cname) in CAUSE_NAMES {
-            if let Ok(vals) = missed.get(&missed_index(k, c), 0) {
-                let total: u64 = vals.iter().sum();
-                pipeline::metrics::set_missed(cname, kname, total);
-            }
-        }
-    }
-}

@@ -1,0 +1,3 @@
+//! User side of each hook: turns that hook's kernel records into events. Mirrors
+//! `sensor-bpf/src/<hook>.rs`.
+pub mod process;

@@ -1,0 +1,109 @@
+//! Kernel struct offsets for the eBPF programs, computed from the running kernel's BTF.
+//! This stands in for compiler CO-RE, which Rust's BPF target does not emit: the same
+//! object reads `task_struct` & co. correctly on any kernel whose BTF we can read.
+use nightjar_common::{ns, Offsets};
+
+use crate::btf::{Btf, BtfError};
+
+/// What could not be resolved, for the log and `status` (the programs skip those reads).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OffsetReport {
+    pub missing: Vec<String>,
+}
+
+/// Resolves every offset the programs use. Fails only if the essentials are missing.
+pub fn compute(btf: &Btf, args_max: u32) -> Result<(Offsets, OffsetReport), BtfError> {
+    let mut o = Offsets::missing();
+    let mut report = OffsetReport::default();
+    // Essentials: without these the sensor cannot identify processes.
+    o.task_pid = btf.offset("task_struct", &["pid"])?;
+    o.task_tgid = btf.offset("task_struct", &["tgid"])?;
+    o.task_real_parent = btf.offset("task_struct", &["real_parent"])?;
+    o.task_start_boottime = btf.offset_any("task_struct", &[&["start_boottime"], &["real_start_time"]])?;
+
+    let mut opt = |name: &str, r: Result<u32, BtfError>| -> u32 {
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                report.missing.push(format!("{name}: {e}"));
+                Offsets::MISSING
+            }
+        }
+    };
+    o.task_mm = opt("task_struct.mm", btf.offset("task_struct", &["mm"]));
+    o.task_fs = opt("task_struct.fs", btf.offset("task_struct", &["fs"]));
+    o.task_nsproxy = opt("task_struct.nsproxy", btf.offset("task_struct", &["nsproxy"]));
+    o.task_real_cred = opt("task_struct.real_cred", btf.offset("task_struct", &["real_cred"]));
+    o.task_loginuid = opt("task_struct.loginuid", btf.offset("task_struct", &["loginuid"]));
+    o.task_signal = opt("task_struct.signal", btf.offset("task_struct", &["signal"]));
+    o.task_cgroups = opt("task_struct.cgroups", btf.offset("task_struct", &["cgroups"]));
+    o.task_exit_code = opt("task_struct.exit_code", btf.offset("task_struct", &["exit_code"]));
+    o.task_thread_pid = opt("task_struct.thread_pid", btf.offset("task_struct", &["thread_pid"]));
+    o.mm_arg_start = opt("mm_struct.arg_start", btf.offset("mm_struct", &["arg_start"]));
+    o.mm_arg_end = opt("mm_struct.arg_end", btf.offset("mm_struct", &["arg_end"]));
+    o.mm_exe_file = opt("mm_struct.exe_file", btf.offset("mm_struct", &["exe_file"]));
+    o.file_f_path = opt("file.f_path", btf.offset("file", &["f_path"]));
+    o.path_mnt = opt("path.mnt", btf.offset("path", &["mnt"]));
+    o.path_dentry = opt("path.dentry", btf.offset("path", &["dentry"]));
+    o.fs_pwd = opt("fs_struct.pwd", btf.offset("fs_struct", &["pwd"]));
+    o.dentry_d_parent = opt("dentry.d_parent", btf.offset("dentry", &["d_parent"]));
+    o.dentry_d_name_name = opt("dentry.d_name.name", btf.offset("dentry", &["d_name", "name"]));
+    o.vfsmount_mnt_root = opt("vfsmount.mnt_root", btf.offset("vfsmount", &["mnt_root"]));
+    o.mount_mnt = opt("mount.mnt", btf.offset("mount", &["mnt"]));
+    o.mount_mnt_parent = opt("mount.mnt_parent", btf.offset("mount", &["mnt_parent"]));
+    o.mount_mnt_mountpoint = opt("mount.mnt_mountpoint", btf.offset("mount", &["mnt_mountpoint"]));
+    o.cred_uid = opt("cred.uid", btf.offset("cred", &["uid"]));
+    o.cred_gid = opt("cred.gid", btf.offset("cred", &["gid"]));
+    o.cred_euid = opt("cred.euid", btf.offset("cred", &["euid"]));
+    o.cred_egid = opt("cred.egid", btf.offset("cred", &["egid"]));
+    o.cred_cap_inheritable = opt("cred.cap_inheritable", btf.offset("cred", &["cap_inheritable"]));
+    o.cred_cap_permitted = opt("cred.cap_permitted", btf.offset("cred", &["cap_permitted"]));
+    o.cred_cap_effective = opt("cred.cap_effective", btf.offset("cred", &["cap_effective"]));
+    o.cred_user_ns = opt("cred.user_ns", btf.offset("cred", &["user_ns"]));
+
+    let ns_structs: [(usize, &str, &str); ns::COUNT] = [
+        (ns::UTS, "uts_namespace", "uts_ns"),
+        (ns::IPC, "ipc_namespace", "ipc_ns"),
+        (ns::MNT, "mnt_namespace", "mnt_ns"),
+        (ns::PID, "pid_namespace", ""),
+        (ns::PID_FOR_CHILDREN, "pid_namespace", "pid_ns_for_children"),
+        (ns::NET, "net", "net_ns"),
+        (ns::TIME, "time_namespace", "time_ns"),
+        (ns::CGROUP, "cgroup_namespace", "cgroup_ns"),
+        (ns::USER, "user_namespace", ""),
+    ];
+    for (slot, st, field) in ns_structs {
+        o.ns_inum[slot] = opt(&format!("{st}.ns.inum"), btf.offset(st, &["ns", "inum"]));
+        if !field.is_empty() {
+            o.nsproxy_ns[slot] = opt(&format!("nsproxy.{field}"), btf.offset("nsproxy", &[field]));
+        }
+    }
+    o.pid_level = opt("pid.level", btf.offset("pid", &["level"]));
+    o.pid_numbers = opt("pid.numbers", btf.offset("pid", &["numbers"]));
+    o.upid_size = opt("sizeof(upid)", btf.struct_size("upid"));
+    o.upid_nr = opt("upid.nr", btf.offset("upid", &["nr"]));
+    o.upid_ns = opt("upid.ns", btf.offset("upid", &["ns"]));
+    o.signal_tty = opt("signal_struct.tty", btf.offset("signal_struct", &["tty"]));
+    o.tty_name = opt("tty_struct.name", btf.offset("tty_struct", &["name"]));
+    o.css_set_dfl_cgrp = opt("css_set.dfl_cgrp", btf.offset("css_set", &["dfl_cgrp"]));
+    o.cgroup_kn = opt("cgroup.kn", btf.offset("cgroup", &["kn"]));
+    o.kernfs_node_name = opt("kernfs_node.name", btf.offset("kernfs_node", &["name"]));
+    o.kernfs_node_parent = opt("kernfs_node.parent", btf.offset_any("kernfs_node", &[&["__parent"], &["parent"]]));
+    o.args_max = args_max.min(nightjar_common::limits::ARGS_MAX as u32 - 1);
+    Ok((o, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_kernel_resolves_everything() {
+        let btf = Btf::from_sys_fs().expect("kernel BTF");
+        let (o, report) = compute(&btf, 1024).unwrap();
+        assert!(report.missing.is_empty(), "unresolved: {:?}", report.missing);
+        assert_ne!(o.task_mm, Offsets::MISSING);
+        assert!(o.ns_inum.iter().all(|v| *v != Offsets::MISSING));
+        assert_eq!(o.nsproxy_ns[ns::USER], Offsets::MISSING, "user ns is reached through cred");
+    }
+}
