@@ -7,7 +7,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # Debian packages the build and the tests use.
 need_pkgs=()
-for p in build-essential pkg-config; do
+for p in build-essential pkg-config linux-libc-dev bpftool; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

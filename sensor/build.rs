@@ -69,9 +69,37 @@ fn main() {
     if !status.success() {
         panic!("the eBPF build of {} failed ({status}); if the toolchain is missing, {linker_hint}", bpf_dir.display());
     }
+    syscall_table(&out_dir);
     let obj = target_dir.join("bpfel-unknown-none/release/nightjar");
     let dst = out_dir.join("nightjar.bpf.o");
     std::fs::copy(&obj, &dst).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", obj.display(), dst.display()));
+}
+
+/// Writes OUT_DIR/syscalls.rs: (name, number) of every x86_64 syscall, from the kernel's
+/// UAPI header, so policies can name any syscall and the engine can key its hooks by number.
+fn syscall_table(out_dir: &Path) {
+    let candidates = ["/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm/unistd_64.h"];
+    let text = candidates.iter().find_map(|p| {
+        println!("cargo:rerun-if-changed={p}");
+        std::fs::read_to_string(p).ok()
+    });
+    let text = text.unwrap_or_else(|| {
+        panic!("no unistd_64.h in {candidates:?}: install the Debian package linux-libc-dev (scripts/setup.sh does)")
+    });
+    let mut rows = String::new();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        if it.next() != Some("#define") {
+            continue;
+        }
+        let (Some(name), Some(nr)) = (it.next(), it.next()) else { continue };
+        let (Some(name), Ok(nr)) = (name.strip_prefix("__NR_"), nr.parse::<u32>()) else { continue };
+        rows.push_str(&format!("    ({name:?}, {nr}),\n"));
+    }
+    let code = format!(
+        "/// x86_64 syscalls (generated from unistd_64.h).\npub static SYSCALLS: &[(&str, u32)] = &[\n{rows}];\n"
+    );
+    std::fs::write(out_dir.join("syscalls.rs"), code).expect("write syscalls.rs");
 }
 
 fn which(bin: &str) -> Option<PathBuf> {

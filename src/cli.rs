@@ -86,11 +86,24 @@ pub struct PolicyArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
-    /// Check TracingPolicy files; prints `file:line:column: reason` for each problem.
+    /// Check TracingPolicy files on this kernel: prints how each hook would be served, or
+    /// `file:line:column: key.path: reason` (exit code 2).
     Validate {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Load a policy into the running agent (without a restart).
+    Add {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Remove a policy from the running agent by its metadata.name.
+    Delete {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// List the policies the running agent has loaded and which hooks serve them.
+    List,
 }
 
 #[derive(Args, Debug)]

@@ -17,6 +17,7 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub sensor: sensor::SensorConfig,
+    pub control: ControlConfig,
     pub pipeline: PipelineConfig,
     pub sinks: sinks::SinksConfig,
 }
@@ -47,6 +48,18 @@ pub struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig { enabled: true, listen: "0.0.0.0:2112".parse().expect("literal address"), tetragon_names: false }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    pub socket: std::path::PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig { socket: "/run/nightjar/nightjar.sock".into() }
     }
 }
 

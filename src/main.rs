@@ -2,6 +2,7 @@
 //! the pipeline and the sinks together; the work itself lives in those crates.
 mod cli;
 mod config;
+mod control;
 mod getevents;
 mod policy;
 mod run;
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Run(args) => run::main(&cli.global, args),
         cli::Command::Getevents(args) => getevents::main(args),
-        cli::Command::Policy(args) => policy::main(args),
+        cli::Command::Policy(args) => policy::main(&cli.global, args),
         cli::Command::Status(args) => status::main(&cli.global, args),
         cli::Command::Config(args) => config::print_main(&cli.global, args),
     }

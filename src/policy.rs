@@ -1,26 +1,90 @@
-//! `nightjar policy`: validate TracingPolicy files.
+//! `nightjar policy`: validate TracingPolicy files; add, delete and list them in the agent.
 use std::process::ExitCode;
 
-use crate::cli::{PolicyArgs, PolicyCommand};
+use crate::{
+    cli::{Global, PolicyArgs, PolicyCommand},
+    control::{self, Request},
+};
 
-pub fn main(args: PolicyArgs) -> ExitCode {
+pub fn main(global: &Global, args: PolicyArgs) -> ExitCode {
     match args.command {
-        PolicyCommand::Validate { files } => {
-            let mut bad = 0;
-            for f in &files {
-                match sensor::policy::load(f) {
-                    Ok(p) => println!("{}: ok ({} {})", f.display(), p.kind, p.metadata.name),
-                    Err(e) => {
-                        bad += 1;
-                        eprintln!("{e}");
-                    }
+        PolicyCommand::Validate { files } => validate(&files),
+        PolicyCommand::Add { file } => {
+            let yaml = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("nightjar: cannot read {}: {e}", file.display());
+                    return ExitCode::from(crate::EXIT_USAGE);
+                }
+            };
+            let source = file.display().to_string();
+            if let Err(e) = sensor::policy::parse(&source, &yaml) {
+                eprintln!("{e}");
+                return ExitCode::from(crate::EXIT_USAGE);
+            }
+            remote(global, &Request::PolicyAdd { source, yaml }, true)
+        }
+        PolicyCommand::Delete { name } => remote(global, &Request::PolicyDelete { name }, true),
+        PolicyCommand::List => remote(global, &Request::PolicyList, false),
+    }
+}
+
+fn validate(files: &[std::path::PathBuf]) -> ExitCode {
+    let features = sensor::probe::probe(false).ok();
+    let env = sensor::policy::compile::Env {
+        tracefs: features.and_then(|f| f.tracefs).unwrap_or_else(|| "/sys/kernel/tracing".into()),
+        host_ns: sensor::hooks::process::host_namespaces(),
+    };
+    let mut bad = 0;
+    for f in files {
+        let planned = sensor::policy::load(f).and_then(|l| {
+            let hooks = sensor::policy::compile::plan(&l, &env)?;
+            Ok((l, hooks))
+        });
+        match planned {
+            Ok((l, hooks)) => {
+                println!("{}: ok ({} {})", f.display(), l.policy.kind, l.policy.metadata.name);
+                for h in hooks {
+                    println!("  {} served by {}", h.function, h.backend);
                 }
             }
-            if bad > 0 {
+            Err(e) => {
+                bad += 1;
+                eprintln!("{e}");
+            }
+        }
+    }
+    if bad > 0 {
+        ExitCode::from(crate::EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn remote(global: &Global, req: &Request, input_error_is_usage: bool) -> ExitCode {
+    let socket = match crate::config::load(global) {
+        Ok(c) => c.control.socket,
+        Err(e) => {
+            eprintln!("nightjar: invalid config: {e}");
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    };
+    match control::call(&socket, req) {
+        Ok(r) if r.ok => {
+            println!("{}", serde_json::to_string_pretty(&r.result).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            eprintln!("nightjar: {}", r.error.unwrap_or_default());
+            if input_error_is_usage {
                 ExitCode::from(crate::EXIT_USAGE)
             } else {
-                ExitCode::SUCCESS
+                ExitCode::FAILURE
             }
+        }
+        Err(e) => {
+            eprintln!("nightjar: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -32,12 +32,41 @@ pub fn main(global: &Global, args: RunArgs) -> ExitCode {
     };
     match rt.block_on(run(cfg, args)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<BadInput>().is_some() => {
+            eprintln!("nightjar: {e:#}");
+            ExitCode::from(crate::EXIT_USAGE)
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("nightjar: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A policy or other user input the agent cannot use (exit code 2).
+#[derive(Debug)]
+struct BadInput(String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Policy files of a directory, sorted, each parsed and validated (located errors).
+pub fn read_policies(dir: &std::path::Path) -> anyhow::Result<Vec<sensor::policy::Loaded>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        BadInput(format!("policies directory {}: {e} (set sensor.policies_dir, or \"\" for none)", dir.display()))
+    })?;
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    files.iter().map(|f| sensor::policy::load(f).map_err(|e| BadInput(e.to_string()).into())).collect()
 }
 
 pub fn init_logging(cfg: &Config) {
@@ -88,8 +117,21 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("no sink could start; enable at least one under `sinks:`");
     }
 
-    let sensor = sensor::Sensor::load(&cfg.sensor, &node).context("cannot start the sensor")?;
+    let policies = if cfg.sensor.policies_dir.as_os_str().is_empty() {
+        Vec::new()
+    } else {
+        read_policies(&cfg.sensor.policies_dir)?
+    };
+    let mut sensor = sensor::Sensor::load(&cfg.sensor, &node).context("cannot start the sensor")?;
     tracing::info!(features = ?sensor.features, node = %node, "sensor loaded");
+    for p in &policies {
+        sensor.add_policy(p).map_err(|e| BadInput(e.to_string()))?;
+    }
+    let node_for_status = node.clone();
+    let extra: crate::control::StatusExtra = Arc::new(move || serde_json::json!({ "node_name": node_for_status }));
+    let _control = crate::control::serve(cfg.control.socket.clone(), sensor.control(), extra)
+        .await
+        .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
 
     let (tx, rx) = mpsc::channel(cfg.pipeline.channel_capacity.max(1));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -130,6 +172,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         }
         Err(_) => tracing::error!(?deadline, "shutdown deadline passed; some events may not have been flushed"),
     }
+    let _ = std::fs::remove_file(&cfg.control.socket);
     Ok(())
 }
 

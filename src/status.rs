@@ -1,9 +1,66 @@
-//! `nightjar status`: what this kernel offers and which hook backends nightjar can use.
+//! `nightjar status`: the running agent's view (kernel features, hooks and how each policy
+//! is served, counters), or, when no agent runs, what this kernel offers.
 use std::process::ExitCode;
 
-use crate::cli::{Global, StatusArgs};
+use serde_json::Value;
 
-pub fn main(_global: &Global, args: StatusArgs) -> ExitCode {
+use crate::{
+    cli::{Global, StatusArgs},
+    control::{self, Request},
+};
+
+pub fn main(global: &Global, args: StatusArgs) -> ExitCode {
+    let socket = crate::config::load(global).map(|c| c.control.socket).ok();
+    let agent = socket.as_ref().map(|s| control::call(s, &Request::Status));
+    match agent {
+        Some(Ok(r)) if r.ok => {
+            if args.json {
+                println!("{}", r.result);
+            } else {
+                print_agent(&r.result);
+            }
+            ExitCode::SUCCESS
+        }
+        other => {
+            let why = match other {
+                Some(Ok(r)) => r.error.unwrap_or_default(),
+                Some(Err(e)) => e,
+                None => "invalid config".into(),
+            };
+            local(args.json, &why)
+        }
+    }
+}
+
+fn print_agent(v: &Value) {
+    let k = &v["kernel"];
+    let yn = |b: &Value| if b.as_bool().unwrap_or(false) { "yes" } else { "no" };
+    println!("agent:         running (node {})", v["pipeline"]["node_name"].as_str().unwrap_or("?"));
+    println!("kernel:        {}", k["kernel_release"].as_str().unwrap_or("?"));
+    println!("btf:           {}", yn(&k["btf"]));
+    println!("kprobes:       {}", yn(&k["kprobes"]));
+    println!("bpf lsm:       {}", yn(&k["bpf_lsm"]));
+    println!("base hooks:");
+    for h in v["base_hooks"].as_array().into_iter().flatten() {
+        println!("  {}", h.as_str().unwrap_or("?"));
+    }
+    println!("policies:");
+    for p in v["policies"].as_array().into_iter().flatten() {
+        println!("  {} ({})", p["name"].as_str().unwrap_or("?"), p["source"].as_str().unwrap_or("?"));
+        for h in p["hooks"].as_array().into_iter().flatten() {
+            println!(
+                "    {} served by {}",
+                h["function"].as_str().unwrap_or("?"),
+                h["served_by"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    println!("records read:  {}", v["records"]);
+    println!("missed events: {}", v["missed"]);
+    println!("process cache: {}", v["process_cache"]);
+}
+
+fn local(json: bool, why: &str) -> ExitCode {
     let f = match sensor::probe::probe(false) {
         Ok(f) => f,
         Err(e) => {
@@ -11,11 +68,12 @@ pub fn main(_global: &Global, args: StatusArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if args.json {
-        println!("{}", serde_json::json!({ "kernel": f }));
+    if json {
+        println!("{}", serde_json::json!({ "agent": null, "agent_error": why, "kernel": f }));
         return ExitCode::SUCCESS;
     }
     let yn = |b: bool| if b { "yes" } else { "no" };
+    println!("agent:         not reachable ({why})");
     println!("kernel:        {}", f.kernel_release);
     println!("btf:           {}", yn(f.btf));
     println!(

@@ -8,6 +8,20 @@ use nightjar_common::Offsets;
 #[no_mangle]
 pub static OFFSETS: Offsets = Offsets::missing();
 
+/// Only processes in this cgroup v2 (by id) are traced; 0 traces every process.
+/// Set by the loader from `sensor.cgroup_filter`.
+#[no_mangle]
+pub static CGROUP_FILTER: u64 = 0;
+
+/// False when the current task is outside the configured cgroup.
+#[inline(always)]
+pub fn in_scope() -> bool {
+    // SAFETY: read of a static patched at load time.
+    let f = unsafe { core::ptr::read_volatile(&CGROUP_FILTER) };
+    // SAFETY: helper without arguments.
+    f == 0 || unsafe { aya_ebpf::helpers::generated::bpf_get_current_cgroup_id() } == f
+}
+
 /// Reads one offset from the read-only global (volatile: the value is patched at load time).
 macro_rules! off {
     ($($f:tt)+) => {

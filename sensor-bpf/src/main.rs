@@ -6,6 +6,7 @@
 
 mod kread;
 mod maps;
+mod policy;
 mod process;
 
 #[cfg(not(test))]

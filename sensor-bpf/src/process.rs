@@ -19,6 +19,9 @@ const REC: usize = core::mem::size_of::<ExecRecord>();
 
 #[tracepoint]
 pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    if !crate::kread::in_scope() {
+        return 0;
+    }
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         count_missed(kind::EXEC, cause::SCRATCH);
         return 0;
@@ -322,6 +325,9 @@ fn cgroup_step(_i: u64, ctx: *mut c_void) -> i64 {
 
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    if !crate::kread::in_scope() {
+        return 0;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     // Report once per process: when the last thread goes (group_dead), or, on kernels
@@ -336,6 +342,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if !group_dead {
         return 0;
     }
+    crate::policy::forget(pid);
     let task = unsafe { gen::bpf_get_current_task() };
     let rec = ExitRecord {
         hdr: RecordHeader { kind: kind::EXIT, _pad: 0, size: core::mem::size_of::<ExitRecord>() as u32, ktime: now() },
@@ -354,6 +361,9 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
+    if !crate::kread::in_scope() {
+        return 0;
+    }
     let child: u64 = ctx.arg(1);
     let pid = rd::<u32>(child, off!(task_pid)).unwrap_or(0);
     let tgid = rd::<u32>(child, off!(task_tgid)).unwrap_or(0);
@@ -368,6 +378,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
         start_boottime: rd::<u64>(child, off!(task_start_boottime)).unwrap_or(0),
         parent_start_boottime: rd::<u64>(parent, off!(task_start_boottime)).unwrap_or(0),
     };
+    crate::policy::inherit(rec.ppid, rec.pid);
     if EVENTS.output::<ForkRecord>(rec, 0).is_err() {
         count_missed(kind::FORK, cause::RINGBUF_FULL);
     }

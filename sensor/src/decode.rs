@@ -1,6 +1,6 @@
 //! Bounds-checked decoding of ring-buffer records. Any byte sequence gives either a record
 //! or a [`DecodeError`]; nothing here can panic (see the property test and the fuzz target).
-use nightjar_common::{kind, ExecRecord, ExitRecord, ForkRecord, RecordHeader};
+use nightjar_common::{kind, ArgHeader, ExecRecord, ExitRecord, ForkRecord, PolicyRecord, RecordHeader};
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -8,6 +8,21 @@ pub enum Record {
     Exec(Box<Exec>),
     Exit(ExitRecord),
     Fork(ForkRecord),
+    Policy(Box<Policy>),
+}
+
+/// A policy hook fired: which hook, what it did, and the captured arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub fixed: PolicyRecord,
+    pub args: Vec<PolicyArg>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyArg {
+    pub src: u8,
+    pub truncated: bool,
+    pub data: Vec<u8>,
 }
 
 /// An exec record with its variable data split out.
@@ -57,6 +72,7 @@ pub fn decode(buf: &[u8]) -> Result<Record, DecodeError> {
         kind::EXEC => decode_exec(buf).map(|e| Record::Exec(Box::new(e))),
         kind::EXIT => read_pod(buf, "exit record").map(Record::Exit),
         kind::FORK => read_pod(buf, "fork record").map(Record::Fork),
+        kind::POLICY => decode_policy(buf).map(|p| Record::Policy(Box::new(p))),
         k => Err(DecodeError::UnknownKind(k)),
     }
 }
@@ -74,6 +90,23 @@ fn decode_exec(buf: &[u8]) -> Result<Exec, DecodeError> {
     let (cwd, rest) = rest.split_at(lens[2]);
     let cgroup = &rest[..lens[3]];
     Ok(Exec { fixed, path: components(path), args: args.to_vec(), cwd: components(cwd), cgroup: components(cgroup) })
+}
+
+fn decode_policy(buf: &[u8]) -> Result<Policy, DecodeError> {
+    let fixed: PolicyRecord = read_pod(buf, "policy record")?;
+    let mut rest = &buf[std::mem::size_of::<PolicyRecord>()..];
+    let mut args = Vec::with_capacity(fixed.nargs as usize);
+    for _ in 0..fixed.nargs.min(nightjar_common::plimits::ARGS as u8) {
+        let h: ArgHeader = read_pod(rest, "policy argument header")?;
+        rest = &rest[std::mem::size_of::<ArgHeader>()..];
+        let len = h.len as usize;
+        if len > rest.len() {
+            return Err(DecodeError::StringsOverflow { declared: len, len: rest.len() });
+        }
+        args.push(PolicyArg { src: h.src, truncated: h.truncated != 0, data: rest[..len].to_vec() });
+        rest = &rest[len..];
+    }
+    Ok(Policy { fixed, args })
 }
 
 /// Splits NUL-terminated components; a missing final NUL ends the last component.

@@ -16,11 +16,19 @@ use aya::{
 use nightjar_common::{cause, kind, missed_index};
 use pipeline::{config::ByteSize, Event};
 use serde::{Deserialize, Serialize};
-use tokio::{io::unix::AsyncFd, sync::mpsc};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, oneshot},
+};
 
 use crate::{
     decode::{self, Record},
     hooks::process::ProcessHook,
+    policy::{
+        compile::Env,
+        engine::{EngineError, PolicyEngine, PolicyStatus},
+        Loaded,
+    },
     probe::KernelFeatures,
 };
 
@@ -42,6 +50,11 @@ pub struct SensorConfig {
     /// Most executions the process cache keeps (live processes plus exited ancestors of
     /// live ones); beyond it new entries are refused and counted.
     pub process_cache_max: usize,
+    /// Trace only processes in this cgroup v2 (its id, the inode number of its directory);
+    /// 0 traces every process on the host.
+    pub cgroup_filter: u64,
+    /// Directory of TracingPolicy files loaded at start (`*.yaml`, `*.yml`); empty: none.
+    pub policies_dir: std::path::PathBuf,
 }
 
 impl Default for SensorConfig {
@@ -52,6 +65,8 @@ impl Default for SensorConfig {
             proc_scan: true,
             mount_tracefs: true,
             process_cache_max: 262_144,
+            cgroup_filter: 0,
+            policies_dir: "config/policies".into(),
         }
     }
 }
@@ -91,7 +106,30 @@ pub struct Sensor {
     ebpf: Ebpf,
     pub features: KernelFeatures,
     process: ProcessHook,
+    policies: PolicyEngine,
     stats: Arc<SensorStats>,
+    commands: mpsc::Receiver<Command>,
+    command_tx: mpsc::Sender<Command>,
+}
+
+/// Requests to a running sensor (from the agent's control socket).
+pub enum Command {
+    AddPolicy(Box<Loaded>, oneshot::Sender<Result<PolicyStatus, String>>),
+    DeletePolicy(String, oneshot::Sender<Result<PolicyStatus, String>>),
+    ListPolicies(oneshot::Sender<Vec<PolicyStatus>>),
+    Status(oneshot::Sender<SensorStatus>),
+}
+
+/// What `nightjar status` shows about the sensor.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SensorStatus {
+    pub kernel: KernelFeatures,
+    pub base_hooks: Vec<String>,
+    pub policies: Vec<PolicyStatus>,
+    pub records: u64,
+    pub missed: u64,
+    pub decode_errors: u64,
+    pub process_cache: usize,
 }
 
 /// Records read from the ring buffer per wake-up before they are turned into events.
@@ -133,6 +171,7 @@ impl Sensor {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", size as u32)
             .override_global("OFFSETS", &offsets, true)
+            .override_global("CGROUP_FILTER", &cfg.cgroup_filter, true)
             .load(BPF_OBJECT)?;
         for (prog, tp) in PROCESS_RAW_TRACEPOINTS {
             let p: &mut RawTracePoint = ebpf
@@ -154,13 +193,90 @@ impl Sensor {
             p.attach(category, tp).map_err(|source| SensorError::Program { name: prog, source })?;
             tracing::info!(program = prog, hook = %format!("tracepoint:{category}:{tp}"), "attached");
         }
+        // Policy programs: loaded now, attached per tracepoint as policies need them.
+        {
+            for prog in ["policy_tp", "policy_sys_enter", "policy_sys_exit"] {
+                let p: &mut TracePoint = ebpf
+                    .program_mut(prog)
+                    .ok_or(SensorError::MissingProgram(prog))?
+                    .try_into()
+                    .map_err(|source| SensorError::Program { name: prog, source })?;
+                p.load().map_err(|source| SensorError::Program { name: prog, source })?;
+            }
+            for prog in ["exec_binmask", "exec_policy"] {
+                let p: &mut TracePoint = ebpf
+                    .program_mut(prog)
+                    .ok_or(SensorError::MissingProgram(prog))?
+                    .try_into()
+                    .map_err(|source| SensorError::Program { name: prog, source })?;
+                p.load().map_err(|source| SensorError::Program { name: prog, source })?;
+                // Attach order is run order: the binary mask first, then the exec hooks.
+                p.attach("sched", "sched_process_exec")
+                    .map_err(|source| SensorError::Program { name: prog, source })?;
+            }
+        }
+        let host_ns = crate::hooks::process::host_namespaces();
+        let tracefs = features.tracefs.clone().unwrap_or_else(|| "/sys/kernel/tracing".into());
+        let policies = PolicyEngine::new(Env { tracefs, host_ns });
         let mut process = ProcessHook::new(node_name, cfg.process_cache_max);
         if cfg.proc_scan {
             // After attaching, so a process born meanwhile is seen by one or the other.
             let n = process.seed_from_proc(&crate::procfs::scan());
             tracing::info!(processes = n, "process cache seeded from /proc");
         }
-        Ok(Sensor { ebpf, features, process, stats: Arc::default() })
+        let (command_tx, commands) = mpsc::channel(16);
+        Ok(Sensor { ebpf, features, process, policies, stats: Arc::default(), commands, command_tx })
+    }
+
+    /// Loads a policy (all its hooks or none). Its errors name the file, line and reason.
+    pub fn add_policy(&mut self, l: &Loaded) -> Result<PolicyStatus, EngineError> {
+        self.policies.add(&mut self.ebpf, l)
+    }
+
+    pub fn delete_policy(&mut self, name: &str) -> Result<PolicyStatus, EngineError> {
+        self.policies.delete(&mut self.ebpf, name)
+    }
+
+    pub fn policies(&self) -> Vec<PolicyStatus> {
+        self.policies.list()
+    }
+
+    /// A handle to send commands to the sensor once it runs.
+    pub fn control(&self) -> mpsc::Sender<Command> {
+        self.command_tx.clone()
+    }
+
+    pub fn status(&self) -> SensorStatus {
+        SensorStatus {
+            kernel: self.features.clone(),
+            base_hooks: PROCESS_TRACEPOINTS
+                .iter()
+                .map(|(_, c, t)| format!("tracepoint:{c}:{t}"))
+                .chain(PROCESS_RAW_TRACEPOINTS.iter().map(|(_, t)| format!("raw_tracepoint:{t}")))
+                .collect(),
+            policies: self.policies.list(),
+            records: self.stats.records.load(Ordering::Relaxed),
+            missed: self.stats.missed.load(Ordering::Relaxed),
+            decode_errors: self.stats.decode_errors.load(Ordering::Relaxed),
+            process_cache: self.process.cache.len(),
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::AddPolicy(l, reply) => {
+                let _ = reply.send(self.add_policy(&l).map_err(|e| e.to_string()));
+            }
+            Command::DeletePolicy(name, reply) => {
+                let _ = reply.send(self.delete_policy(&name).map_err(|e| e.to_string()));
+            }
+            Command::ListPolicies(reply) => {
+                let _ = reply.send(self.policies());
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+        }
     }
 
     /// Counters shared with the caller (tests, `status`); updated while `run` runs.
@@ -193,6 +309,7 @@ impl Sensor {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
+                Some(c) = self.commands.recv() => self.command(c),
                 _ = missed_tick.tick() => {
                     self.export_missed(&missed);
                     metrics::gauge!(pipeline::metrics::names::PROCESS_CACHE_SIZE).set(self.process.cache.len() as f64);
@@ -281,9 +398,18 @@ impl Sensor {
                 self.process.on_fork(&f);
                 None
             }
+            Record::Policy(p) => match self.policies.hook(p.fixed.hook) {
+                Some(meta) => Some(crate::hooks::policy::to_event(&p, meta, &self.process)),
+                None => {
+                    // The policy was deleted while this record was in flight.
+                    pipeline::metrics::count_stage_drop("sensor_policy", "policy_deleted", 1);
+                    None
+                }
+            },
         }
     }
 }
 
-const KIND_NAMES: [(u16, &str); 3] = [(kind::EXEC, "exec"), (kind::EXIT, "exit"), (kind::FORK, "fork")];
+const KIND_NAMES: [(u16, &str); 4] =
+    [(kind::EXEC, "exec"), (kind::EXIT, "exit"), (kind::FORK, "fork"), (kind::POLICY, "policy")];
 const CAUSE_NAMES: [(u32, &str); 2] = [(cause::RINGBUF_FULL, "ringbuf_full"), (cause::SCRATCH, "scratch")];

@@ -39,6 +39,11 @@ pub fn compute(btf: &Btf, args_max: u32) -> Result<(Offsets, OffsetReport), BtfE
     o.task_cgroups = opt("task_struct.cgroups", btf.offset("task_struct", &["cgroups"]));
     o.task_exit_code = opt("task_struct.exit_code", btf.offset("task_struct", &["exit_code"]));
     o.task_thread_pid = opt("task_struct.thread_pid", btf.offset("task_struct", &["thread_pid"]));
+    o.task_files = opt("task_struct.files", btf.offset("task_struct", &["files"]));
+    o.files_fdt = opt("files_struct.fdt", btf.offset("files_struct", &["fdt"]));
+    o.fdtable_fd = opt("fdtable.fd", btf.offset("fdtable", &["fd"]));
+    o.fdtable_max_fds = opt("fdtable.max_fds", btf.offset("fdtable", &["max_fds"]));
+    o.dentry_d_name_len = opt("dentry.d_name.len", btf.offset("dentry", &["d_name", "len"]));
     o.mm_arg_start = opt("mm_struct.arg_start", btf.offset("mm_struct", &["arg_start"]));
     o.mm_arg_end = opt("mm_struct.arg_end", btf.offset("mm_struct", &["arg_end"]));
     o.mm_exe_file = opt("mm_struct.exe_file", btf.offset("mm_struct", &["exe_file"]));

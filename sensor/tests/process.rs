@@ -252,18 +252,28 @@ async fn twenty_thousand_execs_all_seen_none_missed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_ring_counts_every_miss() {
     const N: u32 = 3_000;
-    let cfg = SensorConfig { ring_buffer_size: ByteSize(4096), ..SensorConfig::default() };
+    // The loop runs in its own cgroup and the sensor traces only that cgroup, so every
+    // record lost is one of ours and the count can be exact on a busy machine.
+    let cg = cgroup2_mount().join(format!("nightjar-test-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).unwrap();
+    let cgroup_id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cg).unwrap());
+    let cfg = SensorConfig { ring_buffer_size: ByteSize(4096), cgroup_filter: cgroup_id, ..SensorConfig::default() };
     // A one-slot channel that nobody reads while the loop runs: the reader blocks, the
     // ring fills, and the kernel must count every record it cannot keep.
     let s = start(cfg, 1);
     let dir = tempdir();
     let cwd = canonical_dir(dir.path());
     let truebin = real("/bin/true");
-    let mut child = exec_loop(N, &cwd);
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && i=0 && while [ $i -lt {N} ]; do /bin/true; i=$((i+1)); done",
+        cg.display()
+    );
+    let mut child = Command::new("/bin/sh").args(["-c", &script]).current_dir(&cwd).spawn().unwrap();
     let ok = tokio::task::spawn_blocking(move || child.wait().unwrap().success()).await.unwrap();
-    assert!(ok);
     // Stopping drains the ring and the channel: everything the kernel kept is delivered.
     let (events, stats) = s.stop().await;
+    let _ = std::fs::remove_dir(&cg);
+    assert!(ok);
     let seen = count_ours(&events, &cwd, &truebin);
     let missed = stats.missed_exec.load(Ordering::Relaxed);
     assert!(missed > 0, "a 4 KiB ring with a stalled reader must lose exec records");

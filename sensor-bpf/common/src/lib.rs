@@ -8,6 +8,7 @@ pub mod kind {
     pub const EXEC: u16 = 1;
     pub const EXIT: u16 = 2;
     pub const FORK: u16 = 3;
+    pub const POLICY: u16 = 4;
 }
 
 /// Causes of a lost record, the second index of the `MISSED` per-CPU counters.
@@ -20,7 +21,7 @@ pub mod cause {
 }
 
 /// Number of record kinds tracked by `MISSED` (index = kind * cause::COUNT + cause).
-pub const KINDS: u32 = 4;
+pub const KINDS: u32 = 5;
 /// Entries of the `MISSED` per-CPU array.
 pub const MISSED_ENTRIES: u32 = KINDS * cause::COUNT;
 
@@ -168,6 +169,11 @@ pub struct Offsets {
     pub task_cgroups: u32,
     pub task_exit_code: u32,
     pub task_thread_pid: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub fdtable_max_fds: u32,
+    pub dentry_d_name_len: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub mm_exe_file: u32,
@@ -233,6 +239,11 @@ impl Offsets {
             task_cgroups: m,
             task_exit_code: m,
             task_thread_pid: m,
+            task_files: m,
+            files_fdt: m,
+            fdtable_fd: m,
+            fdtable_max_fds: m,
+            dentry_d_name_len: m,
             mm_arg_start: m,
             mm_arg_end: m,
             mm_exe_file: m,
@@ -280,4 +291,227 @@ mod user {
     // SAFETY (all): plain-old-data, repr(C), every bit pattern valid, no padding holes
     // read by the kernel.
     unsafe impl aya::Pod for super::Offsets {}
+}
+
+// ---------------------------------------------------------------------------------------
+// Policy engine: TracingPolicy selectors compiled into maps (see sensor/src/policy/).
+// ---------------------------------------------------------------------------------------
+
+/// Policy limits (a policy beyond them is rejected at load, with the reason).
+pub mod plimits {
+    /// Hooks (policy × hook point) loaded at once.
+    pub const HOOKS: u32 = 64;
+    /// Hooks served by one tracepoint.
+    pub const HOOKS_PER_TP: usize = 8;
+    pub const SELECTORS: usize = 4;
+    pub const ARGS: usize = 5;
+    pub const MATCH_ARGS: usize = 4;
+    pub const INT_VALUES: usize = 8;
+    pub const NS_CONDS: usize = 2;
+    pub const PID_VALUES: usize = 4;
+    pub const NS_VALUES: usize = 4;
+    /// Bytes of a string argument compared in the kernel (NUL included).
+    pub const STR: usize = 252;
+    /// matchBinaries conditions (each is one bit of a process's binary mask).
+    pub const BIN_SETS: u32 = 64;
+    /// String or path arguments per hook.
+    pub const STR_SLOTS: usize = 3;
+    /// Bytes of the tracepoint record copied for argument reads.
+    pub const RAW: usize = 128;
+    /// Bytes of one argument reported to user space.
+    pub const ARG_REPORT: usize = 4096;
+}
+
+/// Where a hook argument comes from.
+pub mod argsrc {
+    pub const NONE: u8 = 0;
+    /// An integer of `size` bytes at `offset` in the tracepoint record.
+    pub const INT: u8 = 1;
+    /// A pointer at `offset` to a NUL-terminated string in user memory.
+    pub const USER_STR: u8 = 2;
+    /// The tracepoint's return value at `offset` is a new fd: its file's absolute path.
+    pub const RET_FD_PATH: u8 = 3;
+    /// An fd argument at `offset`: its file's absolute path.
+    pub const FD_PATH: u8 = 4;
+    /// The binary being executed (exec hooks): its absolute path.
+    pub const EXEC_PATH: u8 = 5;
+}
+
+/// Condition operators (matchArgs, matchBinaries, matchNamespaces, matchPIDs, matchCapabilities).
+pub mod op {
+    pub const EQUAL: u8 = 1;
+    pub const NOT_EQUAL: u8 = 2;
+    pub const PREFIX: u8 = 3;
+    pub const NOT_PREFIX: u8 = 4;
+    pub const POSTFIX: u8 = 5;
+    pub const NOT_POSTFIX: u8 = 6;
+    pub const IN: u8 = 7;
+    pub const NOT_IN: u8 = 8;
+    pub const GT: u8 = 9;
+    pub const LT: u8 = 10;
+    pub const MASK: u8 = 11;
+}
+
+pub mod action {
+    pub const POST: u8 = 1;
+    pub const NO_POST: u8 = 2;
+    pub const SIGKILL: u8 = 3;
+    pub const SIGNAL: u8 = 4;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgSpec {
+    pub src: u8,
+    /// Integer width in bytes (1, 2, 4, 8) for INT.
+    pub size: u8,
+    /// Sign-extend an INT.
+    pub signed: u8,
+    /// String slot (0..STR_SLOTS) of a string or path argument.
+    pub slot: u8,
+    /// Offset in the tracepoint record.
+    pub offset: u16,
+    pub _pad2: u16,
+}
+
+/// One matchArgs condition. Integer operators compare with `vals[..nvals]`; string
+/// operators look up `STRINGS` with key `(cond, string)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgCond {
+    /// Index into the hook's captured args.
+    pub arg: u8,
+    pub op: u8,
+    pub nvals: u8,
+    pub _pad: u8,
+    /// Id of this condition's strings in `STRINGS` (string operators).
+    pub cond: u32,
+    pub vals: [u64; plimits::INT_VALUES],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NsCond {
+    /// Slot in `ns` order; 0xff = unused.
+    pub slot: u8,
+    pub op: u8,
+    pub nvals: u8,
+    pub _pad: u8,
+    pub vals: [u32; plimits::NS_VALUES],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Selector {
+    pub nargs: u8,
+    /// Bit of the process's binary mask this selector needs (0xff: no matchBinaries).
+    pub bin_bit: u8,
+    /// The bit must be clear instead (NotIn / NotPrefix / NotPostfix).
+    pub bin_negate: u8,
+    pub nns: u8,
+    /// matchPIDs: op (0 = none), nvals, and whether values are pid-namespace pids.
+    pub pid_op: u8,
+    pub pid_nvals: u8,
+    pub pid_ns: u8,
+    /// matchCapabilities: op (0 = none) and which set (0 eff, 1 perm, 2 inh).
+    pub cap_op: u8,
+    pub cap_set: u8,
+    pub action: u8,
+    /// Signal number for SIGNAL.
+    pub signal: u8,
+    pub _pad: u8,
+    pub pid_vals: [u32; plimits::PID_VALUES],
+    pub cap_mask: u64,
+    pub args: [ArgCond; plimits::MATCH_ARGS],
+    pub ns: [NsCond; plimits::NS_CONDS],
+}
+
+/// One hook: a policy's hook point with its argument sources and selectors.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookConfig {
+    pub policy: u32,
+    pub nargs: u8,
+    pub nsel: u8,
+    /// 1 when the hook is loaded (entries of deleted policies are 0).
+    pub active: u8,
+    pub _pad: u8,
+    pub args: [ArgSpec; plimits::ARGS],
+    pub sels: [Selector; plimits::SELECTORS],
+}
+
+/// Hooks served by one tracepoint (keyed by its tracefs event id), `u32::MAX` padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookList {
+    pub ids: [u32; plimits::HOOKS_PER_TP],
+}
+
+/// Key of `HOOK_LISTS` for exec hooks (no tracefs id is this large).
+pub const EXEC_HOOKS_KEY: u32 = 0xffff_0001;
+/// `HOOK_LISTS` keys of syscall tracepoints: this flag | the syscall number.
+pub const SYSCALL_ENTER: u32 = 0x0001_0000;
+pub const SYSCALL_EXIT: u32 = 0x0002_0000;
+
+/// Data of the `STRINGS` LPM trie key (after its `prefix_len`): condition id, then the
+/// string (reversed for Postfix; NUL-terminated for Equal). prefix_len = 32 + 8 × bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StrData {
+    pub cond: [u8; 4],
+    pub data: [u8; plimits::STR],
+}
+
+/// What a process carries across syscalls for matchBinaries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcState {
+    /// Bit b set: the binary matches matchBinaries set b (positive form).
+    pub binmask: u64,
+}
+
+/// matchBinaries set b: its operator (positive form: EQUAL, PREFIX, POSTFIX), or 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BinSet {
+    pub op: u8,
+    pub _pad: [u8; 3],
+    /// Condition id of its strings in `STRINGS`.
+    pub cond: u32,
+}
+
+/// A policy hook fired (record kind POLICY). Followed by the args: each is
+/// `len: u16, kind: u8, pad: u8` then `len` bytes (u64 for INT, a path or string otherwise).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyRecord {
+    pub hdr: RecordHeader,
+    pub pid: u32,
+    pub tid: u32,
+    pub hook: u32,
+    pub action: u8,
+    pub nargs: u8,
+    /// The selector that matched.
+    pub selector: u8,
+    /// 1 when a Sigkill/Signal was sent successfully.
+    pub signalled: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgHeader {
+    pub len: u16,
+    pub src: u8,
+    /// 1 when the value was cut to fit.
+    pub truncated: u8,
+}
+
+#[cfg(feature = "user")]
+mod user_policy {
+    // SAFETY (all): repr(C) plain-old-data without invalid bit patterns.
+    unsafe impl aya::Pod for super::HookConfig {}
+    unsafe impl aya::Pod for super::HookList {}
+    unsafe impl aya::Pod for super::StrData {}
+    unsafe impl aya::Pod for super::ProcState {}
+    unsafe impl aya::Pod for super::BinSet {}
 }

@@ -1,3 +1,4 @@
 //! User side of each hook: turns that hook's kernel records into events. Mirrors
 //! `sensor-bpf/src/<hook>.rs`.
+pub mod policy;
 pub mod process;

@@ -62,6 +62,11 @@ const CAP_NAMES: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// Bit number of a capability name (`CAP_SYS_ADMIN` → 21).
+pub fn cap_bit(name: &str) -> Option<u32> {
+    CAP_NAMES.iter().position(|n| *n == name).map(|b| b as u32)
+}
+
 /// Capability names of a mask (unknown bits as `CAP_<n>`).
 pub fn cap_names(mask: u64) -> Vec<String> {
     (0..64)
@@ -148,7 +153,7 @@ fn tty_name(raw: &[u8]) -> Option<String> {
 
 /// The host's namespaces: pid 1's, or where /proc/1/ns cannot be read (a sandbox), the
 /// agent's own — nightjar runs in the host namespaces (hostPID, hostNetwork, privileged).
-fn host_namespaces() -> [u32; ns::COUNT] {
+pub fn host_namespaces() -> [u32; ns::COUNT] {
     let init = crate::procfs::namespaces(1);
     let me = crate::procfs::namespaces(std::process::id());
     let mut out = init;
@@ -189,6 +194,11 @@ struct Identity<'a> {
 impl ProcessHook {
     pub fn new(node: &str, max_entries: usize) -> Self {
         ProcessHook { cache: ProcessCache::new(node, max_entries), clock: Clock::new(), host_ns: host_namespaces() }
+    }
+
+    /// Wall-clock time of a boot-relative kernel time.
+    pub fn wall(&self, boot_ns: u64) -> pipeline::time::Timestamp {
+        self.clock.wall(boot_ns)
     }
 
     /// Fills the cache from /proc (processes that predate the agent).

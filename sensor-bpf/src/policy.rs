@@ -1,0 +1,824 @@
+//! The policy engine, kernel side: TracingPolicy selectors compiled by user space into
+//! maps, evaluated here so non-matching events never reach the ring buffer.
+//!
+//! One program (`policy_tp`) serves every tracepoint a policy needs (syscalls:sys_enter_*,
+//! sys_exit_open*, ...): it finds the hooks of the tracepoint by the record's event id,
+//! captures their arguments, evaluates their selectors and acts (Post, Sigkill, Signal).
+//! `exec_policy` does the same for exec hooks and keeps each process's matchBinaries mask.
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, generated as gen},
+    macros::{map, tracepoint},
+    maps::{
+        lpm_trie::{Key, LpmTrie},
+        Array, HashMap, PerCpuArray,
+    },
+    programs::TracePointContext,
+    EbpfContext,
+};
+use nightjar_common::{
+    action, argsrc, cause, kind, ns, op, plimits, ArgHeader, BinSet, HookConfig, HookList, PolicyRecord, ProcState,
+    RecordHeader, Selector, StrData, EXEC_HOOKS_KEY,
+};
+
+use crate::{
+    kread::{off, rd, rd_ptr, MISSING},
+    maps::{count_missed, now, EVENTS, SCRATCH, SCRATCH_MASK},
+};
+
+/// Hooks per tracepoint, keyed by the tracepoint's event id (or EXEC_HOOKS_KEY).
+#[map]
+pub static HOOK_LISTS: HashMap<u32, HookList> = HashMap::with_max_entries(512, 0);
+
+#[map]
+pub static HOOK_CONF: Array<HookConfig> = Array::with_max_entries(plimits::HOOKS, 0);
+
+/// String conditions: key (cond, string) → cond.
+#[map]
+pub static STRINGS: LpmTrie<StrData, u32> = LpmTrie::with_max_entries(8192, 0);
+
+/// matchBinaries sets, by bit.
+#[map]
+pub static BIN_SETS: Array<BinSet> = Array::with_max_entries(plimits::BIN_SETS, 0);
+
+/// [0]: number of matchBinaries sets in use (0 skips the per-exec work).
+#[map]
+pub static POLICY_CONF: Array<u32> = Array::with_max_entries(4, 0);
+
+/// Per process (tgid): its matchBinaries mask.
+#[map]
+pub static PROCS: HashMap<u32, ProcState> = HashMap::with_max_entries(65536, 0);
+
+/// Events a hook saw that no selector matched (filtered in the kernel), per hook.
+#[map]
+pub static FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(plimits::HOOKS, 0);
+
+const PATH_MAX: usize = 4096;
+const PATH_MASK: usize = PATH_MAX - 1;
+const SLOT: usize = PATH_MAX + 256;
+
+/// Captured arguments of the hook being evaluated (per CPU).
+#[repr(C)]
+pub struct ArgBuf {
+    raw: [u8; plimits::RAW],
+    ints: [u64; plimits::ARGS],
+    /// Start and length of each string slot's value inside its slot.
+    spos: [u32; plimits::STR_SLOTS],
+    slen: [u32; plimits::STR_SLOTS],
+    strs: [[u8; SLOT]; plimits::STR_SLOTS],
+}
+
+#[map]
+static ARGBUF: PerCpuArray<ArgBuf> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static KEYBUF: PerCpuArray<Key<StrData>> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn argbuf() -> Option<&'static mut ArgBuf> {
+    // SAFETY: per-CPU value; tracepoint programs do not nest on one CPU.
+    ARGBUF.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// State shared with the bpf_loop callbacks.
+#[repr(C)]
+struct Eval {
+    key: u32,
+    hook: u32,
+    matched: u32,
+}
+
+/// Policy hooks on a non-syscall tracepoint: keyed by the record's event id.
+#[tracepoint]
+pub fn policy_tp(ctx: TracePointContext) -> u32 {
+    if let Some(raw) = copy_record(&ctx) {
+        run_hooks(u16::from_ne_bytes([raw[0], raw[1]]) as u32);
+    }
+    0
+}
+
+/// Policy hooks on syscalls:sys_enter_*: keyed by SYSCALL_ENTER | syscall number (the
+/// kernel overwrites the common header of syscall records, so the event id is not there).
+#[tracepoint]
+pub fn policy_sys_enter(ctx: TracePointContext) -> u32 {
+    if let Some(raw) = copy_record(&ctx) {
+        let nr = u32::from_ne_bytes([raw[8], raw[9], raw[10], raw[11]]) & 0xffff;
+        run_hooks(nightjar_common::SYSCALL_ENTER | nr);
+    }
+    0
+}
+
+/// Policy hooks on syscalls:sys_exit_*: keyed by SYSCALL_EXIT | syscall number.
+#[tracepoint]
+pub fn policy_sys_exit(ctx: TracePointContext) -> u32 {
+    if let Some(raw) = copy_record(&ctx) {
+        let nr = u32::from_ne_bytes([raw[8], raw[9], raw[10], raw[11]]) & 0xffff;
+        run_hooks(nightjar_common::SYSCALL_EXIT | nr);
+    }
+    0
+}
+
+/// Copies the start of the tracepoint record into the per-CPU arg buffer.
+#[inline(always)]
+fn copy_record(ctx: &TracePointContext) -> Option<&'static [u8; plimits::RAW]> {
+    let ab = argbuf()?;
+    // SAFETY: copies RAW bytes of the tracepoint record into our per-CPU buffer.
+    let rc =
+        unsafe { gen::bpf_probe_read_kernel(ab.raw.as_mut_ptr() as *mut c_void, plimits::RAW as u32, ctx.as_ptr()) };
+    (rc == 0).then_some(&ab.raw)
+}
+
+/// On exec: the process's matchBinaries mask for its new binary (runs before exec_policy).
+#[tracepoint]
+pub fn exec_binmask(_ctx: TracePointContext) -> u32 {
+    let nbins = POLICY_CONF.get(0).copied().unwrap_or(0);
+    if nbins == 0 {
+        return 0;
+    }
+    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let mut mask = 0u64;
+    if capture_exec_path(0) {
+        let mut st = BinScan { mask: 0 };
+        // SAFETY: bin_cb only touches the BinScan passed as its context.
+        unsafe {
+            gen::bpf_loop(
+                nbins.min(plimits::BIN_SETS),
+                bin_cb as *mut c_void,
+                &mut st as *mut BinScan as *mut c_void,
+                0,
+            );
+        }
+        mask = st.mask;
+    }
+    let _ = PROCS.insert(pid, ProcState { binmask: mask }, 0);
+    0
+}
+
+/// On exec: the exec hooks (security_bprm_check & co.).
+#[tracepoint]
+pub fn exec_policy(_ctx: TracePointContext) -> u32 {
+    run_hooks(EXEC_HOOKS_KEY);
+    0
+}
+
+#[repr(C)]
+struct BinScan {
+    mask: u64,
+}
+
+extern "C" fn bin_cb(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: ctx is the &mut BinScan handed to bpf_loop.
+    let st = unsafe { &mut *(ctx as *mut BinScan) };
+    let b = (i & 63) as u32;
+    let Some(set) = BIN_SETS.get(b) else { return 0 };
+    if set.op != 0 && str_match(0, set.cond, set.op) {
+        st.mask |= 1u64 << b;
+    }
+    0
+}
+
+/// Copies the parent's matchBinaries mask to a forked child (called from the fork hook).
+#[inline(always)]
+pub fn inherit(parent: u32, child: u32) {
+    // SAFETY: read of a hash map value; a concurrent delete at worst gives a stale mask.
+    if let Some(st) = unsafe { PROCS.get(parent) } {
+        let st = *st;
+        let _ = PROCS.insert(child, st, 0);
+    }
+}
+
+/// Forgets an exited process.
+#[inline(always)]
+pub fn forget(pid: u32) {
+    let _ = PROCS.remove(pid);
+}
+
+#[inline(always)]
+fn run_hooks(key: u32) {
+    // SAFETY: read-only use of the map value.
+    if unsafe { HOOK_LISTS.get(key) }.is_none() {
+        return;
+    }
+    let mut ev = Eval { key, hook: 0, matched: 0 };
+    // SAFETY: hook_cb only touches the Eval passed as its context.
+    unsafe {
+        gen::bpf_loop(plimits::HOOKS_PER_TP as u32, hook_cb as *mut c_void, &mut ev as *mut Eval as *mut c_void, 0);
+    }
+}
+
+extern "C" fn hook_cb(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: ctx is the &mut Eval handed to bpf_loop.
+    let ev = unsafe { &mut *(ctx as *mut Eval) };
+    // SAFETY: read-only use of the map value.
+    let Some(list) = (unsafe { HOOK_LISTS.get(ev.key) }) else { return 1 };
+    let hid = list.ids[(i as usize) & (plimits::HOOKS_PER_TP - 1)];
+    if hid >= plimits::HOOKS {
+        return 1;
+    }
+    run_hook(hid);
+    0
+}
+
+#[inline(always)]
+fn run_hook(hid: u32) {
+    let Some(conf) = HOOK_CONF.get(hid) else { return };
+    if conf.active == 0 {
+        return;
+    }
+    let nargs = (conf.nargs as u32).min(plimits::ARGS as u32);
+    let mut cev = Eval { key: 0, hook: hid, matched: 0 };
+    // SAFETY: capture_cb only touches the Eval passed as its context.
+    unsafe {
+        gen::bpf_loop(nargs, capture_cb as *mut c_void, &mut cev as *mut Eval as *mut c_void, 0);
+    }
+    let mut ev = Eval { key: 0, hook: hid, matched: u32::MAX };
+    let nsel = conf.nsel as u32;
+    let (sel, act, sig) = if nsel == 0 {
+        (0u32, action::POST, 0u8)
+    } else {
+        // SAFETY: sel_cb only touches the Eval passed as its context.
+        unsafe {
+            gen::bpf_loop(
+                nsel.min(plimits::SELECTORS as u32),
+                sel_cb as *mut c_void,
+                &mut ev as *mut Eval as *mut c_void,
+                0,
+            );
+        }
+        if ev.matched == u32::MAX {
+            if let Some(c) = FILTERED.get_ptr_mut(hid) {
+                // SAFETY: per-CPU counter.
+                unsafe { *c += 1 };
+            }
+            return;
+        }
+        let Some(conf) = HOOK_CONF.get(hid) else { return };
+        let s = &conf.sels[(ev.matched as usize) & (plimits::SELECTORS - 1)];
+        (ev.matched, s.action, s.signal)
+    };
+    let mut signalled = 0u8;
+    match act {
+        action::NO_POST => return,
+        action::SIGKILL => {
+            // SAFETY: signals the current task only.
+            signalled = u8::from(unsafe { gen::bpf_send_signal(9) } == 0);
+        }
+        action::SIGNAL => {
+            // SAFETY: signals the current task only.
+            signalled = u8::from(unsafe { gen::bpf_send_signal(sig as u32) } == 0);
+        }
+        _ => {}
+    }
+    emit(hid, act, sel as u8, signalled);
+}
+
+extern "C" fn capture_cb(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: ctx is the &mut Eval handed to bpf_loop.
+    let ev = unsafe { &*(ctx as *const Eval) };
+    let Some(conf) = HOOK_CONF.get(ev.hook) else { return 1 };
+    capture(conf, i as usize);
+    0
+}
+
+extern "C" fn sel_cb(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: ctx is the &mut Eval handed to bpf_loop.
+    let ev = unsafe { &mut *(ctx as *mut Eval) };
+    let Some(conf) = HOOK_CONF.get(ev.hook) else { return 1 };
+    let s = &conf.sels[(i as usize) & (plimits::SELECTORS - 1)];
+    if !match_selector(conf, s) {
+        return 0;
+    }
+    let mut ce = CondEval { hook: ev.hook, sel: i as u32, ok: 1 };
+    let n = (s.nargs as u32).min(plimits::MATCH_ARGS as u32);
+    // SAFETY: cond_cb only touches the CondEval passed as its context.
+    unsafe {
+        gen::bpf_loop(n, cond_cb as *mut c_void, &mut ce as *mut CondEval as *mut c_void, 0);
+    }
+    if ce.ok == 1 {
+        ev.matched = i as u32;
+        return 1;
+    }
+    0
+}
+
+#[inline(always)]
+fn match_selector(conf: &HookConfig, s: &Selector) -> bool {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if s.bin_bit != 0xff {
+        // SAFETY: read of a hash map value.
+        let mask = unsafe { PROCS.get(tgid) }.map(|p| p.binmask).unwrap_or(0);
+        let bit = (mask >> (s.bin_bit & 63)) & 1 == 1;
+        if bit == (s.bin_negate != 0) {
+            return false;
+        }
+    }
+    let task = unsafe { gen::bpf_get_current_task() };
+    if s.pid_op != 0 {
+        let pid = if s.pid_ns != 0 { ns_pid(task) } else { tgid };
+        let mut found = false;
+        for i in 0..plimits::PID_VALUES {
+            if i < s.pid_nvals as usize && s.pid_vals[i] == pid {
+                found = true;
+            }
+        }
+        if found != (s.pid_op == op::IN) {
+            return false;
+        }
+    }
+    for k in 0..plimits::NS_CONDS {
+        if k < s.nns as usize {
+            let c = &s.ns[k];
+            let inum = ns_inum(task, c.slot as usize);
+            let mut found = false;
+            for i in 0..plimits::NS_VALUES {
+                if i < c.nvals as usize && c.vals[i] == inum {
+                    found = true;
+                }
+            }
+            if found != (c.op == op::IN) {
+                return false;
+            }
+        }
+    }
+    if s.cap_op != 0 {
+        let cred = rd_ptr(task, off!(task_real_cred));
+        let o = match s.cap_set {
+            1 => off!(cred_cap_permitted),
+            2 => off!(cred_cap_inheritable),
+            _ => off!(cred_cap_effective),
+        };
+        let caps = rd::<u64>(cred, o).unwrap_or(0);
+        let any = caps & s.cap_mask != 0;
+        if any != (s.cap_op == op::IN) {
+            return false;
+        }
+    }
+    let _ = conf;
+    true
+}
+
+/// State of the matchArgs loop of one selector.
+#[repr(C)]
+struct CondEval {
+    hook: u32,
+    sel: u32,
+    ok: u32,
+}
+
+extern "C" fn cond_cb(c: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: ctx is the &mut CondEval handed to bpf_loop.
+    let ce = unsafe { &mut *(ctx as *mut CondEval) };
+    let Some(conf) = HOOK_CONF.get(ce.hook) else {
+        ce.ok = 0;
+        return 1;
+    };
+    let s = &conf.sels[(ce.sel as usize) & (plimits::SELECTORS - 1)];
+    let c = c as usize;
+    if c >= plimits::MATCH_ARGS {
+        return 1;
+    }
+    let cond = &s.args[c];
+    let a = cond.arg as usize;
+    if a >= plimits::ARGS {
+        ce.ok = 0;
+        return 1;
+    }
+    let spec = &conf.args[a];
+    let ok =
+        if spec.src == argsrc::INT { int_match(a, cond) } else { str_match(spec.slot as usize, cond.cond, cond.op) };
+    if !ok {
+        ce.ok = 0;
+        return 1;
+    }
+    0
+}
+
+#[inline(always)]
+fn int_match(a: usize, cond: &nightjar_common::ArgCond) -> bool {
+    let Some(ab) = argbuf() else { return false };
+    if a >= plimits::ARGS {
+        return false;
+    }
+    let v = ab.ints[a];
+    let mut any = false;
+    for i in 0..plimits::INT_VALUES {
+        if i < cond.nvals as usize {
+            let x = cond.vals[i];
+            let hit = match cond.op {
+                op::EQUAL | op::NOT_EQUAL | op::IN | op::NOT_IN => v == x,
+                op::GT => (v as i64) > (x as i64),
+                op::LT => (v as i64) < (x as i64),
+                op::MASK => v & x != 0,
+                _ => false,
+            };
+            if hit {
+                any = true;
+            }
+        }
+    }
+    match cond.op {
+        op::NOT_EQUAL | op::NOT_IN => !any,
+        _ => any,
+    }
+}
+
+/// Looks the string in `slot` up among condition `cond`'s values under `op`.
+#[inline(always)]
+fn str_match(slot: usize, cond: u32, opr: u8) -> bool {
+    let Some(ab) = argbuf() else { return false };
+    let Some(key) = KEYBUF.get_ptr_mut(0) else { return false };
+    // SAFETY: per-CPU scratch key.
+    let key = unsafe { &mut *key };
+    if slot >= plimits::STR_SLOTS {
+        return false;
+    }
+    let pos = ab.spos[slot] as usize & PATH_MASK;
+    let len = ab.slen[slot] as usize;
+    let max = plimits::STR - 1;
+    key.data.cond = cond.to_ne_bytes();
+    let base = ab.strs[slot].as_ptr();
+    let (n, bytes) = match opr {
+        op::EQUAL | op::NOT_EQUAL | op::IN | op::NOT_IN => {
+            if len > max {
+                return opr == op::NOT_EQUAL || opr == op::NOT_IN;
+            }
+            let n = len & 0xff;
+            let n = if n > max { max } else { n };
+            copy(key, base, pos, n);
+            key.data.data[n] = 0;
+            (n, n + 1)
+        }
+        op::PREFIX | op::NOT_PREFIX => {
+            let n = if len > max { max } else { len };
+            let n = n & 0xff;
+            let n = if n > max { max } else { n };
+            copy(key, base, pos, n);
+            (n, n)
+        }
+        op::POSTFIX | op::NOT_POSTFIX => {
+            let n = if len > max { max } else { len };
+            let mut r = Rev { slot: slot as u32, end: (pos + len) as u32, n: n as u32 };
+            // SAFETY: rev_cb only touches the Rev passed as its context and the key buffer.
+            unsafe {
+                gen::bpf_loop(n as u32, rev_cb as *mut c_void, &mut r as *mut Rev as *mut c_void, 0);
+            }
+            (n, n)
+        }
+        _ => return false,
+    };
+    let _ = n;
+    key.prefix_len = 32 + 8 * bytes as u32;
+    let found = STRINGS.get(&*key).is_some_and(|v| *v == cond);
+    match opr {
+        op::NOT_EQUAL | op::NOT_IN | op::NOT_PREFIX | op::NOT_POSTFIX => !found,
+        _ => found,
+    }
+}
+
+#[inline(always)]
+fn copy(key: &mut Key<StrData>, base: *const u8, pos: usize, n: usize) {
+    let n = n & 0xff;
+    let n = if n > plimits::STR - 1 { plimits::STR - 1 } else { n };
+    // SAFETY: pos ≤ PATH_MASK and n < 256: inside the slot (PATH_MAX + 256 bytes).
+    unsafe {
+        gen::bpf_probe_read_kernel(key.data.data.as_mut_ptr() as *mut c_void, n as u32, base.add(pos) as *const c_void);
+    }
+}
+
+#[repr(C)]
+struct Rev {
+    slot: u32,
+    end: u32,
+    n: u32,
+}
+
+extern "C" fn rev_cb(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: ctx is the &mut Rev handed to bpf_loop.
+    let r = unsafe { &*(ctx as *const Rev) };
+    let Some(ab) = argbuf() else { return 1 };
+    let Some(key) = KEYBUF.get_ptr_mut(0) else { return 1 };
+    let i = i as usize;
+    if i >= plimits::STR - 1 || i >= r.n as usize {
+        return 1;
+    }
+    let src = (r.end as usize).wrapping_sub(1 + i) & PATH_MASK;
+    let slot = r.slot as usize;
+    if slot >= plimits::STR_SLOTS {
+        return 1;
+    }
+    // SAFETY: per-CPU key buffer; i < STR - 1.
+    unsafe { (*key).data.data[i] = ab.strs[slot][src] };
+    0
+}
+
+/// Reads argument `i` of `conf` into the arg buffer.
+#[inline(always)]
+fn capture(conf: &HookConfig, i: usize) {
+    let Some(ab) = argbuf() else { return };
+    if i >= plimits::ARGS {
+        return;
+    }
+    let spec = &conf.args[i];
+    let o = (spec.offset as usize) & (plimits::RAW - 8);
+    let raw = &ab.raw;
+    let word = u64::from_ne_bytes([
+        raw[o],
+        raw[o + 1],
+        raw[o + 2],
+        raw[o + 3],
+        raw[o + 4],
+        raw[o + 5],
+        raw[o + 6],
+        raw[o + 7],
+    ]);
+    let slot = spec.slot as usize;
+    if slot >= plimits::STR_SLOTS {
+        return;
+    }
+    match spec.src {
+        argsrc::INT => {
+            let v = match (spec.size, spec.signed != 0) {
+                (1, false) => word & 0xff,
+                (1, true) => word as u8 as i8 as i64 as u64,
+                (2, false) => word & 0xffff,
+                (2, true) => word as u16 as i16 as i64 as u64,
+                (4, false) => word & 0xffff_ffff,
+                (4, true) => word as u32 as i32 as i64 as u64,
+                _ => word,
+            };
+            ab.ints[i] = v;
+        }
+        argsrc::USER_STR => {
+            // SAFETY: copies at most PATH_MAX bytes into the slot.
+            let n = unsafe {
+                gen::bpf_probe_read_user_str(
+                    ab.strs[slot].as_mut_ptr() as *mut c_void,
+                    PATH_MAX as u32,
+                    word as *const c_void,
+                )
+            };
+            ab.spos[slot] = 0;
+            ab.slen[slot] = if n > 0 { (n - 1) as u32 } else { 0 };
+        }
+        argsrc::RET_FD_PATH | argsrc::FD_PATH => {
+            let fd = word as i64;
+            ab.slen[slot] = 0;
+            ab.spos[slot] = 0;
+            if fd >= 0 {
+                let file = fd_file(fd as u64);
+                capture_file_path(slot, file);
+            }
+            ab.ints[i] = word;
+        }
+        argsrc::EXEC_PATH => {
+            capture_exec_path(slot);
+        }
+        _ => {}
+    }
+}
+
+/// The current task's file for descriptor `fd` (0 when absent).
+#[inline(always)]
+fn fd_file(fd: u64) -> u64 {
+    let task = unsafe { gen::bpf_get_current_task() };
+    let files = rd_ptr(task, off!(task_files));
+    let fdt = rd_ptr(files, off!(files_fdt));
+    let max = rd::<u32>(fdt, off!(fdtable_max_fds)).unwrap_or(0) as u64;
+    if fd >= max {
+        return 0;
+    }
+    let fds = rd_ptr(fdt, off!(fdtable_fd));
+    if fds == 0 {
+        return 0;
+    }
+    rd::<u64>(fds + fd * 8, 0).unwrap_or(0)
+}
+
+/// The current task's executable (mm->exe_file) path into string slot `slot`.
+#[inline(always)]
+fn capture_exec_path(slot: usize) -> bool {
+    let task = unsafe { gen::bpf_get_current_task() };
+    let mm = rd_ptr(task, off!(task_mm));
+    let exe = rd_ptr(mm, off!(mm_exe_file));
+    capture_file_path(slot, exe)
+}
+
+/// Writes the absolute path of `file` into string slot `slot` (right-aligned, as
+/// d_path does). Returns false when there is no file.
+#[inline(always)]
+fn capture_file_path(slot: usize, file: u64) -> bool {
+    let Some(ab) = argbuf() else { return false };
+    if slot >= plimits::STR_SLOTS {
+        return false;
+    }
+    ab.spos[slot] = PATH_MAX as u32;
+    ab.slen[slot] = 0;
+    let fpath = off!(file_f_path);
+    if file == 0 || fpath == MISSING {
+        return false;
+    }
+    let vfsmnt = rd_ptr(file, fpath.wrapping_add(off!(path_mnt)));
+    let dentry = rd_ptr(file, fpath.wrapping_add(off!(path_dentry)));
+    let o_mnt = off!(mount_mnt);
+    if vfsmnt == 0 || dentry == 0 || o_mnt == MISSING {
+        return false;
+    }
+    let mut w = Prepend {
+        slot: slot as u64,
+        dentry,
+        mnt: vfsmnt.wrapping_sub(o_mnt as u64),
+        vfs: vfsmnt,
+        pos: PATH_MAX as u64,
+    };
+    // SAFETY: prepend_cb only touches the Prepend passed as its context and the arg buffer.
+    unsafe {
+        gen::bpf_loop(
+            nightjar_common::limits::PATH_DEPTH,
+            prepend_cb as *mut c_void,
+            &mut w as *mut Prepend as *mut c_void,
+            0,
+        );
+    }
+    let mut pos = (w.pos as usize) & PATH_MASK;
+    if w.pos as usize >= PATH_MAX {
+        // The root itself.
+        pos = PATH_MAX - 1;
+        ab.strs[slot][pos] = b'/';
+    }
+    ab.spos[slot] = pos as u32;
+    ab.slen[slot] = (PATH_MAX - pos) as u32;
+    true
+}
+
+#[repr(C)]
+struct Prepend {
+    slot: u64,
+    dentry: u64,
+    mnt: u64,
+    vfs: u64,
+    /// Start of what is written so far (PATH_MAX = nothing yet).
+    pos: u64,
+}
+
+extern "C" fn prepend_cb(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: ctx is the &mut Prepend handed to bpf_loop.
+    let w = unsafe { &mut *(ctx as *mut Prepend) };
+    let o_mnt = off!(mount_mnt) as u64;
+    if w.dentry == rd_ptr(w.vfs, off!(vfsmount_mnt_root)) {
+        let parent = rd_ptr(w.mnt, off!(mount_mnt_parent));
+        if parent == w.mnt || parent == 0 {
+            return 1;
+        }
+        w.dentry = rd_ptr(w.mnt, off!(mount_mnt_mountpoint));
+        w.mnt = parent;
+        w.vfs = parent.wrapping_add(o_mnt);
+        return 0;
+    }
+    let parent = rd_ptr(w.dentry, off!(dentry_d_parent));
+    if parent == 0 || parent == w.dentry {
+        return 1;
+    }
+    let len = rd::<u32>(w.dentry, off!(dentry_d_name_len)).unwrap_or(0) as u64 & 0xff;
+    if w.pos < len + 2 {
+        return 1; // no room: the path is cut at the front
+    }
+    let name = rd_ptr(w.dentry, off!(dentry_d_name_name));
+    let Some(ab) = argbuf() else { return 1 };
+    let slot = w.slot as usize;
+    if slot >= plimits::STR_SLOTS {
+        return 1;
+    }
+    let start = ((w.pos - len) as usize) & PATH_MASK;
+    // SAFETY: start ≤ PATH_MASK and len < 256: inside the slot (PATH_MAX + 256 bytes).
+    unsafe {
+        gen::bpf_probe_read_kernel(
+            ab.strs[slot].as_mut_ptr().add(start) as *mut c_void,
+            len as u32,
+            name as *const c_void,
+        );
+    }
+    let slash = (start.wrapping_sub(1)) & PATH_MASK;
+    ab.strs[slot][slash] = b'/';
+    w.pos = slash as u64;
+    w.dentry = parent;
+    0
+}
+
+/// The current task's pid in its own pid namespace.
+#[inline(always)]
+fn ns_pid(task: u64) -> u32 {
+    let pid = rd_ptr(task, off!(task_thread_pid));
+    let level = rd::<u32>(pid, off!(pid_level)).unwrap_or(0) & 31;
+    let numbers = off!(pid_numbers);
+    let size = off!(upid_size);
+    if pid == 0 || numbers == MISSING || size == MISSING {
+        return 0;
+    }
+    let upid = pid + numbers as u64 + (level as u64) * (size as u64 & 0xff);
+    rd::<u32>(upid, off!(upid_nr)).unwrap_or(0)
+}
+
+/// Inum of the current task's namespace in `slot` (`ns` order).
+#[inline(always)]
+fn ns_inum(task: u64, slot: usize) -> u32 {
+    match slot {
+        ns::USER => {
+            let cred = rd_ptr(task, off!(task_real_cred));
+            let user_ns = rd_ptr(cred, off!(cred_user_ns));
+            rd::<u32>(user_ns, off!(ns_inum[ns::USER])).unwrap_or(0)
+        }
+        ns::PID => {
+            let pid = rd_ptr(task, off!(task_thread_pid));
+            let level = rd::<u32>(pid, off!(pid_level)).unwrap_or(0) & 31;
+            let numbers = off!(pid_numbers);
+            let size = off!(upid_size);
+            if pid == 0 || numbers == MISSING || size == MISSING {
+                return 0;
+            }
+            let upid = pid + numbers as u64 + (level as u64) * (size as u64 & 0xff);
+            let pidns = rd_ptr(upid, off!(upid_ns));
+            rd::<u32>(pidns, off!(ns_inum[ns::PID])).unwrap_or(0)
+        }
+        s if s < ns::COUNT => {
+            let nsproxy = rd_ptr(task, off!(task_nsproxy));
+            let p = rd_ptr(nsproxy, off!(nsproxy_ns[s]));
+            rd::<u32>(p, off!(ns_inum[s])).unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+/// Writes the policy record with the captured arguments to the ring buffer.
+#[inline(always)]
+fn emit(hid: u32, act: u8, sel: u8, signalled: u8) {
+    let Some(conf) = HOOK_CONF.get(hid) else { return };
+    let Some(ab) = argbuf() else { return };
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        count_missed(kind::POLICY, cause::SCRATCH);
+        return;
+    };
+    // SAFETY: per-CPU scratch value, SCRATCH + ARGS_MAX bytes.
+    let base = unsafe { (*scratch).buf.as_mut_ptr() };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let nargs = (conf.nargs as usize).min(plimits::ARGS);
+    let hdr = PolicyRecord {
+        hdr: RecordHeader { kind: kind::POLICY, _pad: 0, size: 0, ktime: now() },
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        hook: hid,
+        action: act,
+        nargs: nargs as u8,
+        selector: sel,
+        signalled,
+    };
+    // SAFETY: the record header fits at the start of the scratch value.
+    unsafe { core::ptr::write_unaligned(base as *mut PolicyRecord, hdr) };
+    let mut at = core::mem::size_of::<PolicyRecord>();
+    for i in 0..plimits::ARGS {
+        if i >= nargs {
+            break;
+        }
+        let spec = &conf.args[i];
+        let slot = spec.slot as usize;
+        if slot >= plimits::STR_SLOTS {
+            break;
+        }
+        let a = at & SCRATCH_MASK;
+        if spec.src == argsrc::INT {
+            let h = ArgHeader { len: 8, src: spec.src, truncated: 0 };
+            // SAFETY: a ≤ SCRATCH_MASK; 12 bytes fit in the slack.
+            unsafe {
+                core::ptr::write_unaligned(base.add(a) as *mut ArgHeader, h);
+                core::ptr::write_unaligned(base.add(a + 4) as *mut u64, ab.ints[i]);
+            }
+            at = a + 12;
+        } else {
+            let len = ab.slen[slot] as usize;
+            let room = plimits::ARG_REPORT - 8;
+            let n = if len > room { room } else { len };
+            let n = n & (PATH_MAX - 1);
+            let h = ArgHeader { len: n as u16, src: spec.src, truncated: u8::from(len > n) };
+            let pos = ab.spos[slot] as usize & PATH_MASK;
+            // SAFETY: a ≤ SCRATCH_MASK, n < PATH_MAX ≤ the slack after SCRATCH.
+            unsafe {
+                core::ptr::write_unaligned(base.add(a) as *mut ArgHeader, h);
+                gen::bpf_probe_read_kernel(
+                    base.add(a + 4) as *mut c_void,
+                    n as u32,
+                    ab.strs[slot].as_ptr().add(pos) as *const c_void,
+                );
+            }
+            at = a + 4 + n;
+        }
+    }
+    let total = at & SCRATCH_MASK;
+    // SAFETY: 4-byte write inside the header we wrote above.
+    unsafe { core::ptr::write_unaligned(base.add(4) as *mut u32, total as u32) };
+    // SAFETY: total ≤ SCRATCH_MASK, inside the scratch value.
+    let data = unsafe { core::slice::from_raw_parts(base, total) };
+    if EVENTS.output::<[u8]>(data, 0).is_err() {
+        count_missed(kind::POLICY, cause::RINGBUF_FULL);
+    }
+}
