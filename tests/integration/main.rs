@@ -3,4 +3,6 @@ mod common;
 
 mod config_errors;
 mod getevents;
+mod prometheus;
 mod run_smoke;
+mod shutdown;
