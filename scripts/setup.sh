@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-# Debian packages the build and the tests use.
+# Debian packages the build and the tests use (prometheus: promtool and a real server
+# for the metrics integration test).
 need_pkgs=()
-for p in build-essential pkg-config linux-libc-dev bpftool; do
+for p in build-essential pkg-config linux-libc-dev bpftool prometheus; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

@@ -1,7 +1,10 @@
 //! The whole config: one YAML file whose sections belong to the crates that use them.
 use std::{net::SocketAddr, process::ExitCode};
 
-use pipeline::config::{self as cfg, ConfigError, Override};
+use pipeline::{
+    config::{self as cfg, ConfigError, Override},
+    stages::PipelineConfig,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{ConfigArgs, Global, LogFormat};
@@ -60,21 +63,6 @@ pub struct ControlConfig {
 impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig { socket: "/run/nightjar/nightjar.sock".into() }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PipelineConfig {
-    /// Capacity of the channel between the sensor and the pipeline, in events.
-    pub channel_capacity: usize,
-    /// How long shutdown may take to drain and flush, in seconds.
-    pub shutdown_timeout_secs: u64,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig { channel_capacity: 8192, shutdown_timeout_secs: 10 }
     }
 }
 

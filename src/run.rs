@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Context;
-use pipeline::fanout::{self, Output};
+use pipeline::{fanout::Output, stages};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -122,6 +122,11 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     } else {
         read_policies(&cfg.sensor.policies_dir)?
     };
+    // The stages before the sensor: a bad filter is reported before any hook is attached.
+    let (tx, rx) = mpsc::channel(cfg.pipeline.channel_capacity.max(1));
+    let pipeline = stages::spawn(&cfg.pipeline, &stages::Context { node_name: node.clone() }, rx, outputs)
+        .context("cannot build the pipeline")?;
+
     let mut sensor = sensor::Sensor::load(&cfg.sensor, &node).context("cannot start the sensor")?;
     tracing::info!(features = ?sensor.features, node = %node, "sensor loaded");
     for p in &policies {
@@ -133,11 +138,9 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
 
-    let (tx, rx) = mpsc::channel(cfg.pipeline.channel_capacity.max(1));
     let (stop_tx, stop_rx) = watch::channel(false);
     let sensor_task = tokio::spawn(sensor.run(tx, stop_rx));
     ready.store(true, Ordering::Relaxed);
-    let fanout_task = tokio::spawn(fanout::run(rx, outputs));
 
     wait_for_stop(args.duration).await;
     tracing::info!("shutting down: stopping the sensor, draining the pipeline, flushing sinks");
@@ -149,21 +152,25 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %e, "sensor task failed"),
             Ok(Ok(())) => {}
         }
-        let report = fanout_task.await.unwrap_or_default();
+        let report = pipeline.join().await;
         let mut undelivered = 0;
+        for s in &report.stages {
+            // Filtered, deduplicated or rate-limited events are discarded by design, not lost.
+            tracing::info!(stage = s.stage, received = s.received, passed = s.passed, generated = s.generated, dropped = ?s.dropped, "stage finished");
+        }
         for (name, d) in drivers {
             if let Ok(r) = d.await {
                 tracing::info!(sink = name, delivered = r.delivered, failed = r.failed, "sink finished");
                 undelivered += r.failed;
             }
         }
-        for (name, _queued, full, closed) in &report.outputs {
+        for (name, _queued, full, closed) in &report.fanout.outputs {
             undelivered += full + closed;
             if full + closed > 0 {
                 tracing::warn!(sink = name, dropped = full + closed, "events dropped for this sink");
             }
         }
-        (report.received, undelivered)
+        (report.received(), undelivered)
     })
     .await;
     match drained {

@@ -45,11 +45,23 @@ pub struct FanoutReport {
 }
 
 /// Runs until `rx` closes; then drops the outputs' senders so sinks drain and flush.
-pub async fn run(mut rx: mpsc::Receiver<Event>, outputs: Vec<Output>) -> FanoutReport {
+/// Events are counted in `events_total` by the pipeline's first stage, not here.
+pub async fn run(rx: mpsc::Receiver<Event>, outputs: Vec<Output>) -> FanoutReport {
+    run_inner(rx, outputs, false).await
+}
+
+/// As [`run`], also counting each event in `events_total` (when no stage runs before it).
+pub async fn run_counting(rx: mpsc::Receiver<Event>, outputs: Vec<Output>) -> FanoutReport {
+    run_inner(rx, outputs, true).await
+}
+
+async fn run_inner(mut rx: mpsc::Receiver<Event>, outputs: Vec<Output>, count: bool) -> FanoutReport {
     let mut report = FanoutReport { received: 0, outputs: outputs.iter().map(|o| (o.name, 0, 0, 0)).collect() };
     while let Some(ev) = rx.recv().await {
         report.received += 1;
-        metrics::count_event(ev_type(&ev));
+        if count {
+            crate::stages::count_entry(&ev);
+        }
         let ev = Arc::new(ev);
         for (i, o) in outputs.iter().enumerate() {
             let counts = &mut report.outputs[i];

@@ -95,6 +95,7 @@ pub enum MetricsError {
 /// Installs the global Prometheus recorder (once per process).
 pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
     let handle = PrometheusBuilder::new().install_recorder().map_err(|e| MetricsError::Install(e.to_string()))?;
+    describe();
     metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let up = handle.clone();
     tokio::spawn(async move {
@@ -106,6 +107,46 @@ pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
     });
     Ok(handle)
 }
+
+/// HELP text for every series (Prometheus' linter, `promtool check metrics`, wants it).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(names::EVENTS, "Events that entered the pipeline, by type.");
+    describe_counter!(names::POLICY_EVENTS, "Events produced by a tracing policy, by policy and action.");
+    describe_counter!(names::PROCESS_EXEC, "Process executions observed.");
+    describe_counter!(names::MISSED_EVENTS, "Events the kernel could not hand to the agent, by cause and kind.");
+    describe_counter!(names::STAGE_DROPPED, "Events a pipeline stage discarded, by stage and reason.");
+    describe_gauge!(names::QUEUE_DEPTH, "Events waiting in a sink's queue.");
+    describe_counter!(
+        names::SINK_EVENTS,
+        "Events handled by a sink, by outcome (delivered, retried, failed, dropped)."
+    );
+    describe_histogram!(names::SINK_BATCH_SECONDS, Unit::Seconds, "Time to deliver one batch to a sink.");
+    describe_gauge!(names::PROCESS_CACHE_SIZE, "Executions held in the process cache.");
+    describe_gauge!(names::BUILD_INFO, "Always 1; the version label says which nightjar runs.");
+    describe_counter!(names::TETRAGON_EVENTS, "Tetragon-compatible name of nightjar_events_total.");
+    describe_counter!(names::TETRAGON_POLICY_EVENTS, "Tetragon-compatible name of nightjar_policy_events_total.");
+    describe_counter!(names::TETRAGON_PROCESS_EXEC, "Tetragon-compatible name of nightjar_process_exec_total.");
+    describe_counter!(names::TETRAGON_MISSED_EVENTS, "Tetragon-compatible name of nightjar_missed_events_total.");
+}
+
+/// Every metric name the agent exports (dashboards and alert rules are checked against it).
+pub const ALL_NAMES: [&str; 14] = [
+    names::EVENTS,
+    names::POLICY_EVENTS,
+    names::PROCESS_EXEC,
+    names::MISSED_EVENTS,
+    names::STAGE_DROPPED,
+    names::QUEUE_DEPTH,
+    names::SINK_EVENTS,
+    names::SINK_BATCH_SECONDS,
+    names::PROCESS_CACHE_SIZE,
+    names::BUILD_INFO,
+    names::TETRAGON_EVENTS,
+    names::TETRAGON_POLICY_EVENTS,
+    names::TETRAGON_PROCESS_EXEC,
+    names::TETRAGON_MISSED_EVENTS,
+];
 
 /// Health of the agent as `/healthz` reports it.
 pub type HealthFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;

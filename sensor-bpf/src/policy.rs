@@ -122,6 +122,9 @@ pub fn policy_sys_exit(ctx: TracePointContext) -> u32 {
 /// Copies the start of the tracepoint record into the per-CPU arg buffer.
 #[inline(always)]
 fn copy_record(ctx: &TracePointContext) -> Option<&'static [u8; plimits::RAW]> {
+    if !crate::kread::in_scope() {
+        return None;
+    }
     let ab = argbuf()?;
     // SAFETY: copies RAW bytes of the tracepoint record into our per-CPU buffer.
     let rc =
@@ -132,6 +135,9 @@ fn copy_record(ctx: &TracePointContext) -> Option<&'static [u8; plimits::RAW]> {
 /// On exec: the process's matchBinaries mask for its new binary (runs before exec_policy).
 #[tracepoint]
 pub fn exec_binmask(_ctx: TracePointContext) -> u32 {
+    if !crate::kread::in_scope() {
+        return 0;
+    }
     let nbins = POLICY_CONF.get(0).copied().unwrap_or(0);
     if nbins == 0 {
         return 0;
@@ -158,6 +164,9 @@ pub fn exec_binmask(_ctx: TracePointContext) -> u32 {
 /// On exec: the exec hooks (security_bprm_check & co.).
 #[tracepoint]
 pub fn exec_policy(_ctx: TracePointContext) -> u32 {
+    if !crate::kread::in_scope() {
+        return 0;
+    }
     run_hooks(EXEC_HOOKS_KEY);
     0
 }

@@ -31,8 +31,13 @@ struct Running {
 
 /// Loads the sensor with the given policies (YAML texts named like files).
 fn start(policies: &[(String, String)]) -> (Running, Vec<policy::engine::PolicyStatus>) {
+    start_in(policies, 0)
+}
+
+/// Like `start`, tracing (and enforcing) only in cgroup `cgroup_filter` (0: everywhere).
+fn start_in(policies: &[(String, String)], cgroup_filter: u64) -> (Running, Vec<policy::engine::PolicyStatus>) {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cfg = SensorConfig { policies_dir: PathBuf::new(), ..SensorConfig::default() };
+    let cfg = SensorConfig { policies_dir: PathBuf::new(), cgroup_filter, ..SensorConfig::default() };
     let mut sensor = Sensor::load(&cfg, "test-node").expect("load the sensor (root)");
     let mut st = Vec::new();
     for (name, text) in policies {
@@ -94,7 +99,12 @@ async fn seed_policies_load_unchanged_and_say_how_they_are_served() {
     let names =
         ["monitor-sensitive-files", "detect-container-escape", "block-cryptominers", "detect-privilege-escalation"];
     let texts: Vec<(String, String)> = names.iter().map(|n| (format!("{n}.yaml"), read(&seed(n)))).collect();
-    let (s, st) = start(&texts);
+    // The unchanged seed policies enforce host-wide; confine them to an empty cgroup so
+    // they load and attach for real but can act on nothing on a shared machine.
+    let cg = cgroup2_mount().join(format!("nightjar-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).unwrap();
+    let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cg).unwrap());
+    let (s, st) = start_in(&texts, id);
     assert_eq!(st.len(), 4);
     for p in &st {
         assert!(!p.hooks.is_empty(), "{p:?}");
@@ -105,6 +115,18 @@ async fn seed_policies_load_unchanged_and_say_how_they_are_served() {
     let setns = st.iter().find(|p| p.name == "detect-container-escape").unwrap();
     assert_eq!(setns.hooks[0].served_by, "tracepoint syscalls:sys_enter_setns");
     s.stop().await;
+    let _ = std::fs::remove_dir(&cg);
+}
+
+fn cgroup2_mount() -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for l in info.lines() {
+        let Some((pre, post)) = l.split_once(" - ") else { continue };
+        if post.starts_with("cgroup2 ") {
+            return PathBuf::from(pre.split_whitespace().nth(4).unwrap());
+        }
+    }
+    panic!("no cgroup2 hierarchy mounted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +212,7 @@ fn miner_policy(path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listed_miner_is_killed_on_exec_and_sleep_is_not() {
     let dir = tempfile::tempdir().unwrap();
-    let miner = dir.path().join("xmrig");
+    let miner = dir.path().join("nightjar-test-miner");
     std::fs::copy("/bin/sleep", &miner).unwrap();
     let miner = std::fs::canonicalize(&miner).unwrap().display().to_string();
     let (mut s, _) = start(&[("block-cryptominers-test.yaml".into(), miner_policy(&miner))]);

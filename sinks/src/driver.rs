@@ -1,5 +1,5 @@
 //! Drives one sink: takes events from its bounded queue, batches them (max events, max
-//! age), sends with bounded exponential backoff, flushes on shutdown, and counts outcomes.
+//! bytes of JSON, max age), sends with bounded exponential backoff, flushes on shutdown, and counts outcomes.
 use std::{sync::Arc, time::Duration};
 
 use pipeline::{metrics::names, Event};
@@ -13,6 +13,8 @@ use crate::{SendOutcome, Sink};
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     pub max_events: usize,
+    /// A batch is sent once its events' JSON reaches this many bytes (0: no byte limit).
+    pub max_bytes: usize,
     /// Longest time an event waits for its batch to fill, in milliseconds.
     pub max_age_ms: u64,
     /// Retries of a retryable failure before the batch is counted as failed.
@@ -21,7 +23,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_events: 512, max_age_ms: 100, max_retries: 5 }
+        BatchConfig { max_events: 512, max_bytes: 4 << 20, max_age_ms: 100, max_retries: 5 }
     }
 }
 
@@ -43,11 +45,15 @@ pub async fn run(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Arc<Event>>, cf
             Some(e) => e,
             None => break,
         };
+        let mut bytes = json_len(&first, cfg.max_bytes);
         batch.push(first);
         let deadline = tokio::time::Instant::now() + max_age;
-        while batch.len() < cfg.max_events {
+        while batch.len() < cfg.max_events && (cfg.max_bytes == 0 || bytes < cfg.max_bytes) {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(e)) => batch.push(e),
+                Ok(Some(e)) => {
+                    bytes += json_len(&e, cfg.max_bytes);
+                    batch.push(e);
+                }
                 Ok(None) | Err(_) => break,
             }
         }
@@ -58,6 +64,30 @@ pub async fn run(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Arc<Event>>, cf
         tracing::error!(sink = name, error = %e, "final flush failed");
     }
     report
+}
+
+/// Length of the event's JSON line (newline included), counted without allocating;
+/// 0 when there is no byte limit.
+fn json_len(ev: &Event, max_bytes: usize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    if max_bytes == 0 {
+        return 0;
+    }
+    let mut c = Count(0);
+    // Writing to a counter cannot fail; an event that would not serialise counts as 1 byte.
+    match serde_json::to_writer(&mut c, ev) {
+        Ok(()) => c.0 + 1,
+        Err(_) => 1,
+    }
 }
 
 async fn send_with_retries(sink: &mut dyn Sink, batch: &[Arc<Event>], cfg: &BatchConfig, report: &mut DriverReport) {
@@ -86,5 +116,55 @@ async fn send_with_retries(sink: &mut dyn Sink, batch: &[Arc<Event>], cfg: &Batc
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use pipeline::{event::RateLimitInfo, EventKind};
+
+    use crate::Health;
+
+    /// Records the size of each batch it is sent.
+    struct Recorder(Arc<std::sync::Mutex<Vec<usize>>>);
+
+    #[async_trait]
+    impl Sink for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        async fn send(&mut self, batch: &[Arc<Event>]) -> SendOutcome {
+            self.0.lock().unwrap().push(batch.len());
+            SendOutcome::Delivered
+        }
+        async fn flush(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+        fn health(&self) -> Health {
+            Health::Healthy
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_close_at_max_bytes() {
+        let ev = Arc::new(Event::new(
+            EventKind::RateLimitInfo(RateLimitInfo { number_of_dropped_process_events: Some(1), ..Default::default() }),
+            "n",
+            pipeline::time::Timestamp::from_unix_nanos(0),
+        ));
+        let one = json_len(&ev, 1);
+        let (tx, rx) = mpsc::channel(100);
+        for _ in 0..10 {
+            tx.send(ev.clone()).await.unwrap();
+        }
+        drop(tx);
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // Room for 3 events' bytes: a batch closes once it holds 3 (the limit is reached).
+        let cfg = BatchConfig { max_events: 100, max_bytes: one * 3, max_age_ms: 60_000, max_retries: 0 };
+        let report = run(Box::new(Recorder(sizes.clone())), rx, cfg).await;
+        assert_eq!(report.delivered, 10);
+        assert_eq!(*sizes.lock().unwrap(), vec![3, 3, 3, 1]);
     }
 }

@@ -19,6 +19,23 @@ pub fn nightjar() -> Command {
     c
 }
 
+/// `nightjar run` for tests. Safety on shared machines: the agent loads only the policies
+/// that observe (never the enforcing seed policies, which could kill processes the test did
+/// not start); tests that need enforcement load restricted variants themselves.
+pub fn agent_run(dir: &std::path::Path) -> Command {
+    let pdir = dir.join("observe-only-policies");
+    std::fs::create_dir_all(&pdir).expect("policies dir");
+    for name in ["monitor-sensitive-files", "detect-privilege-escalation"] {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("config/policies/{name}.yaml"));
+        std::fs::copy(&src, pdir.join(format!("{name}.yaml"))).expect("copy policy");
+    }
+    let mut c = nightjar();
+    c.arg("run")
+        .args(["--set", &format!("sensor.policies_dir={}", pdir.display())])
+        .args(["--set", &format!("control.socket={}", dir.join("nj.sock").display())]);
+    c
+}
+
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn nightjar");
     assert!(

@@ -4,4 +4,6 @@ mod common;
 mod config_errors;
 mod getevents;
 mod policies;
+mod prometheus;
 mod run_smoke;
+mod shutdown;

@@ -101,7 +101,7 @@ fn malformed_policies_are_refused_with_located_errors_and_runtime_add_delete_wor
     assert!(text.contains("monitor-sensitive-files") && !text.contains("bad-"), "{text}");
 
     // Runtime add: a miner policy listing a copy of sleep made here.
-    let miner = dir.path().join("xmrig");
+    let miner = dir.path().join("nightjar-test-miner");
     std::fs::copy("/bin/sleep", &miner).unwrap();
     let miner = std::fs::canonicalize(&miner).unwrap().display().to_string();
     let variant = MINERS

@@ -10,11 +10,9 @@ fn run_serves_metrics_and_writes_events() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let agent = Agent::spawn(
-        nightjar()
-            .arg("run")
+        agent_run(dir.path())
             .args(["--set", &format!("metrics.listen=127.0.0.1:{port}")])
             .args(["--set", &format!("sinks.file.path={}", log.display())])
-            .args(["--set", &format!("control.socket={}", dir.path().join("nj.sock").display())])
             .args(["--set", "sinks.stdout.format=json"]),
     );
     let up = wait_for(Duration::from_secs(30), || http_get(addr, "/healthz").ok().filter(|(s, _)| *s == 200));
