@@ -3,5 +3,6 @@ mod common;
 
 mod config_errors;
 mod getevents;
+mod parquet_sigkill;
 mod policies;
 mod run_smoke;
