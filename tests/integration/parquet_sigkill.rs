@@ -41,11 +41,14 @@ fn scan(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     out
 }
 
-fn agent(pq: &Path, port: u16) -> Agent {
+fn agent(dir: &Path, pq: &Path, port: u16) -> Agent {
     Agent::spawn(
         nightjar()
             .arg("run")
             .args(["--set", &format!("metrics.listen=127.0.0.1:{port}")])
+            // Its own control socket, and no policies: other tests' agents run alongside.
+            .args(["--set", &format!("control.socket={}", dir.join("nj.sock").display())])
+            .args(["--set", "sensor.policies_dir="])
             .args(["--set", "sinks.stdout.enabled=false", "--set", "sinks.file.enabled=false"])
             .args(["--set", "sinks.parquet.enabled=true"])
             .args(["--set", &format!("sinks.parquet.path={}", pq.display())])
@@ -84,7 +87,7 @@ fn sigkill_mid_file_leaves_only_complete_files_and_next_start_removes_the_partia
     let dir = tempfile::tempdir().unwrap();
     let pq = dir.path().join("pq");
     let port = free_port();
-    let mut a = agent(&pq, port);
+    let mut a = agent(dir.path(), &pq, port);
     wait_healthy(port);
     let exec_loop = Loop(
         Command::new("/bin/sh")
@@ -116,7 +119,7 @@ fn sigkill_mid_file_leaves_only_complete_files_and_next_start_removes_the_partia
     assert_eq!(got["files"].as_array().unwrap().len(), done.len(), "readers see exactly the complete files");
 
     // Next start: the partial file is removed (cleaned, not recovered) and logged.
-    let a2 = agent(&pq, port);
+    let a2 = agent(dir.path(), &pq, port);
     wait_healthy(port);
     let out = a2.terminate();
     let stderr = String::from_utf8_lossy(&out.stderr);
