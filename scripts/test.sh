@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 scripts/setup.sh
+# The Python with pyarrow and duckdb that setup.sh installed (Parquet read-back tests).
+export NIGHTJAR_PYTHON="${NIGHTJAR_PYTHON:-$HOME/.cache/nightjar/venv/bin/python}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 echo "== cargo fmt --check"

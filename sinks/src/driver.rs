@@ -40,10 +40,23 @@ pub async fn run(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Arc<Event>>, cf
     let mut report = DriverReport::default();
     let mut batch: Vec<Arc<Event>> = Vec::with_capacity(cfg.max_events);
     let max_age = Duration::from_millis(cfg.max_age_ms);
+    let mut ticker = sink.tick_interval().map(|p| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     loop {
-        let first = match rx.recv().await {
-            Some(e) => e,
-            None => break,
+        let first = tokio::select! {
+            e = rx.recv() => match e {
+                Some(e) => e,
+                None => break,
+            },
+            _ = next_tick(&mut ticker) => {
+                if let Err(e) = sink.tick().await {
+                    tracing::warn!(sink = name, error = %e, "sink housekeeping failed");
+                }
+                continue;
+            }
         };
         let mut bytes = json_len(&first, cfg.max_bytes);
         batch.push(first);
@@ -87,6 +100,15 @@ fn json_len(ev: &Event, max_bytes: usize) -> usize {
     match serde_json::to_writer(&mut c, ev) {
         Ok(()) => c.0 + 1,
         Err(_) => 1,
+    }
+}
+
+async fn next_tick(t: &mut Option<tokio::time::Interval>) {
+    match t {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -1,10 +1,13 @@
-//! Owns: the `Sink` trait and every sink (one folder each), and the driver that batches a
-//! sink's queue and retries its sends.
+//! Owns: the `Sink` trait and every sink (one folder each: stdout, rotated JSON file,
+//! Parquet), and the driver that batches a sink's queue and retries its sends.
 //! Must not know about: the sensor, BPF, or how events were produced.
 
 pub mod driver;
 pub mod file;
+pub mod parquet;
 pub mod stdout;
+#[cfg(test)]
+mod test_util;
 
 use std::sync::Arc;
 
@@ -39,6 +42,16 @@ pub trait Sink: Send {
     /// Makes everything sent so far durable/visible.
     async fn flush(&mut self) -> Result<(), String>;
     fn health(&self) -> Health;
+    /// How often the driver calls [`Sink::tick`] while the sink waits for events (None:
+    /// never). For housekeeping that must not wait for the next batch: periodic fsync,
+    /// closing files that reached their age, reopening after SIGHUP.
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Periodic housekeeping; an error is logged and reflected in `health`.
+    async fn tick(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 use pipeline::fanout::QueueConfig;
@@ -50,6 +63,7 @@ use serde::{Deserialize, Serialize};
 pub struct SinksConfig {
     pub stdout: stdout::StdoutConfig,
     pub file: file::FileConfig,
+    pub parquet: parquet::ParquetConfig,
 }
 
 /// A sink built from config, with its queue and batch settings.
@@ -63,6 +77,8 @@ pub struct BuiltSink {
 pub enum BuildError {
     #[error(transparent)]
     File(#[from] file::FileSinkError),
+    #[error(transparent)]
+    Parquet(#[from] parquet::ParquetSinkError),
 }
 
 /// Builds every enabled sink. A sink that cannot start is an error naming it.
@@ -85,6 +101,16 @@ pub fn build_all(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltSink, Buil
                 sink: Box::new(s) as Box<dyn Sink>,
                 queue: cfg.file.queue.clone(),
                 batch: cfg.file.batch.clone(),
+            }),
+        ));
+    }
+    if cfg.parquet.enabled {
+        out.push((
+            "parquet",
+            parquet::ParquetSink::new(&cfg.parquet).map_err(BuildError::from).map(|s| BuiltSink {
+                sink: Box::new(s) as Box<dyn Sink>,
+                queue: cfg.parquet.queue.clone(),
+                batch: cfg.parquet.batch.clone(),
             }),
         ));
     }

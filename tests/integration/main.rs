@@ -3,6 +3,7 @@ mod common;
 
 mod config_errors;
 mod getevents;
+mod parquet_sigkill;
 mod policies;
 mod prometheus;
 mod run_smoke;

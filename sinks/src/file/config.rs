@@ -5,6 +5,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::driver::BatchConfig;
 
+/// When the file sink asks the kernel to put written data on disk (`fdatasync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// Never (the kernel writes back on its own; a SIGKILL loses nothing, a power cut may).
+    Never,
+    /// After every batch: slowest, nothing acknowledged is lost on a power cut.
+    Batch,
+    /// At most every `fsync_interval_ms`, when a batch is written or the sink is idle.
+    Interval,
+}
+
+/// What a failed write (disk full, permission denied, directory gone) does with the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Retry the batch with backoff (`batch.max_retries`), then count it failed.
+    Retry,
+    /// Count the batch failed at once and go on with the next one.
+    Drop,
+}
+
 /// `sinks.file` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -13,10 +35,21 @@ pub struct FileConfig {
     pub path: PathBuf,
     /// Rotate when the file would grow past this size (0: never).
     pub max_size: ByteSize,
-    /// Rotated files kept (`nightjar.log.1` … `.N`).
+    /// Rotate when the file is older than this many seconds (0: never); checked when a
+    /// batch is written, so an idle sink does not make empty files.
+    pub rotate_interval_secs: u64,
+    /// Rotated files kept (`nightjar.log.1[.gz]` … `.N`); 0 keeps none.
     pub max_backups: u32,
-    /// Permission bits of a new file.
+    /// Gzip rotated files (`nightjar.log.1.gz`), in the background.
+    pub compress: bool,
+    /// Permission bits of a new file (and of its backups).
     pub mode: u32,
+    pub fsync: FsyncPolicy,
+    /// Period of `fsync: interval`, milliseconds.
+    pub fsync_interval_ms: u64,
+    /// Close and reopen the file on SIGHUP, after an external logrotate moved it away.
+    pub reopen_on_sighup: bool,
+    pub on_error: OnError,
     pub queue: QueueConfig,
     pub batch: BatchConfig,
 }
@@ -27,8 +60,14 @@ impl Default for FileConfig {
             enabled: true,
             path: PathBuf::from("/var/log/nightjar/nightjar.log"),
             max_size: ByteSize(100 << 20),
+            rotate_interval_secs: 0,
             max_backups: 5,
+            compress: true,
             mode: 0o600,
+            fsync: FsyncPolicy::Interval,
+            fsync_interval_ms: 1000,
+            reopen_on_sighup: true,
+            on_error: OnError::Retry,
             queue: QueueConfig::default(),
             batch: BatchConfig::default(),
         }

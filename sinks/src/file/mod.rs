@@ -1,17 +1,35 @@
 //! Rotated JSON-lines file sink — what SOCs tail, like `/var/log/tetragon/tetragon.log`.
-//! Whole lines only: a batch is encoded first, rotation happens between batches.
+//!
+//! Guarantees, for a reader that follows the file by name (`tail -F`):
+//! - whole lines only: a batch is encoded first and written with one `write_all`; if the
+//!   write fails part-way (disk full), the file is truncated back to where the batch began;
+//! - rotation happens between batches: the live file is synced, hard-linked to
+//!   `<path>.1`, and a fresh file is renamed over `<path>` (so the name always exists);
+//!   nothing is written to the old file afterwards, so a reader that drains it before
+//!   switching sees every line exactly once;
+//! - backups are gzipped in a background thread (`<path>.1.gz`), via a temporary name.
+//!
+//! SIGHUP (external logrotate) closes the file and reopens `<path>` before the next batch
+//! or at the next housekeeping tick, whichever comes first.
 pub mod config;
+mod rotate;
+#[cfg(test)]
+mod tests;
 
 use std::{
     fs::{File, OpenOptions},
-    io::Write,
+    io::{self, Write},
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
-pub use config::FileConfig;
+pub use config::{FileConfig, FsyncPolicy, OnError};
 use pipeline::Event;
 
 use crate::{Health, SendOutcome, Sink};
@@ -20,24 +38,91 @@ pub struct FileSink {
     cfg: FileConfig,
     file: Option<File>,
     size: u64,
+    opened_at: Instant,
+    /// Written but not yet fdatasync'ed.
+    dirty: bool,
+    last_sync: Instant,
     buf: Vec<u8>,
     last_error: Option<String>,
+    /// Set by the SIGHUP listener (or [`FileSink::reopen_handle`]).
+    reopen: Arc<AtomicBool>,
+    /// The background gzip of the newest backup.
+    compressing: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileSinkError {
     #[error("file sink: cannot create directory {dir}: {source}")]
-    Dir { dir: PathBuf, source: std::io::Error },
+    Dir { dir: PathBuf, source: io::Error },
     #[error("file sink: cannot open {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open { path: PathBuf, source: io::Error },
+    #[error("file sink: cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("file sink: cannot rotate {path}: {step}: {source}")]
+    Rotate { path: PathBuf, step: &'static str, source: io::Error },
+    #[error("file sink: cannot sync {path}: {source}")]
+    Sync { path: PathBuf, source: io::Error },
 }
 
 impl FileSink {
     /// Opens (creating with the configured mode) the file; fails with a clear error.
+    /// Inside a tokio runtime and with `reopen_on_sighup`, also listens for SIGHUP.
     pub fn new(cfg: &FileConfig) -> Result<Self, FileSinkError> {
-        let mut s = FileSink { cfg: cfg.clone(), file: None, size: 0, buf: Vec::new(), last_error: None };
+        let now = Instant::now();
+        let mut s = FileSink {
+            cfg: cfg.clone(),
+            file: None,
+            size: 0,
+            opened_at: now,
+            dirty: false,
+            last_sync: now,
+            buf: Vec::new(),
+            last_error: None,
+            reopen: Arc::new(AtomicBool::new(false)),
+            compressing: None,
+        };
         s.open()?;
+        for p in rotate::cleanup(&cfg.path, cfg.max_backups) {
+            tracing::warn!(file = %p.display(), "file sink: removed a partial file left by an earlier run");
+        }
+        // A crash between the hard link and the end of the gzip leaves a plain `.1`.
+        let (p1, g1) = (rotate::plain(&cfg.path, 1), rotate::gz(&cfg.path, 1));
+        if cfg.compress && cfg.max_backups > 0 && p1.exists() && !g1.exists() {
+            s.start_compress();
+        }
+        if cfg.reopen_on_sighup {
+            s.listen_sighup();
+        }
         Ok(s)
+    }
+
+    /// A flag that makes the sink reopen its file before the next write (what SIGHUP sets).
+    pub fn reopen_handle(&self) -> Arc<AtomicBool> {
+        self.reopen.clone()
+    }
+
+    fn listen_sighup(&self) {
+        use tokio::signal::unix::{signal, SignalKind};
+        if tokio::runtime::Handle::try_current().is_err() {
+            tracing::debug!("file sink: no runtime, SIGHUP not handled");
+            return;
+        }
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "file sink: cannot listen for SIGHUP; reopen is not available");
+                return;
+            }
+        };
+        let flag = Arc::downgrade(&self.reopen);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match flag.upgrade() {
+                    Some(f) => f.store(true, Ordering::Release),
+                    None => break,
+                }
+            }
+        });
     }
 
     fn open(&mut self) -> Result<(), FileSinkError> {
@@ -52,54 +137,146 @@ impl FileSink {
             .open(path)
             .map_err(|source| FileSinkError::Open { path: path.clone(), source })?;
         self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        self.opened_at = Instant::now();
         self.file = Some(f);
         Ok(())
     }
 
-    fn backup_name(path: &Path, n: u32) -> PathBuf {
-        let mut s = path.as_os_str().to_owned();
-        s.push(format!(".{n}"));
-        PathBuf::from(s)
-    }
-
-    /// `log` → `log.1` → `log.2` … keeping `max_backups`.
-    fn rotate(&mut self) -> std::io::Result<()> {
-        if let Some(f) = self.file.take() {
-            f.sync_all()?;
-        }
-        let path = self.cfg.path.clone();
-        if self.cfg.max_backups == 0 {
-            std::fs::remove_file(&path).or_else(ignore_missing)?;
-        } else {
-            std::fs::remove_file(Self::backup_name(&path, self.cfg.max_backups)).or_else(ignore_missing)?;
-            for n in (1..self.cfg.max_backups).rev() {
-                std::fs::rename(Self::backup_name(&path, n), Self::backup_name(&path, n + 1))
-                    .or_else(ignore_missing)?;
+    fn sync(&mut self) -> Result<(), FileSinkError> {
+        if let Some(f) = &self.file {
+            if self.dirty {
+                f.sync_data().map_err(|source| FileSinkError::Sync { path: self.cfg.path.clone(), source })?;
             }
-            std::fs::rename(&path, Self::backup_name(&path, 1))?;
         }
-        self.open().map_err(std::io::Error::other)
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        Ok(())
     }
 
-    fn write_batch(&mut self) -> std::io::Result<()> {
-        if self.file.is_none() {
-            self.open().map_err(std::io::Error::other)?;
+    /// Closes the file (synced) and reopens `path`, which an external rotation may have moved.
+    fn reopen_now(&mut self) -> Result<(), FileSinkError> {
+        let synced = self.sync();
+        self.file = None;
+        tracing::info!(path = %self.cfg.path.display(), "file sink: reopening (SIGHUP)");
+        synced.and(self.open())
+    }
+
+    fn wait_compression(&mut self) {
+        if let Some(h) = self.compressing.take() {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(
+                    path = %rotate::plain(&self.cfg.path, 1).display(), error = %e,
+                    "file sink: cannot gzip the backup; it stays uncompressed"
+                ),
+                Err(_) => tracing::error!("file sink: the gzip thread panicked; the backup stays uncompressed"),
+            }
         }
-        if self.cfg.max_size.0 > 0 && self.size > 0 && self.size + self.buf.len() as u64 > self.cfg.max_size.0 {
+    }
+
+    fn start_compress(&mut self) {
+        let path = self.cfg.path.clone();
+        let mode = self.cfg.mode;
+        let spawned = std::thread::Builder::new().name("nightjar-gzip".into()).spawn(move || {
+            rotate::compress(&rotate::plain(&path, 1), &rotate::gz_tmp(&path, 1), &rotate::gz(&path, 1), mode)
+        });
+        match spawned {
+            Ok(h) => self.compressing = Some(h),
+            Err(e) => {
+                tracing::error!(error = %e, "file sink: cannot start the gzip thread; the backup stays uncompressed")
+            }
+        }
+    }
+
+    fn rotation_due(&self, incoming: u64) -> bool {
+        if self.size == 0 {
+            return false;
+        }
+        let by_size = self.cfg.max_size.0 > 0 && self.size + incoming > self.cfg.max_size.0;
+        let by_age = self.cfg.rotate_interval_secs > 0
+            && self.opened_at.elapsed() >= Duration::from_secs(self.cfg.rotate_interval_secs);
+        by_size || by_age
+    }
+
+    /// `log` → `log.1` → `log.2` … keeping `max_backups`; see the module doc for the order.
+    fn rotate(&mut self) -> Result<(), FileSinkError> {
+        let path = self.cfg.path.clone();
+        let err = |step: &'static str| {
+            let path = path.clone();
+            move |source| FileSinkError::Rotate { path, step, source }
+        };
+        self.wait_compression();
+        self.sync()?;
+        let keep = self.cfg.max_backups;
+        if keep > 0 {
+            rotate::shift(&path, keep).map_err(err("shift backups"))?;
+            rotate::link_or_rename(&path, &rotate::plain(&path, 1)).map_err(err("link the backup"))?;
+        }
+        let fresh = rotate::fresh(&path);
+        let created = rotate::remove_if_exists(&fresh)
+            .and_then(|_| OpenOptions::new().create_new(true).append(true).mode(self.cfg.mode).open(&fresh))
+            .and_then(|f| std::fs::rename(&fresh, &path).map(|_| f));
+        let f = match created {
+            Ok(f) => f,
+            Err(e) => {
+                // Undo the link so the next attempt does not keep the same lines twice.
+                if keep > 0 && path.exists() {
+                    let _ = std::fs::remove_file(rotate::plain(&path, 1));
+                }
+                self.file = None;
+                return Err(err("create the new file")(e));
+            }
+        };
+        self.file = Some(f);
+        self.size = 0;
+        self.opened_at = Instant::now();
+        if keep > 0 && self.cfg.compress {
+            self.start_compress();
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self) -> Result<(), FileSinkError> {
+        if self.reopen.swap(false, Ordering::AcqRel) {
+            self.reopen_now()?;
+        }
+        if self.file.is_none() {
+            self.open()?;
+        }
+        if self.rotation_due(self.buf.len() as u64) {
             self.rotate()?;
         }
-        let Some(f) = self.file.as_mut() else { return Err(std::io::Error::other("file not open")) };
-        f.write_all(&self.buf)?;
-        self.size += self.buf.len() as u64;
-        Ok(())
+        let path = &self.cfg.path;
+        let Some(f) = self.file.as_mut() else {
+            return Err(FileSinkError::Write { path: path.clone(), source: io::Error::other("file not open") });
+        };
+        // Where this batch begins, so a partial write can be cut off (no torn line).
+        let start = f.metadata().map(|m| m.len()).unwrap_or(self.size);
+        if let Err(source) = f.write_all(&self.buf) {
+            if let Err(e) = f.set_len(start) {
+                tracing::error!(path = %path.display(), error = %e, "file sink: cannot cut a partial write");
+            }
+            self.file = None;
+            return Err(FileSinkError::Write { path: path.clone(), source });
+        }
+        self.size = start + self.buf.len() as u64;
+        self.dirty = true;
+        match self.cfg.fsync {
+            FsyncPolicy::Never => Ok(()),
+            FsyncPolicy::Batch => self.sync(),
+            FsyncPolicy::Interval => {
+                if self.last_sync.elapsed() >= Duration::from_millis(self.cfg.fsync_interval_ms) {
+                    self.sync()
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
-}
 
-fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        Ok(())
-    } else {
-        Err(e)
+    /// The path this sink writes.
+    pub fn path(&self) -> &Path {
+        &self.cfg.path
     }
 }
 
@@ -121,20 +298,19 @@ impl Sink for FileSink {
                 SendOutcome::Delivered
             }
             Err(e) => {
-                // A partial write leaves a torn line: reopen so the next batch starts clean.
-                self.file = None;
-                let msg = format!("{}: {e}", self.cfg.path.display());
+                let msg = e.to_string();
                 self.last_error = Some(msg.clone());
-                SendOutcome::Retryable(msg)
+                match self.cfg.on_error {
+                    OnError::Retry => SendOutcome::Retryable(msg),
+                    OnError::Drop => SendOutcome::Fatal(msg),
+                }
             }
         }
     }
 
     async fn flush(&mut self) -> Result<(), String> {
-        match &self.file {
-            Some(f) => f.sync_data().map_err(|e| format!("{}: {e}", self.cfg.path.display())),
-            None => Ok(()),
-        }
+        self.wait_compression();
+        self.sync().map_err(|e| e.to_string())
     }
 
     fn health(&self) -> Health {
@@ -143,54 +319,28 @@ impl Sink for FileSink {
             Some(e) => Health::Degraded(e.clone()),
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn ev(i: u32) -> Arc<Event> {
-        Arc::new(
-            Event::from_json(&format!(
-                r#"{{"process_exec":{{"process":{{"pid":{i},"binary":"/bin/x"}}}},"time":"2024-01-01T00:00:00Z"}}"#
-            ))
-            .unwrap(),
-        )
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(match self.cfg.fsync {
+            FsyncPolicy::Interval => Duration::from_millis(self.cfg.fsync_interval_ms.clamp(10, 1000)),
+            _ => Duration::from_secs(1),
+        })
     }
 
-    #[tokio::test]
-    async fn writes_lines_rotates_and_keeps_backups() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = FileConfig {
-            path: dir.path().join("sub/nightjar.log"),
-            max_size: pipeline::config::ByteSize(2000),
-            max_backups: 2,
-            ..FileConfig::default()
-        };
-        let mut s = FileSink::new(&cfg).unwrap();
-        for i in 0..100 {
-            assert!(matches!(s.send(&[ev(i)]).await, SendOutcome::Delivered));
+    async fn tick(&mut self) -> Result<(), String> {
+        if self.reopen.swap(false, Ordering::AcqRel) {
+            self.reopen_now().map_err(|e| e.to_string())?;
         }
-        s.flush().await.unwrap();
-        let mode = std::fs::metadata(&cfg.path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        let mut lines = 0;
-        for p in [cfg.path.clone(), FileSink::backup_name(&cfg.path, 1), FileSink::backup_name(&cfg.path, 2)] {
-            let text = std::fs::read_to_string(&p).unwrap();
-            for l in text.lines() {
-                Event::from_json(l).unwrap();
-                lines += 1;
-            }
+        if self.cfg.fsync == FsyncPolicy::Interval
+            && self.dirty
+            && self.last_sync.elapsed() >= Duration::from_millis(self.cfg.fsync_interval_ms)
+        {
+            self.sync().map_err(|e| e.to_string())?;
         }
-        assert!(!FileSink::backup_name(&cfg.path, 3).exists());
-        assert!(lines > 0 && lines < 100, "older backups must be pruned: {lines}");
-    }
-
-    #[test]
-    fn uncreatable_dir_is_a_clear_error() {
-        let cfg = FileConfig { path: "/proc/nightjar/x.log".into(), ..FileConfig::default() };
-        let e = FileSink::new(&cfg).err().unwrap().to_string();
-        assert!(e.contains("cannot create directory /proc/nightjar"), "{e}");
+        // Reap a finished gzip so its error is logged now rather than at the next rotation.
+        if self.compressing.as_ref().is_some_and(|h| h.is_finished()) {
+            self.wait_compression();
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,144 @@
+//! Helpers for the sinks' tests: numbered events, a small tmpfs, a per-thread fs uid.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+};
+
+use pipeline::{
+    event::{ArgValue, Container, KprobeArgument, Pod, Process, ProcessExec, ProcessKprobe},
+    time::Timestamp,
+    Event, EventKind,
+};
+
+/// 2026-01-01T10:00:00Z.
+pub const BASE_NANOS: i128 = 1_767_261_600_000_000_000;
+
+/// The action of event `i` (every 4th event is a kprobe; of those, every other is SIGKILL).
+pub fn expected_action(i: u64) -> Option<&'static str> {
+    match i % 8 {
+        3 => Some("POST"),
+        7 => Some("SIGKILL"),
+        _ => None,
+    }
+}
+
+/// Event number `i`: pid `1000 + i`, time `BASE + i ms`; a `process_kprobe` from policy
+/// `block-nc` when [`expected_action`] says so, else a `process_exec`.
+pub fn seq_event(i: u64) -> Arc<Event> {
+    seq_event_at(i, BASE_NANOS + i as i128 * 1_000_000)
+}
+
+pub fn seq_event_at(i: u64, nanos: i128) -> Arc<Event> {
+    let process = Process {
+        exec_id: Some(format!("bm9kZToxMjM0NTY3OD{i}")),
+        pid: Some(1000 + i as u32),
+        uid: Some((i % 3) as u32 * 1000),
+        cwd: Some("/".into()),
+        binary: Some(format!("/usr/bin/b{}", i % 10)),
+        arguments: Some(format!("--seq {i} \"quoted arg\"")),
+        flags: Some("execve clone".into()),
+        start_time: Some(Timestamp::from_unix_nanos(nanos - 1000)),
+        pod: (i % 4 != 0).then(|| Pod {
+            namespace: Some(format!("ns{}", i % 3)),
+            name: Some(format!("pod-{}", i % 5)),
+            container: Some(Container {
+                id: Some(format!("containerd://c{i}")),
+                name: Some("app".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let parent = Process { pid: Some(1), binary: Some("/usr/bin/bash".into()), ..Default::default() };
+    let kind = match expected_action(i) {
+        Some(action) => EventKind::ProcessKprobe(Box::new(ProcessKprobe {
+            process: Some(process),
+            parent: Some(parent),
+            function_name: Some("sys_execve".into()),
+            args: Some(vec![KprobeArgument::new(ArgValue::String("/bin/nc".into()))]),
+            action: Some(action.into()),
+            policy_name: Some("block-nc".into()),
+            ..Default::default()
+        })),
+        None => EventKind::ProcessExec(Box::new(ProcessExec {
+            process: Some(process),
+            parent: Some(parent),
+            ..Default::default()
+        })),
+    };
+    Arc::new(Event::new(kind, "node-a", Timestamp::from_unix_nanos(nanos)))
+}
+
+/// Namespace of event `i` (None: no pod).
+pub fn expected_namespace(i: u64) -> Option<String> {
+    (i % 4 != 0).then(|| format!("ns{}", i % 3))
+}
+
+/// The Python with pyarrow and duckdb that `scripts/setup.sh` installs.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("NIGHTJAR_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/nightjar/venv/bin/python")
+    });
+    assert!(p.exists(), "{} is missing: run scripts/setup.sh (it installs pyarrow and duckdb)", p.display());
+    p
+}
+
+/// Runs a Python script with arguments and returns its stdout parsed as JSON.
+pub fn run_python(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python()).arg("-c").arg(script).args(args).output().expect("run python");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("python printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The `i` of a line written from [`seq_event`].
+pub fn seq_of(line: &str) -> u64 {
+    let e = Event::from_json(line).unwrap_or_else(|err| panic!("not an event ({err}): {line:?}"));
+    u64::from(e.process().and_then(|p| p.pid).expect("pid")) - 1000
+}
+
+/// A tmpfs of a few KiB, unmounted (lazily, so even a busy one goes) when dropped.
+pub struct SmallTmpfs(PathBuf);
+
+impl SmallTmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount tmpfs on {} failed (these tests run as root)", dir.display());
+        SmallTmpfs(dir.to_owned())
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Sets this thread's file-system uid (dropping root's file capabilities for this thread
+/// only) and restores 0 when dropped.
+pub struct FsUid;
+
+impl FsUid {
+    pub fn set(uid: u32) -> Self {
+        // SAFETY: setfsuid(2) changes only the calling thread's file-system credentials.
+        unsafe { libc::setfsuid(uid) };
+        FsUid
+    }
+}
+
+impl Drop for FsUid {
+    fn drop(&mut self) {
+        // SAFETY: as above, back to root for this thread.
+        unsafe { libc::setfsuid(0) };
+    }
+}
