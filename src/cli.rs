@@ -73,9 +73,30 @@ pub struct GeteventsArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value = "compact")]
     pub output: Output,
-    /// Read a JSON export (one event per line) from FILE; `-` for stdin.
+    /// Read a JSON export (one event per line: nightjar's or Tetragon's, e.g.
+    /// /var/log/tetragon/tetragon.log or a pipe from `kubectl logs`) from FILE; `-` for stdin.
+    /// Without it, stream live from the running agent's socket.
     #[arg(short, long, value_name = "FILE")]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
+    /// Only events of pods in these Kubernetes namespaces (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub namespace: Vec<String>,
+    /// Only events of pods whose name matches this regex.
+    #[arg(long, value_name = "REGEX")]
+    pub pod: Option<String>,
+    /// Only events whose process binary matches this regex.
+    #[arg(long, value_name = "REGEX")]
+    pub process: Option<String>,
+    /// Only these event types (comma-separated: process_exec, process_exit,
+    /// process_kprobe, process_tracepoint, process_lsm, rate_limit_info).
+    #[arg(long, value_delimiter = ',')]
+    pub event_types: Vec<String>,
+    /// Only events of these policies (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub policy_names: Vec<String>,
+    /// Only events from these nodes (comma-separated node names).
+    #[arg(long, value_delimiter = ',')]
+    pub host: Vec<String>,
 }
 
 #[derive(Args, Debug)]

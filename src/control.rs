@@ -10,20 +10,32 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
+
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt},
     net::UnixListener,
-    sync::{mpsc, oneshot},
+    sync::{broadcast, mpsc, oneshot},
 };
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Status,
-    PolicyAdd { source: String, yaml: String },
-    PolicyDelete { name: String },
+    PolicyAdd {
+        source: String,
+        yaml: String,
+    },
+    PolicyDelete {
+        name: String,
+    },
     PolicyList,
+    /// Stream every event as a JSON line until the client hangs up.
+    Subscribe,
 }
+
+/// A line of a Subscribe stream that is a notice for the user, not an event.
+pub const NOTICE_PREFIX: &str = "#nightjar: ";
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Response {
@@ -51,6 +63,7 @@ pub async fn serve(
     path: PathBuf,
     sensor: mpsc::Sender<sensor::loader::Command>,
     extra: StatusExtra,
+    events: broadcast::Sender<Arc<pipeline::Event>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -72,10 +85,15 @@ pub async fn serve(
             let Ok((stream, _)) = listener.accept().await else { continue };
             let sensor = sensor.clone();
             let extra = extra.clone();
+            let events = events.clone();
             tokio::spawn(async move {
                 let (r, mut w) = stream.into_split();
                 let mut lines = tokio::io::BufReader::new(r).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
+                    if matches!(serde_json::from_str::<Request>(&line), Ok(Request::Subscribe)) {
+                        stream_events(events.subscribe(), &mut w).await;
+                        return;
+                    }
                     let resp = match serde_json::from_str::<Request>(&line) {
                         Ok(req) => handle(req, &sensor, &extra).await,
                         Err(e) => Response::err(format!("bad request: {e}")),
@@ -89,6 +107,28 @@ pub async fn serve(
             });
         }
     }))
+}
+
+/// Writes events to a subscriber until it hangs up. A subscriber that cannot keep up
+/// loses events: counted, and told so in a notice line.
+async fn stream_events(mut rx: broadcast::Receiver<Arc<pipeline::Event>>, w: &mut tokio::net::unix::OwnedWriteHalf) {
+    loop {
+        let line = match rx.recv().await {
+            Ok(e) => {
+                let mut l = e.to_json();
+                l.push('\n');
+                l
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                pipeline::metrics::count_stage_drop("getevents", "subscriber_lagged", n);
+                format!("{NOTICE_PREFIX}{n} events skipped: this reader fell behind\n")
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if w.write_all(line.as_bytes()).await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn handle(req: Request, sensor: &mpsc::Sender<sensor::loader::Command>, extra: &StatusExtra) -> Response {
@@ -137,6 +177,7 @@ async fn handle(req: Request, sensor: &mpsc::Sender<sensor::loader::Command>, ex
                 Err(_) => gone(),
             }
         }
+        Request::Subscribe => Response::err("subscribe is a stream: send it as the first request"),
         Request::PolicyList => {
             let (tx, rx) = oneshot::channel();
             if sensor.send(Command::ListPolicies(tx)).await.is_err() {
@@ -161,4 +202,14 @@ pub fn call(path: &Path, req: &Request) -> Result<Response, String> {
     let mut resp = String::new();
     BufReader::new(&s).read_line(&mut resp).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&resp).map_err(|e| format!("bad response from the agent: {e}"))
+}
+
+/// Client side of Subscribe: the event lines as a reader.
+pub fn subscribe(path: &Path, req: &Request) -> Result<BufReader<UnixStream>, String> {
+    let mut s = UnixStream::connect(path)
+        .map_err(|e| format!("cannot reach the agent at {}: {e} (is `nightjar run` running?)", path.display()))?;
+    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(BufReader::new(s))
 }

@@ -2,7 +2,7 @@
 use std::{
     process::ExitCode,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -116,6 +116,37 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     if outputs.is_empty() {
         anyhow::bail!("no sink could start; enable at least one under `sinks:`");
     }
+    // `nightjar getevents` subscribers: one more output that never blocks the pipeline.
+    // It also counts what reaches the fan-out, for the events/s of `nightjar status`.
+    let (events_tx, _) = tokio::sync::broadcast::channel::<Arc<pipeline::Event>>(4096);
+    let counted = Arc::new(AtomicU64::new(0));
+    let rate = Arc::new(AtomicU64::new(0));
+    {
+        let (tx, mut rx) = mpsc::channel::<Arc<pipeline::Event>>(4096);
+        outputs.push(Output { name: "getevents", tx, policy: pipeline::fanout::QueuePolicy::DropNewest });
+        let events_tx = events_tx.clone();
+        let seen = counted.clone();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                seen.fetch_add(1, Ordering::Relaxed);
+                // No subscriber is not a loss: nobody asked for the stream.
+                let _ = events_tx.send(e);
+            }
+        });
+        let (counted, rate) = (counted.clone(), rate.clone());
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut t = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                t.tick().await;
+                let now = counted.load(Ordering::Relaxed);
+                rate.store(now - last, Ordering::Relaxed);
+                last = now;
+            }
+        });
+    }
+    let queues: Vec<(&'static str, mpsc::WeakSender<Arc<pipeline::Event>>)> =
+        outputs.iter().map(|o| (o.name, o.tx.downgrade())).collect();
 
     let policies = if cfg.sensor.policies_dir.as_os_str().is_empty() {
         Vec::new()
@@ -133,8 +164,25 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         sensor.add_policy(p).map_err(|e| BadInput(e.to_string()))?;
     }
     let node_for_status = node.clone();
-    let extra: crate::control::StatusExtra = Arc::new(move || serde_json::json!({ "node_name": node_for_status }));
-    let _control = crate::control::serve(cfg.control.socket.clone(), sensor.control(), extra)
+    let extra: crate::control::StatusExtra = Arc::new(move || {
+        let q: serde_json::Map<String, serde_json::Value> = queues
+            .iter()
+            .filter_map(|(n, w)| {
+                let tx = w.upgrade()?;
+                Some((
+                    n.to_string(),
+                    serde_json::json!({"depth": tx.max_capacity() - tx.capacity(), "capacity": tx.max_capacity()}),
+                ))
+            })
+            .collect();
+        serde_json::json!({
+            "node_name": node_for_status,
+            "events_total": counted.load(Ordering::Relaxed),
+            "events_per_second": rate.load(Ordering::Relaxed),
+            "queues": q,
+        })
+    });
+    let _control = crate::control::serve(cfg.control.socket.clone(), sensor.control(), extra, events_tx.clone())
         .await
         .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
 

@@ -55,6 +55,12 @@ fn print_agent(v: &Value) {
             );
         }
     }
+    let pl = &v["pipeline"];
+    println!("events:        {} total, {}/s", pl["events_total"], pl["events_per_second"]);
+    println!("queues:");
+    for (name, q) in pl["queues"].as_object().into_iter().flatten() {
+        println!("  {name}: {}/{}", q["depth"], q["capacity"]);
+    }
     println!("records read:  {}", v["records"]);
     println!("missed events: {}", v["missed"]);
     println!("process cache: {}", v["process_cache"]);

@@ -32,3 +32,55 @@ fn bad_lines_are_reported_with_their_number_and_skipped() {
     assert!(err.contains("mixed.log:2: skipped"), "{err}");
     assert!(err.contains("mixed.log:3: skipped"), "{err}");
 }
+
+fn compact(args: &[&str], file: &std::path::Path) -> Vec<String> {
+    let out = run_ok(nightjar().args(["getevents", "-o", "compact", "-f"]).arg(file).args(args));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// A recorded stream: the corpus plus events of several kinds, nodes and pods.
+fn recorded(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut lines = Vec::new();
+    for f in ["process_exec.jsonl", "process_kprobe.jsonl"] {
+        lines.extend(std::fs::read_to_string(corpus_dir().join(f)).unwrap().lines().map(str::to_owned));
+    }
+    lines.push(r#"{"process_exit":{"process":{"binary":"/usr/bin/cat","arguments":"/etc/shadow"},"status":0},"node_name":"node-b","time":"2026-01-01T00:00:00Z"}"#.into());
+    lines.push(r#"{"process_kprobe":{"process":{"binary":"/usr/bin/cat","pod":{"namespace":"prod","name":"api-7d9"}},"function_name":"security_file_open","args":[{"file_arg":{"path":"/etc/shadow"}}],"policy_name":"monitor-sensitive-files","action":"KPROBE_ACTION_POST"},"node_name":"node-b","time":"2026-01-01T00:00:01Z"}"#.into());
+    let p = dir.join("recorded.jsonl");
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p
+}
+
+#[test]
+fn filters_on_a_recorded_stream_and_the_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = recorded(dir.path());
+    assert_eq!(compact(&[], &f).len(), 5);
+    assert_eq!(compact(&["--event-types", "process_exit"], &f).len(), 1);
+    assert_eq!(compact(&["--event-types", "process_exec,process_exit"], &f).len(), 2);
+    let ns = compact(&["--namespace", "job7189-apps"], &f);
+    assert_eq!(ns.len(), 2, "{ns:?}");
+    assert_eq!(compact(&["--pod", "^xwing$"], &f).len(), 1);
+    assert_eq!(compact(&["--pod", "identity-service"], &f).len(), 1);
+    assert_eq!(compact(&["--process", "/bin/nc$"], &f).len(), 1);
+    assert_eq!(compact(&["--process", "cat"], &f).len(), 2);
+    assert_eq!(compact(&["--policy-names", "monitor-sensitive-files"], &f).len(), 1);
+    assert_eq!(compact(&["--host", "node-b"], &f).len(), 2);
+    assert_eq!(compact(&["--host", "gke-john-632-default-pool-7041cac0-9s95"], &f).len(), 1);
+    // Filters combine with AND.
+    assert_eq!(compact(&["--host", "node-b", "--event-types", "process_kprobe"], &f).len(), 1);
+    assert_eq!(compact(&["--host", "node-b", "--namespace", "default"], &f).len(), 0);
+    // The corpus itself, filtered.
+    let k = corpus_dir().join("process_kprobe.jsonl");
+    assert_eq!(compact(&["--event-types", "process_kprobe", "--pod", "tetragon-test"], &k).len(), 1);
+}
+
+#[test]
+fn bad_filters_are_usage_errors() {
+    let f = corpus_dir().join("process_exec.jsonl");
+    let out = nightjar().args(["getevents", "--process", "(", "-f"]).arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--process"), "{out:?}");
+    let out = nightjar().args(["getevents", "--event-types", "process_nope", "-f"]).arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

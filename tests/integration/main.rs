@@ -3,6 +3,7 @@ mod common;
 
 mod config_errors;
 mod getevents;
+mod main_job;
 mod parquet_sigkill;
 mod policies;
 mod prometheus;
