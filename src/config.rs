@@ -21,6 +21,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub sensor: sensor::SensorConfig,
     pub control: ControlConfig,
+    pub sources: pipeline::sources::SourcesConfig,
     pub pipeline: PipelineConfig,
     pub sinks: sinks::SinksConfig,
 }

@@ -158,11 +158,17 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let pipeline = stages::spawn(&cfg.pipeline, &stages::Context { node_name: node.clone() }, rx, outputs)
         .context("cannot build the pipeline")?;
 
-    let mut sensor = sensor::Sensor::load(&cfg.sensor, &node).context("cannot start the sensor")?;
-    tracing::info!(features = ?sensor.features, node = %node, "sensor loaded");
-    for p in &policies {
-        sensor.add_policy(p).map_err(|e| BadInput(e.to_string()))?;
-    }
+    let mut sensor = if cfg.sensor.enabled {
+        let mut s = sensor::Sensor::load(&cfg.sensor, &node).context("cannot start the sensor")?;
+        tracing::info!(features = ?s.features, node = %node, "sensor loaded");
+        for p in &policies {
+            s.add_policy(p).map_err(|e| BadInput(e.to_string()))?;
+        }
+        Some(s)
+    } else {
+        tracing::info!("sensor disabled (sensor.enabled: false): only the configured sources feed the pipeline");
+        None
+    };
     let node_for_status = node.clone();
     let extra: crate::control::StatusExtra = Arc::new(move || {
         let q: serde_json::Map<String, serde_json::Value> = queues
@@ -182,12 +188,28 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             "queues": q,
         })
     });
-    let _control = crate::control::serve(cfg.control.socket.clone(), sensor.control(), extra, events_tx.clone())
+    // Without a sensor, requests that need one are answered "the sensor is not running".
+    let control_tx = sensor.as_ref().map(|s| s.control()).unwrap_or_else(|| mpsc::channel(1).0);
+    let _control = crate::control::serve(cfg.control.socket.clone(), control_tx, extra, events_tx.clone())
         .await
         .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sensor_task = tokio::spawn(sensor.run(tx, stop_rx));
+    let source_task = cfg.sources.tetragon_file.enabled.then(|| {
+        tracing::info!(path = %cfg.sources.tetragon_file.path.display(), "tailing the Tetragon export");
+        tokio::spawn(pipeline::sources::tetragon_file::run(
+            cfg.sources.tetragon_file.clone(),
+            tx.clone(),
+            stop_rx.clone(),
+        ))
+    });
+    let sensor_task = match sensor.take() {
+        Some(s) => tokio::spawn(s.run(tx, stop_rx)),
+        None => {
+            drop(tx);
+            tokio::spawn(async { Ok(()) })
+        }
+    };
     ready.store(true, Ordering::Relaxed);
 
     wait_for_stop(args.duration).await;
@@ -195,6 +217,13 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let deadline = Duration::from_secs(cfg.pipeline.shutdown_timeout_secs);
     let drained = tokio::time::timeout(deadline, async {
+        if let Some(t) = source_task {
+            match t.await {
+                Ok(Ok(r)) => tracing::info!(events = r.events, bad_lines = r.bad_lines, rotations = r.rotations, truncations = r.truncations, "tetragon_file source stopped"),
+                Ok(Err(e)) => tracing::error!(error = %e, "tetragon_file source stopped with an error"),
+                Err(e) => tracing::error!(error = %e, "tetragon_file source failed"),
+            }
+        }
         match sensor_task.await {
             Ok(Err(e)) => tracing::error!(error = %e, "sensor stopped with an error"),
             Err(e) => tracing::error!(error = %e, "sensor task failed"),

@@ -6,6 +6,7 @@ pub mod config;
 pub mod event;
 pub mod fanout;
 pub mod metrics;
+pub mod sources;
 pub mod stages;
 pub mod time;
 

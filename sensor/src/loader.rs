@@ -39,6 +39,9 @@ static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SensorConfig {
+    /// Run the eBPF sensor (false: only the configured sources feed the pipeline, e.g. when
+    /// nightjar exports an existing Tetragon's log).
+    pub enabled: bool,
     /// Size of the BPF ring buffer (a power of two, at least one page).
     pub ring_buffer_size: ByteSize,
     /// Longest argument block reported per exec; longer ones are cut and flagged.
@@ -60,6 +63,7 @@ pub struct SensorConfig {
 impl Default for SensorConfig {
     fn default() -> Self {
         SensorConfig {
+            enabled: true,
             ring_buffer_size: ByteSize(8 << 20),
             args_max_bytes: 1024,
             proc_scan: true,

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `nightjar` binary: real config files, real kernel, real sockets.
 mod common;
 
+mod compose;
 mod config_errors;
 mod getevents;
 mod main_job;
@@ -9,3 +10,4 @@ mod policies;
 mod prometheus;
 mod run_smoke;
 mod shutdown;
+mod tetragon_tail;

@@ -1,0 +1,14 @@
+# nightjar agent image. Builds the eBPF object with the nightly toolchain and bpf-linker
+# (scripts/setup-ebpf.sh), then ships only the binary on a slim Debian.
+FROM rust:1.95-bookworm AS build
+RUN rustup toolchain install nightly --profile minimal && rustup component add rust-src --toolchain nightly \
+ && apt-get update && apt-get install -y --no-install-recommends linux-libc-dev && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN scripts/setup-ebpf.sh && cargo build --release --locked
+
+FROM debian:bookworm-slim
+COPY --from=build /src/target/release/nightjar /usr/local/bin/nightjar
+COPY config/policies /etc/nightjar/policies
+ENTRYPOINT ["/usr/local/bin/nightjar"]
+CMD ["run"]
