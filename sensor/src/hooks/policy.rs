@@ -77,7 +77,6 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
         })
         .collect();
     let act = action_name(r.action).to_owned();
-    pipeline::metrics::count_policy_event(&meta.policy, action_label(r.action));
     let time = procs.wall(r.hdr.ktime);
     let node = procs.cache.node().to_owned();
     let mut extra = serde_json::Map::new();
