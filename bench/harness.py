@@ -213,16 +213,33 @@ def scenario_overhead(tmp):
     for p in ["monitor-sensitive-files", "detect-privilege-escalation"]:
         shutil.copy(os.path.join(ROOT, f"config/policies/{p}.yaml"), pdir)
     res = {k: {"exec": [], "open": []} for k in ["none", "base", "policies"]}
+    filtered, posted = [], []
     order = ["none", "base", "policies"]
     for r in range(RUNS):
         for k in order[r % 3:] + order[: r % 3]:
             a = None if k == "none" else Agent("" if k == "base" else pdir)
             try:
                 res[k]["exec"].append(loadgen("exec", "/bin/true", 2000)[0])
+                m0 = a.metrics() if a else {}
                 res[k]["open"].append(loadgen("open", "/etc/hostname", 300_000)[0])
+                if k == "policies":
+                    time.sleep(1.5)  # the filtered counters are exported every second
+                    m1 = a.metrics()
+                    key_f, key_p = "nightjar_policy_filtered_total", "nightjar_policy_events_total"
+                    filtered.append(m1.get(key_f, 0.0) - m0.get(key_f, 0.0))
+                    posted.append(m1.get(key_p, 0.0) - m0.get(key_p, 0.0))
             finally:
                 if a:
                     a.stop()
+    if filtered:
+        row(
+            "open-storm with policies: hook hits filtered in the kernel vs delivered",
+            f"{med(filtered):,.0f} filtered, {med(posted):,.0f} delivered",
+            "300,000 opens of /etc/hostname",
+            f"{med(filtered) / 300_000:.2f} filtered per open",
+        )
+        cost = (med(res["policies"]["open"]) - med(res["none"]["open"])) / 300_000 * 1e9
+        row("cost per non-matching openat with the sensitive-files policy", f"{cost:,.0f} ns", f"{med(res['none']['open']) / 300_000 * 1e9:,.0f} ns per open+close without agent", "-")
     for storm, unit in [("exec", "2000 execs"), ("open", "300k opens")]:
         b = med(res["none"][storm])
         for k in ["base", "policies"]:

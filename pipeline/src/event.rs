@@ -271,15 +271,19 @@ pub struct Image {
     pub extra: Extra,
 }
 
+/// A capability name. Names nightjar produces are static (cloning an event copies
+/// pointers, not ~80 strings); names read from a file are owned.
+pub type CapName = std::borrow::Cow<'static, str>;
+
 /// Capability sets, as names (`CAP_SYS_ADMIN`, ...).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Capabilities {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub permitted: Option<Vec<String>>,
+    pub permitted: Option<Vec<CapName>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effective: Option<Vec<String>>,
+    pub effective: Option<Vec<CapName>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inheritable: Option<Vec<String>>,
+    pub inheritable: Option<Vec<CapName>>,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -27,6 +27,7 @@ pub mod names {
     pub const SINK_EVENTS: &str = "nightjar_sink_events_total";
     pub const SINK_BATCH_SECONDS: &str = "nightjar_sink_batch_seconds";
     pub const PROCESS_CACHE_SIZE: &str = "nightjar_process_cache_size";
+    pub const POLICY_FILTERED: &str = "nightjar_policy_filtered_total";
     pub const BUILD_INFO: &str = "nightjar_build_info";
 
     pub const TETRAGON_EVENTS: &str = "tetragon_events_total";
@@ -79,6 +80,11 @@ pub fn set_missed(cause: &'static str, kind: &'static str, total: u64) {
     }
 }
 
+/// Sets the absolute number of hook hits a policy's selectors filtered out in the kernel.
+pub fn set_policy_filtered(policy: &str, hook: &str, total: u64) {
+    metrics::counter!(names::POLICY_FILTERED, "policy" => policy.to_owned(), "hook" => hook.to_owned()).absolute(total);
+}
+
 /// A stage discarded `n` events for `reason`.
 pub fn count_stage_drop(stage: &'static str, reason: &'static str, n: u64) {
     metrics::counter!(names::STAGE_DROPPED, "stage" => stage, "reason" => reason).increment(n);
@@ -123,6 +129,10 @@ pub fn describe() {
     );
     describe_histogram!(names::SINK_BATCH_SECONDS, Unit::Seconds, "Time to deliver one batch to a sink.");
     describe_gauge!(names::PROCESS_CACHE_SIZE, "Executions held in the process cache.");
+    describe_counter!(
+        names::POLICY_FILTERED,
+        "Hook hits no selector of the policy matched: filtered in the kernel, never sent to user space."
+    );
     describe_gauge!(names::BUILD_INFO, "Always 1; the version label says which nightjar runs.");
     describe_counter!(names::TETRAGON_EVENTS, "Tetragon-compatible name of nightjar_events_total.");
     describe_counter!(names::TETRAGON_POLICY_EVENTS, "Tetragon-compatible name of nightjar_policy_events_total.");
@@ -131,7 +141,8 @@ pub fn describe() {
 }
 
 /// Every metric name the agent exports (dashboards and alert rules are checked against it).
-pub const ALL_NAMES: [&str; 14] = [
+pub const ALL_NAMES: [&str; 15] = [
+    names::POLICY_FILTERED,
     names::EVENTS,
     names::POLICY_EVENTS,
     names::PROCESS_EXEC,

@@ -316,6 +316,7 @@ impl Sensor {
                 Some(c) = self.commands.recv() => self.command(c),
                 _ = missed_tick.tick() => {
                     self.export_missed(&missed);
+                    self.export_filtered();
                     metrics::gauge!(pipeline::metrics::names::PROCESS_CACHE_SIZE).set(self.process.cache.len() as f64);
                 }
                 _ = gc_tick.tick() => {
@@ -372,6 +373,17 @@ impl Sensor {
             }
         }
         true
+    }
+
+    /// Exports the kernel's per-hook "filtered" counters as `nightjar_policy_filtered_total`.
+    fn export_filtered(&self) {
+        let Some(map) = self.ebpf.map("FILTERED") else { return };
+        let Ok(filtered) = PerCpuArray::<_, u64>::try_from(map) else { return };
+        for (id, meta) in self.policies.loaded_hooks() {
+            if let Ok(vals) = filtered.get(&id, 0) {
+                pipeline::metrics::set_policy_filtered(&meta.policy, &meta.function, vals.iter().sum());
+            }
+        }
     }
 
     /// Sums the kernel's per-CPU missed counters into `nightjar_missed_events_total`.

@@ -68,10 +68,11 @@ pub fn cap_bit(name: &str) -> Option<u32> {
 }
 
 /// Capability names of a mask (unknown bits as `CAP_<n>`).
-pub fn cap_names(mask: u64) -> Vec<String> {
+pub fn cap_names(mask: u64) -> Vec<pipeline::event::CapName> {
+    use std::borrow::Cow;
     (0..64)
         .filter(|b| mask & (1u64 << b) != 0)
-        .map(|b| CAP_NAMES.get(b).map(|s| (*s).to_owned()).unwrap_or_else(|| format!("CAP_{b}")))
+        .map(|b| CAP_NAMES.get(b).map(|s| Cow::Borrowed(*s)).unwrap_or_else(|| Cow::Owned(format!("CAP_{b}"))))
         .collect()
 }
 

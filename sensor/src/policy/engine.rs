@@ -91,6 +91,15 @@ impl PolicyEngine {
         }
     }
 
+    /// Loaded hooks: (id, meta), for per-hook counters.
+    pub fn loaded_hooks(&self) -> Vec<(u32, &HookMeta)> {
+        self.policies
+            .values()
+            .flat_map(|p| p.hooks.iter().map(|(id, _)| *id))
+            .filter_map(|id| self.meta.get(&id).map(|m| (id, m)))
+            .collect()
+    }
+
     pub fn hook(&self, id: u32) -> Option<&HookMeta> {
         self.meta.get(&id)
     }
@@ -161,6 +170,16 @@ impl PolicyEngine {
             })?;
             inst.hooks.push((hid, Vec::new()));
             plan.conf.policy = hid;
+            // A reused id starts its kernel-side "filtered" count from zero.
+            if let Some(m) = ebpf.map_mut("FILTERED") {
+                if let Ok(mut f) = aya::maps::PerCpuArray::<&mut MapData, u64>::try_from(m) {
+                    if let Ok(n) = aya::util::nr_cpus() {
+                        if let Ok(zero) = aya::maps::PerCpuValues::try_from(vec![0u64; n]) {
+                            let _ = f.set(hid, zero, 0);
+                        }
+                    }
+                }
+            }
             // String conditions and matchBinaries sets.
             for sc in &plan.strings {
                 let cond = self.next_cond;
