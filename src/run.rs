@@ -103,7 +103,9 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     // Sinks first: a sink that cannot start is reported, the others keep working.
     let mut outputs = Vec::new();
     let mut drivers = Vec::new();
-    for (name, built) in sinks::build_all(&cfg.sinks) {
+    let mut built_sinks = sinks::build_all(&cfg.sinks);
+    built_sinks.extend(sinks::build_remote(&cfg.sinks).await);
+    for (name, built) in built_sinks {
         match built {
             Ok(b) => {
                 let (tx, rx) = mpsc::channel(b.queue.capacity.max(1));
