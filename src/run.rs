@@ -105,7 +105,10 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let mut drivers = Vec::new();
     let mut built_sinks = sinks::build_all(&cfg.sinks);
     built_sinks.extend(sinks::build_remote(&cfg.sinks).await);
+    // What `nightjar status` says of each sink: its live health, or why it did not start.
+    let mut sink_status: Vec<(&'static str, Result<Option<sinks::HealthHandle>, String>)> = Vec::new();
     for (name, built) in built_sinks {
+        sink_status.push((name, built.as_ref().map(|b| b.health.clone()).map_err(|e| e.to_string())));
         match built {
             Ok(b) => {
                 let (tx, rx) = mpsc::channel(b.queue.capacity.max(1));
@@ -135,7 +138,24 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         sensor.add_policy(p).map_err(|e| BadInput(e.to_string()))?;
     }
     let node_for_status = node.clone();
-    let extra: crate::control::StatusExtra = Arc::new(move || serde_json::json!({ "node_name": node_for_status }));
+    let extra: crate::control::StatusExtra = Arc::new(move || {
+        let sinks: serde_json::Map<String, serde_json::Value> = sink_status
+            .iter()
+            .map(|(name, st)| {
+                let s = match st {
+                    Ok(None) => "running".to_owned(),
+                    Ok(Some(h)) => match h.lock().map(|h| h.clone()) {
+                        Ok(sinks::Health::Healthy) => "healthy".to_owned(),
+                        Ok(sinks::Health::Degraded(why)) => format!("degraded: {why}"),
+                        Err(_) => "unknown".to_owned(),
+                    },
+                    Err(e) => format!("disabled: {e}"),
+                };
+                ((*name).to_owned(), serde_json::Value::String(s))
+            })
+            .collect();
+        serde_json::json!({ "node_name": node_for_status, "sinks": sinks })
+    });
     let _control = crate::control::serve(cfg.control.socket.clone(), sensor.control(), extra)
         .await
         .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;

@@ -83,9 +83,14 @@ pub struct SinksConfig {
     pub kafka: kafka::KafkaConfig,
 }
 
+/// A sink's health shared with `nightjar status` while the sink runs in its driver.
+pub type HealthHandle = std::sync::Arc<std::sync::Mutex<Health>>;
+
 /// A sink built from config, with its queue and batch settings.
 pub struct BuiltSink {
     pub sink: Box<dyn Sink>,
+    /// Live health (remote sinks); None: the sink reports through its metrics only.
+    pub health: Option<HealthHandle>,
     pub queue: QueueConfig,
     pub batch: driver::BatchConfig,
 }
@@ -111,6 +116,7 @@ pub async fn build_remote(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltS
             return None;
         }
         Some(elasticsearch::start(&cfg.elasticsearch).await.map_err(BuildError::from).map(|s| BuiltSink {
+            health: Some(s.health_handle()),
             sink: Box::new(s) as Box<dyn Sink>,
             queue: cfg.elasticsearch.queue.clone(),
             batch: cfg.elasticsearch.batch.clone(),
@@ -121,6 +127,7 @@ pub async fn build_remote(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltS
             return None;
         }
         Some(kafka::start(&cfg.kafka).await.map_err(BuildError::from).map(|s| BuiltSink {
+            health: Some(s.health_handle()),
             sink: Box::new(s) as Box<dyn Sink>,
             queue: cfg.kafka.queue.clone(),
             batch: cfg.kafka.batch.clone(),
@@ -141,6 +148,7 @@ pub fn build_all(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltSink, Buil
             "stdout",
             Ok(BuiltSink {
                 sink: Box::new(stdout::StdoutSink::new(&cfg.stdout)) as Box<dyn Sink>,
+                health: None,
                 queue: cfg.stdout.queue.clone(),
                 batch: cfg.stdout.batch.clone(),
             }),
@@ -151,6 +159,7 @@ pub fn build_all(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltSink, Buil
             "file",
             file::FileSink::new(&cfg.file).map_err(BuildError::from).map(|s| BuiltSink {
                 sink: Box::new(s) as Box<dyn Sink>,
+                health: None,
                 queue: cfg.file.queue.clone(),
                 batch: cfg.file.batch.clone(),
             }),
@@ -161,6 +170,7 @@ pub fn build_all(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltSink, Buil
             "parquet",
             parquet::ParquetSink::new(&cfg.parquet).map_err(BuildError::from).map(|s| BuiltSink {
                 sink: Box::new(s) as Box<dyn Sink>,
+                health: None,
                 queue: cfg.parquet.queue.clone(),
                 batch: cfg.parquet.batch.clone(),
             }),

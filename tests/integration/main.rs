@@ -6,5 +6,6 @@ mod getevents;
 mod parquet_sigkill;
 mod policies;
 mod prometheus;
+mod remote_sinks;
 mod run_smoke;
 mod shutdown;
