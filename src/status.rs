@@ -61,6 +61,10 @@ fn print_agent(v: &Value) {
     for (name, q) in pl["queues"].as_object().into_iter().flatten() {
         println!("  {name}: {}/{}", q["depth"], q["capacity"]);
     }
+    println!("sinks:");
+    for (name, st) in v["pipeline"]["sinks"].as_object().into_iter().flatten() {
+        println!("  {name}: {}", st.as_str().unwrap_or("?"));
+    }
     println!("records read:  {}", v["records"]);
     println!("missed events: {}", v["missed"]);
     println!("process cache: {}", v["process_cache"]);

@@ -26,6 +26,7 @@ pub mod names {
     pub const QUEUE_DEPTH: &str = "nightjar_queue_depth";
     pub const SINK_EVENTS: &str = "nightjar_sink_events_total";
     pub const SINK_BATCH_SECONDS: &str = "nightjar_sink_batch_seconds";
+    pub const SINK_RETRIES: &str = "nightjar_sink_retries_total";
     pub const PROCESS_CACHE_SIZE: &str = "nightjar_process_cache_size";
     pub const POLICY_FILTERED: &str = "nightjar_policy_filtered_total";
     pub const BUILD_INFO: &str = "nightjar_build_info";
@@ -125,7 +126,11 @@ pub fn describe() {
     describe_gauge!(names::QUEUE_DEPTH, "Events waiting in a sink's queue.");
     describe_counter!(
         names::SINK_EVENTS,
-        "Events handled by a sink, by outcome (delivered, retried, failed, dropped)."
+        "Events handled by a sink, by outcome (delivered, retried, failed, dead_lettered, dropped)."
+    );
+    describe_counter!(
+        names::SINK_RETRIES,
+        "Retries of a remote sink after a failure (Elasticsearch _bulk requests; Kafka produce requests and broker reconnections)."
     );
     describe_histogram!(names::SINK_BATCH_SECONDS, Unit::Seconds, "Time to deliver one batch to a sink.");
     describe_gauge!(names::PROCESS_CACHE_SIZE, "Executions held in the process cache.");
@@ -141,7 +146,7 @@ pub fn describe() {
 }
 
 /// Every metric name the agent exports (dashboards and alert rules are checked against it).
-pub const ALL_NAMES: [&str; 15] = [
+pub const ALL_NAMES: [&str; 16] = [
     names::POLICY_FILTERED,
     names::EVENTS,
     names::POLICY_EVENTS,
@@ -151,6 +156,7 @@ pub const ALL_NAMES: [&str; 15] = [
     names::QUEUE_DEPTH,
     names::SINK_EVENTS,
     names::SINK_BATCH_SECONDS,
+    names::SINK_RETRIES,
     names::PROCESS_CACHE_SIZE,
     names::BUILD_INFO,
     names::TETRAGON_EVENTS,

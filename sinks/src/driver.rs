@@ -32,6 +32,8 @@ impl Default for BatchConfig {
 pub struct DriverReport {
     pub delivered: u64,
     pub failed: u64,
+    /// Items a sink wrote to its dead-letter file (they will never be accepted).
+    pub dead_lettered: u64,
 }
 
 /// Runs `sink` until `rx` closes (all senders dropped), then flushes.
@@ -122,6 +124,21 @@ async fn send_with_retries(sink: &mut dyn Sink, batch: &[Arc<Event>], cfg: &Batc
             SendOutcome::Delivered => {
                 report.delivered += n;
                 metrics::counter!(names::SINK_EVENTS, "sink" => name, "outcome" => "delivered").increment(n);
+                metrics::histogram!(names::SINK_BATCH_SECONDS, "sink" => name).record(started.elapsed().as_secs_f64());
+                return;
+            }
+            SendOutcome::Partial { delivered, dead_lettered, failed } => {
+                report.delivered += delivered;
+                report.dead_lettered += dead_lettered;
+                report.failed += failed;
+                for (outcome, k) in [("delivered", delivered), ("dead_lettered", dead_lettered), ("failed", failed)] {
+                    if k > 0 {
+                        metrics::counter!(names::SINK_EVENTS, "sink" => name, "outcome" => outcome).increment(k);
+                    }
+                }
+                if failed > 0 {
+                    tracing::error!(sink = name, events = failed, "items not delivered after retries");
+                }
                 metrics::histogram!(names::SINK_BATCH_SECONDS, "sink" => name).record(started.elapsed().as_secs_f64());
                 return;
             }

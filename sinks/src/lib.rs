@@ -3,9 +3,15 @@
 //! Must not know about: the sensor, BPF, or how events were produced.
 
 pub mod driver;
+pub mod elasticsearch;
 pub mod file;
+pub mod kafka;
 pub mod parquet;
+pub mod retry;
+pub mod secret;
 pub mod stdout;
+#[cfg(test)]
+mod test_servers;
 #[cfg(test)]
 mod test_util;
 
@@ -23,6 +29,15 @@ pub enum SendOutcome {
     Retryable(String),
     /// Nothing was delivered, and trying again will not help.
     Fatal(String),
+    /// The sink is done with the batch, item by item (Elasticsearch `_bulk` item errors,
+    /// Kafka delivery reports): it retried what it could itself; the driver does not retry.
+    Partial {
+        delivered: u64,
+        /// Items that can never succeed, written to the sink's dead-letter file.
+        dead_lettered: u64,
+        /// Items neither delivered nor dead-lettered (retries exhausted, dead-letter write failed).
+        failed: u64,
+    },
 }
 
 /// Health as `nightjar status` shows it.
@@ -64,11 +79,18 @@ pub struct SinksConfig {
     pub stdout: stdout::StdoutConfig,
     pub file: file::FileConfig,
     pub parquet: parquet::ParquetConfig,
+    pub elasticsearch: elasticsearch::ElasticsearchConfig,
+    pub kafka: kafka::KafkaConfig,
 }
+
+/// A sink's health shared with `nightjar status` while the sink runs in its driver.
+pub type HealthHandle = std::sync::Arc<std::sync::Mutex<Health>>;
 
 /// A sink built from config, with its queue and batch settings.
 pub struct BuiltSink {
     pub sink: Box<dyn Sink>,
+    /// Live health (remote sinks); None: the sink reports through its metrics only.
+    pub health: Option<HealthHandle>,
     pub queue: QueueConfig,
     pub batch: driver::BatchConfig,
 }
@@ -79,6 +101,43 @@ pub enum BuildError {
     File(#[from] file::FileSinkError),
     #[error(transparent)]
     Parquet(#[from] parquet::ParquetSinkError),
+    #[error(transparent)]
+    Elasticsearch(#[from] elasticsearch::EsStartError),
+    #[error(transparent)]
+    Kafka(#[from] kafka::KafkaStartError),
+}
+
+/// Builds the enabled remote sinks (Elasticsearch, Kafka): each checks its server at
+/// start, concurrently. A sink that cannot start is an error naming it and the cause;
+/// the others are unaffected.
+pub async fn build_remote(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltSink, BuildError>)> {
+    let es = async {
+        if !cfg.elasticsearch.enabled {
+            return None;
+        }
+        Some(elasticsearch::start(&cfg.elasticsearch).await.map_err(BuildError::from).map(|s| BuiltSink {
+            health: Some(s.health_handle()),
+            sink: Box::new(s) as Box<dyn Sink>,
+            queue: cfg.elasticsearch.queue.clone(),
+            batch: cfg.elasticsearch.batch.clone(),
+        }))
+    };
+    let kafka = async {
+        if !cfg.kafka.enabled {
+            return None;
+        }
+        Some(kafka::start(&cfg.kafka).await.map_err(BuildError::from).map(|s| BuiltSink {
+            health: Some(s.health_handle()),
+            sink: Box::new(s) as Box<dyn Sink>,
+            queue: cfg.kafka.queue.clone(),
+            batch: cfg.kafka.batch.clone(),
+        }))
+    };
+    let (es, kafka) = tokio::join!(es, kafka);
+    let mut out = Vec::new();
+    out.extend(es.map(|r| ("elasticsearch", r)));
+    out.extend(kafka.map(|r| ("kafka", r)));
+    out
 }
 
 /// Builds every enabled sink. A sink that cannot start is an error naming it.
@@ -89,6 +148,7 @@ pub fn build_all(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltSink, Buil
             "stdout",
             Ok(BuiltSink {
                 sink: Box::new(stdout::StdoutSink::new(&cfg.stdout)) as Box<dyn Sink>,
+                health: None,
                 queue: cfg.stdout.queue.clone(),
                 batch: cfg.stdout.batch.clone(),
             }),
@@ -99,6 +159,7 @@ pub fn build_all(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltSink, Buil
             "file",
             file::FileSink::new(&cfg.file).map_err(BuildError::from).map(|s| BuiltSink {
                 sink: Box::new(s) as Box<dyn Sink>,
+                health: None,
                 queue: cfg.file.queue.clone(),
                 batch: cfg.file.batch.clone(),
             }),
@@ -109,6 +170,7 @@ pub fn build_all(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltSink, Buil
             "parquet",
             parquet::ParquetSink::new(&cfg.parquet).map_err(BuildError::from).map(|s| BuiltSink {
                 sink: Box::new(s) as Box<dyn Sink>,
+                health: None,
                 queue: cfg.parquet.queue.clone(),
                 batch: cfg.parquet.batch.clone(),
             }),

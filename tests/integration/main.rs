@@ -8,6 +8,7 @@ mod main_job;
 mod parquet_sigkill;
 mod policies;
 mod prometheus;
+mod remote_sinks;
 mod run_smoke;
 mod shutdown;
 mod tetragon_tail;

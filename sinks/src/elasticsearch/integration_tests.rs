@@ -1,0 +1,150 @@
+//! Against a real Elasticsearch-API server (osmem-server) on loopback.
+use std::{sync::Arc, time::Duration};
+
+use pipeline::{time::Timestamp, Event, EventKind};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::{start, ElasticsearchConfig};
+use crate::{
+    driver::{self, BatchConfig},
+    retry::RequestConfig,
+    test_servers::{counter, free_port, install_metrics, Proxy, Server},
+    test_util::seq_event,
+    SendOutcome, Sink,
+};
+
+fn cfg(endpoint: String, dir: &std::path::Path) -> ElasticsearchConfig {
+    ElasticsearchConfig {
+        enabled: true,
+        endpoint,
+        index: "nj-%Y.%m.%d".into(),
+        template_name: "nj-test".into(),
+        dead_letter_path: dir.join("dead.log"),
+        request: RequestConfig {
+            initial_backoff_ms: 50,
+            max_backoff_ms: 2000,
+            max_retries: 30,
+            timeout_ms: 10_000,
+            ..RequestConfig::default()
+        },
+        batch: BatchConfig { max_events: 2000, max_bytes: 8 << 20, max_age_ms: 200, max_retries: 5 },
+        ..ElasticsearchConfig::default()
+    }
+}
+
+async fn get(url: &str) -> Value {
+    let r = reqwest::get(url).await.unwrap();
+    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+}
+
+async fn count(base: &str, query: Option<Value>) -> u64 {
+    let c = reqwest::Client::new();
+    c.post(format!("{base}/nj-*/_refresh")).send().await.unwrap();
+    let mut r = c.post(format!("{base}/nj-*/_count"));
+    if let Some(q) = query {
+        r = r.header("content-type", "application/json").body(json!({ "query": q }).to_string());
+    }
+    let v: Value = serde_json::from_slice(&r.send().await.unwrap().bytes().await.unwrap()).unwrap();
+    v["count"].as_u64().unwrap_or_else(|| panic!("no count: {v}"))
+}
+
+/// Feeds events `0..n` into a driver at `per_sec` (0: as fast as the queue takes them).
+async fn feed(tx: mpsc::Sender<Arc<Event>>, n: u64, per_sec: u64) {
+    let start = tokio::time::Instant::now();
+    for i in 0..n {
+        if per_sec > 0 && i % 100 == 0 {
+            tokio::time::sleep_until(start + Duration::from_micros(i * 1_000_000 / per_sec)).await;
+        }
+        tx.send(seq_event(i)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_thousand_events_all_land_once() {
+    let srv = Server::osmem();
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(srv.url(), dir.path());
+    let sink = start(&c).await.unwrap();
+    const N: u64 = 100_000;
+    let (tx, rx) = mpsc::channel(10_000);
+    let drv = tokio::spawn(driver::run(Box::new(sink), rx, c.batch.clone()));
+    feed(tx, N, 0).await;
+    let report = tokio::time::timeout(Duration::from_secs(600), drv).await.unwrap().unwrap();
+    assert_eq!((report.delivered, report.failed, report.dead_lettered), (N, 0, 0));
+    assert_eq!(count(&srv.url(), None).await, N);
+    // The template made paths keywords: an exact term query on a binary matches.
+    let b3 = count(&srv.url(), Some(json!({ "term": { "process_exec.process.binary": "/usr/bin/b2" } }))).await;
+    assert_eq!(b3, (0..N).filter(|i| i % 10 == 2 && !matches!(i % 8, 3 | 7)).count() as u64);
+    let m = get(&format!("{}/nj-2026.01.01/_mapping", srv.url())).await;
+    assert_eq!(m["nj-2026.01.01"]["mappings"]["properties"]["time"]["type"], "date_nanos", "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_of_twenty_seconds_loses_and_duplicates_nothing() {
+    install_metrics();
+    let srv = Server::osmem();
+    let proxy = Proxy::start(srv.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(format!("http://{}", proxy.addr), dir.path());
+    let sink = start(&c).await.unwrap();
+    let retries_before = counter("nightjar_sink_retries_total", &["sink=\"elasticsearch\""]);
+    const N: u64 = 150_000; // 30 s at 5,000 events/s
+    let (tx, rx) = mpsc::channel(10_000);
+    let drv = tokio::spawn(driver::run(Box::new(sink), rx, c.batch.clone()));
+    let feeder = tokio::spawn(feed(tx, N, 5_000));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    proxy.restore();
+    feeder.await.unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(600), drv).await.unwrap().unwrap();
+    assert_eq!((report.delivered, report.failed), (N, 0));
+    assert_eq!(count(&srv.url(), None).await, N, "exactly N distinct documents");
+    let retries = counter("nightjar_sink_retries_total", &["sink=\"elasticsearch\""]) - retries_before;
+    assert!(retries > 0.0, "the outage shows in the retry metric");
+    assert!(counter("nightjar_sink_events_total", &["sink=\"elasticsearch\"", "outcome=\"retried\""]) > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_document_is_dead_lettered_and_the_rest_land() {
+    let srv = Server::osmem();
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(srv.url(), dir.path());
+    let mut sink = start(&c).await.unwrap();
+    let mut batch: Vec<Arc<Event>> = (0..10).map(seq_event).collect();
+    // A pid that is not a number: the template maps process.pid as long.
+    let bad = json!({ "process": { "exec_id": "bad-exec", "pid": "not-a-number", "binary": "/bin/x" } });
+    batch.insert(
+        4,
+        Arc::new(Event::new(
+            EventKind::Other { key: "process_exec".into(), value: bad },
+            "node-a",
+            Timestamp::from_unix_nanos(super::super::test_util::BASE_NANOS),
+        )),
+    );
+    let out = sink.send(&batch).await;
+    assert!(matches!(out, SendOutcome::Partial { delivered: 10, dead_lettered: 1, failed: 0 }), "{out:?}");
+    assert_eq!(count(&srv.url(), None).await, 10);
+    sink.flush().await.unwrap();
+    let dl = std::fs::read_to_string(dir.path().join("dead.log")).unwrap();
+    let lines: Vec<Value> = dl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{dl}");
+    assert_eq!(lines[0]["status"], 400);
+    assert_eq!(lines[0]["error"]["type"], "mapper_parsing_exception", "{dl}");
+    assert!(lines[0]["error"]["reason"].as_str().unwrap().contains("pid"), "{dl}");
+    assert_eq!(lines[0]["document"]["process_exec"]["process"]["pid"], "not-a-number");
+    // Sending the same batch again duplicates nothing (409 on create = delivered).
+    let again: Vec<Arc<Event>> = (0..10).map(seq_event).collect();
+    assert!(matches!(sink.send(&again).await, SendOutcome::Delivered));
+    assert_eq!(count(&srv.url(), None).await, 10);
+}
+
+#[tokio::test]
+async fn unreachable_host_at_start_names_the_sink_and_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(format!("http://127.0.0.1:{}", free_port()), dir.path());
+    let e = start(&c).await.err().expect("must fail").to_string();
+    assert!(e.starts_with("sink elasticsearch: cannot reach http://127.0.0.1:"), "{e}");
+    assert!(e.to_lowercase().contains("connection refused"), "{e}");
+}

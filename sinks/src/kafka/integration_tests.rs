@@ -1,0 +1,109 @@
+//! Against a real Kafka-protocol broker (tansu) on loopback, read back by Python
+//! confluent-kafka as a consumer group.
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use pipeline::Event;
+use tokio::sync::mpsc;
+
+use super::{start, KafkaConfig, KeyField};
+use crate::{
+    driver::{self, BatchConfig},
+    test_servers::{counter, create_topic, free_port, install_metrics, Proxy, Server},
+    test_util::{run_python, seq_event},
+};
+
+const READBACK: &str = include_str!("readback.py");
+
+fn cfg(brokers: SocketAddr, topic: &str) -> KafkaConfig {
+    KafkaConfig {
+        enabled: true,
+        brokers: brokers.to_string(),
+        topic: topic.into(),
+        key: KeyField::NamespacePod,
+        batch: BatchConfig { max_events: 4000, max_bytes: 20 << 20, max_age_ms: 100, max_retries: 5 },
+        ..KafkaConfig::default()
+    }
+}
+
+async fn feed(tx: mpsc::Sender<Arc<Event>>, n: u64, per_sec: u64) {
+    let start = tokio::time::Instant::now();
+    for i in 0..n {
+        if per_sec > 0 && i % 100 == 0 {
+            tokio::time::sleep_until(start + Duration::from_micros(i * 1_000_000 / per_sec)).await;
+        }
+        tx.send(seq_event(i)).await.unwrap();
+    }
+}
+
+fn read_back(broker: SocketAddr, topic: &str, n: u64) -> serde_json::Value {
+    let v = run_python(READBACK, &[&broker.to_string(), topic, &n.to_string(), "namespace_pod", "300"]);
+    assert_eq!(v["bad_key"], serde_json::json!([]), "{v}");
+    assert_eq!(v["bad_headers"], serde_json::json!([]), "{v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_thousand_events_read_back_exactly_once_with_keys_and_headers() {
+    let broker = Server::tansu(None);
+    create_topic(broker.addr, "nj-events", 3);
+    let c = cfg(broker.addr, "nj-events");
+    let sink = start(&c).await.unwrap();
+    const N: u64 = 100_000;
+    let (tx, rx) = mpsc::channel(10_000);
+    let drv = tokio::spawn(driver::run(Box::new(sink), rx, c.batch.clone()));
+    feed(tx, N, 0).await;
+    let report = tokio::time::timeout(Duration::from_secs(600), drv).await.unwrap().unwrap();
+    assert_eq!((report.delivered, report.failed), (N, 0));
+    let addr = broker.addr;
+    let v = tokio::task::spawn_blocking(move || read_back(addr, "nj-events", N)).await.unwrap();
+    assert_eq!(v["count"], N, "{v}");
+    assert_eq!(v["distinct_pids"], N, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_of_twenty_seconds_loses_and_duplicates_nothing() {
+    install_metrics();
+    // The broker advertises the proxy, so every connection of the sink goes through it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_addr = listener.local_addr().unwrap();
+    let broker = Server::tansu(Some(proxy_addr));
+    let proxy = Proxy::start_on(listener, broker.addr);
+    create_topic(broker.addr, "nj-outage", 3);
+    let c = cfg(proxy_addr, "nj-outage");
+    let sink = start(&c).await.unwrap();
+    let retries_before = counter("nightjar_sink_retries_total", &["sink=\"kafka\""]);
+    const N: u64 = 150_000; // 30 s at 5,000 events/s
+    let (tx, rx) = mpsc::channel(10_000);
+    let drv = tokio::spawn(driver::run(Box::new(sink), rx, c.batch.clone()));
+    let feeder = tokio::spawn(feed(tx, N, 5_000));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    proxy.restore();
+    feeder.await.unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(600), drv).await.unwrap().unwrap();
+    assert_eq!((report.delivered, report.failed), (N, 0));
+    let v = tokio::task::spawn_blocking(move || read_back(proxy_addr, "nj-outage", N)).await.unwrap();
+    assert_eq!(v["count"], N, "exactly N messages: {v}");
+    assert_eq!(v["distinct_pids"], N, "{v}");
+    // librdkafka's statistics (every second) report the produce requests it retried.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let retries = loop {
+        let r = counter("nightjar_sink_retries_total", &["sink=\"kafka\""]) - retries_before;
+        if r > 0.0 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(retries > 0.0, "the outage shows in the retry metric");
+    drop(proxy);
+}
+
+#[tokio::test]
+async fn unreachable_brokers_at_start_name_the_sink_and_cause() {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut c = cfg(addr, "t");
+    c.request.timeout_ms = 340_000;
+    let e = start(&c).await.err().expect("must fail").to_string();
+    assert!(e.starts_with(&format!("sink kafka: cannot reach brokers {addr}:")), "{e}");
+}
