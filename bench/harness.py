@@ -314,12 +314,21 @@ def scenario_remote_sinks():
     benches = os.path.join(ROOT, "sinks/benches/remote_sinks.rs")
     if not os.path.exists(benches):
         raise ScenarioFailed("the Kafka and Elasticsearch sinks have no benchmark yet (sinks/benches/remote_sinks.rs)")
-    o = cargo_bench("nightjar-sinks", "remote_sinks")
-    for line in o.splitlines():
-        if "|" in line and not line.startswith("|---"):
-            cols = [c.strip() for c in line.strip("|").split("|")]
-            if len(cols) >= 4 and cols[0] not in ("scenario", "what"):
-                row(cols[0], cols[1], cols[2], cols[3])
+    # Each run starts its own broker and Elasticsearch-API server (fresh topics, indices).
+    got = {}  # what -> ([ours ev/s], baseline name, [baseline ev/s])
+    events = os.environ.get("BENCH_REMOTE_EVENTS", "20000")
+    for _ in range(RUNS):
+        o = cargo_bench("nightjar-sinks", "remote_sinks", env={"NIGHTJAR_BENCH_EVENTS": events})
+        for line in o.splitlines():
+            m = re.match(r"\| (.+?) \| ([\d.]+) ev/s \| ([\d.]+) ev/s \((.+?)\) \| [\d.]+ \|$", line.strip())
+            if m:
+                ours, bname, base = got.setdefault(m.group(1), ([], m.group(4), []))
+                ours.append(float(m.group(2)))
+                base.append(float(m.group(3)))
+    if len(got) < 3 or any(len(v[0]) != RUNS for v in got.values()):
+        raise ScenarioFailed(f"remote_sinks printed {len(got)} comparisons (want 3, each {RUNS} times)")
+    for what, (ours, bname, base) in got.items():
+        row(f"{what} ({events} events)", fmt(ours, "ev/s"), fmt(base, "ev/s") + f" {bname}", f"{med(ours)/med(base):.2f}")
 
 
 def main():

@@ -8,7 +8,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # Debian packages the build and the tests use (prometheus: promtool and a real server
 # for the metrics integration test).
 need_pkgs=()
-for p in build-essential pkg-config linux-libc-dev bpftool prometheus jq python3-venv docker-compose; do
+for p in build-essential pkg-config linux-libc-dev bpftool prometheus jq kcat curl python3-venv docker-compose; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

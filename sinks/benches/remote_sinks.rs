@@ -1,8 +1,9 @@
 //! Throughput of the remote sinks against independent clients sending the same data to
-//! the same real servers, in the same run: the Kafka sink vs Python confluent-kafka
-//! (librdkafka 2.16 from PyPI, same producer settings, keys and headers), and the
-//! Elasticsearch sink vs `curl --parallel` posting the same gzipped `_bulk` bodies.
-//! Prints a table; asserts nothing about time.
+//! the same real servers, in the same run: the Kafka sink vs `kcat -P` (Debian's kcat on
+//! its librdkafka) and vs Python confluent-kafka (librdkafka from PyPI), same producer
+//! settings, keys and headers; the Elasticsearch sink vs `curl --parallel` posting the same
+//! gzipped `_bulk` bodies. Prints one `| what | nightjar | baseline | ratio |` row per
+//! comparison (bench/harness.py collects them); asserts nothing about time.
 //!
 //! `cargo bench -p nightjar-sinks --bench remote_sinks` (NIGHTJAR_BENCH_EVENTS=N to resize).
 #[path = "../src/test_servers.rs"]
@@ -86,12 +87,14 @@ p.flush()
 print(json.dumps({"secs": time.perf_counter() - t, "failed": failed[0]}))
 "#;
 
-fn row(name: &str, n: usize, d: Duration, base: Duration) {
+/// One comparison as a markdown row: what, ours, the baseline's, ours/baseline.
+fn row(name: &str, n: usize, ours: Duration, base_name: &str, base: Duration) {
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
     println!(
-        "{name:<44} {:>10.0} ev/s  {:>8.3} s  {:>5.2}x baseline",
-        n as f64 / d.as_secs_f64(),
-        d.as_secs_f64(),
-        base.as_secs_f64() / d.as_secs_f64()
+        "| {name} | {:.0} ev/s | {:.0} ev/s ({base_name}) | {:.2} |",
+        rate(ours),
+        rate(base),
+        rate(ours) / rate(base)
     );
 }
 
@@ -101,6 +104,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("tmp");
     let evs = events(n);
     println!("remote sinks, {n} Tetragon process_exec events (~1.9 KiB JSON each), real servers on loopback");
+    println!("| what | nightjar | baseline | ratio |");
+    println!("|---|---|---|---|");
 
     // Kafka: the sink vs Python confluent-kafka, same settings, keys and headers.
     let broker = Server::tansu(None);
@@ -137,8 +142,37 @@ fn main() {
         let mut s = kafka::start(&cfg).await.expect("kafka sink");
         drive(&mut s, &evs, cfg.batch.max_events).await
     });
-    row("python confluent-kafka (baseline)", n, py, py);
-    row("nightjar kafka sink (batches of 4000)", n, kafka_d, py);
+    // kcat -P: one message per line, key before a tab, the same static headers.
+    let kpath = dir.path().join("kafka.kcat");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&kpath).expect("create"));
+    let mut headers = Vec::new();
+    for e in &evs {
+        let r = enc.encode(e);
+        if headers.is_empty() {
+            headers = r.headers.clone();
+        }
+        f.write_all(r.key.unwrap_or_default().as_bytes()).expect("write");
+        f.write_all(b"\t").expect("write");
+        f.write_all(&r.payload).expect("write");
+        f.write_all(b"\n").expect("write");
+    }
+    f.flush().expect("flush");
+    drop(f);
+    create_topic(broker.addr, "bench-kcat", 3);
+    let mut kcat = Command::new("kcat");
+    kcat.args(["-P", "-b", &broker.addr.to_string(), "-t", "bench-kcat", "-K", "\t", "-z", "zstd"])
+        .args(["-X", "acks=all", "-X", "enable.idempotence=true", "-X", "linger.ms=5", "-X", "batch.size=1000000"])
+        .arg("-l")
+        .arg(&kpath);
+    for (k, v) in &headers {
+        kcat.arg("-H").arg(format!("{k}={v}"));
+    }
+    let t = Instant::now();
+    let st = kcat.status().expect("kcat (scripts/setup.sh installs it)");
+    let kcat_d = t.elapsed();
+    assert!(st.success(), "kcat -P failed");
+    row("kafka sink vs kcat -P", n, kafka_d, "kcat -P", kcat_d);
+    row("kafka sink vs python confluent-kafka", n, kafka_d, "confluent-kafka", py);
 
     // Elasticsearch: curl posting the same gzipped _bulk bodies vs the sink.
     let es = Server::osmem();
@@ -174,12 +208,18 @@ fn main() {
     std::fs::write(&cfgp, curl_cfg).expect("curl cfg");
     let t = Instant::now();
     let st = Command::new("curl")
-        .args(["-s", "--parallel", "--parallel-max", &ecfg.request.concurrency.to_string(), "-K"])
+        .args([
+            "-sS",
+            "--no-progress-meter",
+            "--parallel",
+            "--parallel-max",
+            &ecfg.request.concurrency.to_string(),
+            "-K",
+        ])
         .arg(&cfgp)
         .status()
         .expect("curl");
     let curl_d = t.elapsed();
     assert!(st.success(), "curl failed");
-    row("curl --parallel, same gzipped _bulk bodies", n, curl_d, curl_d);
-    row("nightjar elasticsearch sink (encode+gzip+send)", n, es_d, curl_d);
+    row("elasticsearch sink (encode+gzip+send) vs curl", n, es_d, "curl --parallel, same bodies", curl_d);
 }
