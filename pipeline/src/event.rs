@@ -94,6 +94,16 @@ impl Event {
         // Serializing owned maps and strings cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// Appends the JSON line (without newline) to `out`: sinks serialize a batch into one
+    /// reused buffer instead of a string per event.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let at = out.len();
+        if serde_json::to_writer(&mut *out, self).is_err() {
+            // Cannot happen (owned maps and strings); never leave half a line.
+            out.truncate(at);
+        }
+    }
 }
 
 const KNOWN_KINDS: [&str; 5] =
@@ -222,7 +232,55 @@ pub struct Process {
     pub tid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_init_tree: Option<bool>,
-    /// `process_credentials`, `binary_properties`, `user`, ... kept verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_credentials: Option<Credentials>,
+    /// The cgroup the process ran in at exec (nightjar's; `id` is the cgroup v2 inode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<Cgroup>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<String>,
+    /// Names of the uid and gid, from the enrichment stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Named>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Named>,
+    /// `binary_properties` and other fields, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `process_credentials`: the ids nightjar reads; the others (`suid`, `fsuid`, `caps`,
+/// `user_ns`, ...) kept verbatim.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Credentials {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub euid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egid: Option<u32>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A cgroup: id (as a string, like Tetragon's ids) and path.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cgroup {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `{"name": ...}` (a user or group).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Named {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -273,17 +331,129 @@ pub struct Image {
 
 /// A capability name. Names nightjar produces are static (cloning an event copies
 /// pointers, not ~80 strings); names read from a file are owned.
-pub type CapName = std::borrow::Cow<'static, str>;
+/// Linux capability names by bit number.
+pub const CAP_NAMES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// One capability set. The sensor gives it as the kernel's bit mask; a set read from JSON
+/// keeps its names. Both serialize as Tetragon's array of names. A root process's two full
+/// sets are about half the bytes of its JSON, so each distinct mask is rendered once and
+/// the rendered array is reused (a bounded table: a host has a handful of distinct sets).
+#[derive(Clone, Debug)]
+pub enum CapSet {
+    Mask(u64),
+    Names(Vec<String>),
+}
+
+impl CapSet {
+    /// The names, in bit order for a mask (unknown bits as `CAP_<n>`).
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            CapSet::Names(v) => v.clone(),
+            CapSet::Mask(m) => (0..64)
+                .filter(|b| m & (1u64 << b) != 0)
+                .map(|b| CAP_NAMES.get(b).map(|s| (*s).to_owned()).unwrap_or_else(|| format!("CAP_{b}")))
+                .collect(),
+        }
+    }
+}
+
+impl PartialEq for CapSet {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (CapSet::Mask(a), CapSet::Mask(b)) => a == b,
+            _ => self.names() == other.names(),
+        }
+    }
+}
+
+/// Distinct masks rendered to JSON at most; past it, masks are rendered per event.
+const RENDERED_CAP_SETS: usize = 4096;
+
+fn rendered_caps() -> &'static std::sync::RwLock<std::collections::HashMap<u64, Box<serde_json::value::RawValue>>> {
+    static R: std::sync::OnceLock<std::sync::RwLock<std::collections::HashMap<u64, Box<serde_json::value::RawValue>>>> =
+        std::sync::OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+impl Serialize for CapSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = match self {
+            CapSet::Names(v) => return v.serialize(s),
+            CapSet::Mask(m) => *m,
+        };
+        let table = rendered_caps();
+        if let Some(raw) = table.read().ok().as_ref().and_then(|t| t.get(&m)) {
+            return raw.serialize(s);
+        }
+        let names = self.names();
+        let raw = serde_json::value::to_raw_value(&names).map_err(serde::ser::Error::custom)?;
+        let out = raw.serialize(s);
+        if let Ok(mut t) = table.write() {
+            if t.len() < RENDERED_CAP_SETS {
+                t.insert(m, raw);
+            }
+        }
+        out
+    }
+}
+
+impl<'de> Deserialize<'de> for CapSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(d).map(CapSet::Names)
+    }
+}
 
 /// Capability sets, as names (`CAP_SYS_ADMIN`, ...).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Capabilities {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub permitted: Option<Vec<CapName>>,
+    pub permitted: Option<CapSet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effective: Option<Vec<CapName>>,
+    pub effective: Option<CapSet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inheritable: Option<Vec<CapName>>,
+    pub inheritable: Option<CapSet>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -536,5 +706,22 @@ mod tests {
         assert_eq!(args[1].label.as_deref(), Some("ret"));
         let back: Value = serde_json::from_str(&e.to_json()).unwrap();
         assert_eq!(back, serde_json::from_str::<Value>(line).unwrap());
+    }
+}
+
+#[cfg(test)]
+mod capset_tests {
+    use super::*;
+
+    #[test]
+    fn a_mask_serializes_as_names_the_same_every_time_and_through_value() {
+        let m = CapSet::Mask(1 << 21 | 1 | 1 << 50);
+        let want = r#"["CAP_CHOWN","CAP_SYS_ADMIN","CAP_50"]"#;
+        assert_eq!(serde_json::to_string(&m).unwrap(), want);
+        assert_eq!(serde_json::to_string(&m).unwrap(), want, "rendered from the table");
+        assert_eq!(serde_json::to_value(&m).unwrap(), serde_json::from_str::<Value>(want).unwrap());
+        let back: CapSet = serde_json::from_str(want).unwrap();
+        assert_eq!(back, m);
+        assert_ne!(back, CapSet::Mask(1));
     }
 }

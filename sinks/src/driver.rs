@@ -13,7 +13,10 @@ use crate::{SendOutcome, Sink};
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     pub max_events: usize,
-    /// A batch is sent once its events' JSON reaches this many bytes (0: no byte limit).
+    /// A batch is sent once its events' JSON reaches this many bytes (0, the default: no
+    /// byte limit). Counting serializes every event once more, which costs as much as the
+    /// file sink's own encoding: the event limit already bounds a batch's memory, and the
+    /// Elasticsearch sink splits its request bodies by `bulk_max_bytes` as it encodes them.
     pub max_bytes: usize,
     /// Longest time an event waits for its batch to fill, in milliseconds.
     pub max_age_ms: u64,
@@ -23,7 +26,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_events: 512, max_bytes: 4 << 20, max_age_ms: 100, max_retries: 5 }
+        BatchConfig { max_events: 512, max_bytes: 0, max_age_ms: 100, max_retries: 5 }
     }
 }
 

@@ -9,7 +9,9 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::event::Named;
 
 use super::{
     k8s::{self, K8sConfig, PodCache, PodIndex},
@@ -94,12 +96,16 @@ impl Enrich {
 
     fn enrich_process(&self, p: &mut Process, pods: Option<&PodIndex>) {
         if let Some((users, groups)) = &self.users {
-            if let Some(name) = p.uid.and_then(|u| users.name(u)) {
-                p.extra.entry("user").or_insert_with(|| json!({ "name": name }));
+            if p.user.is_none() {
+                if let Some(name) = p.uid.and_then(|u| users.name(u)) {
+                    p.user = Some(Named { name: Some(name.to_owned()), ..Default::default() });
+                }
             }
-            let gid = p.extra.get("process_credentials").and_then(|c| c.get("gid")).and_then(Value::as_u64);
-            if let Some(name) = gid.and_then(|g| u32::try_from(g).ok()).and_then(|g| groups.name(g)) {
-                p.extra.entry("group").or_insert_with(|| json!({ "name": name }));
+            if p.group.is_none() {
+                let gid = p.process_credentials.as_ref().and_then(|c| c.gid);
+                if let Some(name) = gid.and_then(|g| groups.name(g)) {
+                    p.group = Some(Named { name: Some(name.to_owned()), ..Default::default() });
+                }
             }
         }
         if let (Some(ix), Some(pod)) = (pods, p.pod.as_mut()) {
@@ -193,7 +199,8 @@ impl Stage for Enrich {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::ProcessExec;
+    use crate::event::{Credentials, ProcessExec};
+    use serde_json::json;
 
     const ID: &str = "551e161c47d8ff0eb665438a7bcd5b4e3ef5a297282b40a92b7c77d6bd168eb3";
 
@@ -210,7 +217,7 @@ mod tests {
             pod: Some(pod),
             ..Default::default()
         };
-        p.extra.insert("process_credentials".into(), json!({"uid": 1000, "gid": 50}));
+        p.process_credentials = Some(Credentials { uid: Some(1000), gid: Some(50), ..Default::default() });
         let mut e = Event::new(
             EventKind::ProcessExec(Box::new(ProcessExec { process: Some(p), ..Default::default() })),
             "x",

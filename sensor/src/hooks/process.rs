@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use nightjar_common::{exec_flags, ns, ExitRecord, ForkRecord};
 use pipeline::{
-    event::{Capabilities, Container, Namespace, Namespaces, Pod, Process, ProcessExec, ProcessExit},
+    event::{
+        Capabilities, Cgroup, Container, Credentials, Namespace, Namespaces, Pod, Process, ProcessExec, ProcessExit,
+    },
     Event, EventKind,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::{
     cache::{exec_id, ProcInfo, ProcessCache},
@@ -17,50 +19,7 @@ use crate::{
     procfs::ProcSnapshot,
 };
 
-/// Linux capability names by bit number.
-const CAP_NAMES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
+use pipeline::event::{CapSet, CAP_NAMES};
 
 /// Bit number of a capability name (`CAP_SYS_ADMIN` → 21).
 pub fn cap_bit(name: &str) -> Option<u32> {
@@ -68,12 +27,8 @@ pub fn cap_bit(name: &str) -> Option<u32> {
 }
 
 /// Capability names of a mask (unknown bits as `CAP_<n>`).
-pub fn cap_names(mask: u64) -> Vec<pipeline::event::CapName> {
-    use std::borrow::Cow;
-    (0..64)
-        .filter(|b| mask & (1u64 << b) != 0)
-        .map(|b| CAP_NAMES.get(b).map(|s| Cow::Borrowed(*s)).unwrap_or_else(|| Cow::Owned(format!("CAP_{b}"))))
-        .collect()
+pub fn cap_names(mask: u64) -> Vec<String> {
+    CapSet::Mask(mask).names()
 }
 
 /// Signal names for exit events.
@@ -266,9 +221,9 @@ impl ProcessHook {
             parent_exec_id: parent.map(|p| p.exec_id.to_string()),
             tid: Some(id.tid),
             cap: Some(Capabilities {
-                permitted: Some(cap_names(id.caps.1)),
-                effective: Some(cap_names(id.caps.0)),
-                inheritable: (id.caps.2 != 0).then(|| cap_names(id.caps.2)),
+                permitted: Some(CapSet::Mask(id.caps.1)),
+                effective: Some(CapSet::Mask(id.caps.0)),
+                inheritable: (id.caps.2 != 0).then_some(CapSet::Mask(id.caps.2)),
                 ..Default::default()
             }),
             ns: Some(Namespaces {
@@ -296,23 +251,22 @@ impl ProcessHook {
             }
             p.pod = Some(pod);
         }
-        p.extra.insert(
-            "process_credentials".into(),
-            json!({ "uid": id.uid, "gid": id.gid, "euid": id.euid, "egid": id.egid }),
-        );
-        let mut cg = serde_json::Map::new();
-        if let Some(cid) = id.cgroup_id {
-            cg.insert("id".into(), Value::String(cid.to_string()));
+        p.process_credentials = Some(Credentials {
+            uid: Some(id.uid),
+            gid: Some(id.gid),
+            euid: Some(id.euid),
+            egid: Some(id.egid),
+            ..Default::default()
+        });
+        let cg = Cgroup {
+            id: id.cgroup_id.map(|c| c.to_string()),
+            path: (!id.cgroup_path.is_empty()).then(|| id.cgroup_path.clone()),
+            ..Default::default()
+        };
+        if cg.id.is_some() || cg.path.is_some() {
+            p.cgroup = Some(cg);
         }
-        if !id.cgroup_path.is_empty() {
-            cg.insert("path".into(), Value::String(id.cgroup_path.clone()));
-        }
-        if !cg.is_empty() {
-            p.extra.insert("cgroup".into(), Value::Object(cg));
-        }
-        if let Some(t) = &id.tty {
-            p.extra.insert("tty".into(), Value::String(t.clone()));
-        }
+        p.tty = id.tty.clone();
         p
     }
 

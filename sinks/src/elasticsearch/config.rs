@@ -106,7 +106,7 @@ impl Default for ElasticsearchConfig {
             tls: TlsConfig::default(),
             request: RequestConfig::default(),
             queue: QueueConfig::default(),
-            batch: BatchConfig { max_events: 4000, max_bytes: 20 << 20, max_age_ms: 1000, max_retries: 5 },
+            batch: BatchConfig { max_events: 4000, max_bytes: 0, max_age_ms: 1000, max_retries: 5 },
         }
     }
 }

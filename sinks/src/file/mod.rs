@@ -289,7 +289,7 @@ impl Sink for FileSink {
     async fn send(&mut self, batch: &[Arc<Event>]) -> SendOutcome {
         self.buf.clear();
         for e in batch {
-            self.buf.extend_from_slice(e.to_json().as_bytes());
+            e.write_json(&mut self.buf);
             self.buf.push(b'\n');
         }
         match self.write_batch() {

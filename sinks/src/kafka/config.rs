@@ -96,7 +96,7 @@ impl Default for KafkaConfig {
             options: BTreeMap::new(),
             request: RequestConfig { concurrency: 100_000, timeout_ms: 330_000, ..RequestConfig::default() },
             queue: QueueConfig::default(),
-            batch: BatchConfig { max_events: 4000, max_bytes: 20 << 20, max_age_ms: 100, max_retries: 5 },
+            batch: BatchConfig { max_events: 4000, max_bytes: 0, max_age_ms: 100, max_retries: 5 },
         }
     }
 }

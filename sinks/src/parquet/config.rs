@@ -43,7 +43,7 @@ impl Default for ParquetConfig {
             mode: 0o600,
             on_error: OnError::Retry,
             queue: QueueConfig::default(),
-            batch: BatchConfig { max_events: 2048, max_bytes: 16 << 20, max_age_ms: 1000, max_retries: 5 },
+            batch: BatchConfig { max_events: 2048, max_bytes: 0, max_age_ms: 1000, max_retries: 5 },
         }
     }
 }

@@ -54,7 +54,10 @@ impl Sink for StdoutSink {
     async fn send(&mut self, batch: &[Arc<Event>]) -> SendOutcome {
         self.buf.clear();
         for e in batch {
-            self.buf.extend_from_slice(format_event(e, self.format, self.colour).as_bytes());
+            match self.format {
+                StdoutFormat::Json => e.write_json(&mut self.buf),
+                StdoutFormat::Compact => self.buf.extend_from_slice(compact_line(e, self.colour).as_bytes()),
+            }
             self.buf.push(b'\n');
         }
         let res = match self.out.as_mut() {
