@@ -40,6 +40,9 @@ deadline="${NIGHTJAR_VM_DEADLINE:-270}"
 mem="${NIGHTJAR_VM_MEM:-1024}"
 smp="${NIGHTJAR_VM_SMP:-1}"
 kernel_meta="${NIGHTJAR_VM_KERNEL_PKG:-linux-image-amd64}"
+# An exec under TCG costs ~15 ms with the sensor loaded, so the exec-accounting tests run
+# a tenth of their host counts there (sensor/tests/process.rs: exec_count).
+exec_scale="${NIGHTJAR_VM_EXEC_SCALE:-0.1}"
 work="$repo/target/vm"
 t_start=$(date +%s)
 
@@ -96,6 +99,12 @@ rm -f "$cache/kernel/.current.$$"
 kdir="$cache/kernel/$kpkg"
 grep -q '^CONFIG_DEBUG_INFO_BTF=y' "$kdir/config" || die "$kpkg has no CONFIG_DEBUG_INFO_BTF: the sensor needs /sys/kernel/btf/vmlinux"
 log "kernel: $kpkg"
+# What the guest's probe must see there (sensor/src/probe.rs asserts it), from the config.
+expect=btf,tracefs
+grep -q '^CONFIG_KPROBE_EVENTS=y' "$kdir/config" && expect="$expect,kprobes"
+if grep -q '^CONFIG_BPF_LSM=y' "$kdir/config" && grep -q '^CONFIG_LSM=".*\bbpf\b' "$kdir/config"; then
+  expect="$expect,bpf_lsm"
+fi
 
 # --- 3. test binaries --------------------------------------------------------------------
 log "cargo test --workspace --no-run"
@@ -182,7 +191,7 @@ cat >"$root/init" <<EOF
 #!/vm/busybox sh
 echo
 export PATH=/usr/local/bin:/usr/bin:/usr/sbin:/vm/bin HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1
-export NIGHTJAR_VM=1
+export NIGHTJAR_VM=1 NIGHTJAR_EXPECT_KERNEL=$expect NIGHTJAR_TEST_EXEC_SCALE=$exec_scale
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -235,6 +244,10 @@ elif [ "$qemu_rc" != 0 ]; then
   fail=1
 fi
 grep -q '^nightjar-vm: done' "$console" || { log "the guest did not finish its run"; fail=1; }
+if [ -z "${NIGHTJAR_VM_TEST_ARGS:-}" ] && ! grep -q '^test probe::tests::probe_sees_what_this_kernel_offers \.\.\. ok$' "$console"; then
+  log "the guest did not pass the kernel-features test (expected: $expect)"
+  fail=1
+fi
 passed=0 failed=0
 while read -r name _; do
   rc="$(sed -n "s/^nightjar-vm: exit $name \([0-9]*\)\$/\1/p" "$console" | tail -n1)"
@@ -253,7 +266,7 @@ while read -r name _; do
     fail=1
   fi
 done <"$root/vm/tests"
-log "guest $(sed -n 's/^nightjar-vm: \(kernel .*\)/\1/p' "$console" | head -n1)"
+log "guest $(sed -n 's/^nightjar-vm: \(kernel .*\)/\1/p' "$console" | head -n1); probe expected $expect"
 log "VM run ${kpkg}: $((t_end - t_boot)) s in QEMU, $((t_end - t_start)) s in all"
 echo "vm-test: $passed passed, $failed failed"
 [ "$fail" = 0 ] || die "see $console"
