@@ -45,7 +45,7 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
             Ok((l, hooks)) => {
                 println!("{}: ok ({} {})", f.display(), l.policy.kind, l.policy.metadata.name);
                 for h in hooks {
-                    println!("  {} served by {}", h.function, h.backend);
+                    println!("  {} served by {} (backend: {})", h.function, h.served_by, h.backend);
                 }
             }
             Err(e) => {

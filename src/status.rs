@@ -49,9 +49,10 @@ fn print_agent(v: &Value) {
         println!("  {} ({})", p["name"].as_str().unwrap_or("?"), p["source"].as_str().unwrap_or("?"));
         for h in p["hooks"].as_array().into_iter().flatten() {
             println!(
-                "    {} served by {}",
+                "    {} served by {} (backend: {})",
                 h["function"].as_str().unwrap_or("?"),
-                h["served_by"].as_str().unwrap_or("?")
+                h["served_by"].as_str().unwrap_or("?"),
+                h["backend"].as_str().unwrap_or("?")
             );
         }
     }

@@ -110,10 +110,12 @@ async fn seed_policies_load_unchanged_and_say_how_they_are_served() {
         assert!(!p.hooks.is_empty(), "{p:?}");
         for h in &p.hooks {
             assert!(h.served_by.starts_with("tracepoint"), "{}: {}", p.name, h.served_by);
+            assert_eq!(h.backend, "tracepoint", "{}: {h:?}", p.name);
         }
     }
     let setns = st.iter().find(|p| p.name == "detect-container-escape").unwrap();
     assert_eq!(setns.hooks[0].served_by, "tracepoint syscalls:sys_enter_setns");
+    assert_eq!(setns.hooks[0].points, ["syscalls/sys_enter_setns"]);
     s.stop().await;
     let _ = std::fs::remove_dir(&cg);
 }

@@ -20,6 +20,23 @@ pub enum Attach {
     Exec,
 }
 
+impl Attach {
+    /// The kind of kernel hook: `tracepoint`, `fentry`, `kprobe` or `lsm`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Attach::Tracepoint { .. } | Attach::Exec => "tracepoint",
+        }
+    }
+
+    /// The hook point: `syscalls/sys_exit_openat`, `security_file_open`, `file_open`.
+    pub fn point(&self) -> String {
+        match self {
+            Attach::Tracepoint { category, name, .. } => format!("{category}/{name}"),
+            Attach::Exec => "sched/sched_process_exec".to_owned(),
+        }
+    }
+}
+
 include!(concat!(env!("OUT_DIR"), "/syscalls.rs"));
 
 /// The x86_64 number of a syscall.
@@ -63,11 +80,13 @@ pub struct ArgMeta {
 /// A hook ready to load, minus the ids the engine allocates.
 #[derive(Debug, Clone)]
 pub struct HookPlan {
+    /// The kind of kernel hook that serves it (`tracepoint`, `fentry`, `kprobe`, `lsm`).
+    pub backend: String,
     pub kind: HookKind,
     /// `function_name` of events (the policy's call/hook; `subsystem/event` for tracepoints).
     pub function: String,
-    /// Human description of the backend, for `status` and the log.
-    pub backend: String,
+    /// Human description of how the hook is served, for `status` and the log.
+    pub served_by: String,
     pub attach: Vec<Attach>,
     pub args: Vec<ArgMeta>,
     pub conf: HookConfig,
@@ -533,10 +552,12 @@ fn plan_hook(
         };
         conf.sels[s] = out;
     }
+    let backend = attach.first().map(Attach::backend).unwrap_or("tracepoint").to_owned();
     Ok(HookPlan {
+        backend,
         kind,
         function: function.to_owned(),
-        backend: desc,
+        served_by: desc,
         attach,
         args: args.iter().map(|a| ArgMeta { index: a.index, ty: a.ty.clone(), label: a.label.clone() }).collect(),
         conf,

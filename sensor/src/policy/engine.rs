@@ -39,7 +39,7 @@ pub struct HookMeta {
     pub kind: HookKind,
     pub function: String,
     pub args: Vec<ArgMeta>,
-    pub backend: String,
+    pub served_by: String,
     pub message: Option<String>,
     pub tags: Vec<String>,
 }
@@ -56,6 +56,11 @@ pub struct PolicyStatus {
 pub struct HookStatus {
     pub id: u32,
     pub function: String,
+    /// The kind of kernel hook: `tracepoint`, `fentry`, `kprobe` or `lsm`.
+    pub backend: String,
+    /// Where it is attached: `syscalls/sys_exit_openat`, `security_file_open`, `file_open`.
+    pub points: Vec<String>,
+    /// Human description (backend, hook points, where the arguments come from).
     pub served_by: String,
 }
 
@@ -139,7 +144,7 @@ impl PolicyEngine {
             Ok(()) => {
                 let st = inst.status.clone();
                 for h in &st.hooks {
-                    tracing::info!(policy = %name, hook = %h.function, served_by = %h.served_by, "policy hook loaded");
+                    tracing::info!(policy = %name, hook = %h.function, backend = %h.backend, served_by = %h.served_by, "policy hook loaded");
                 }
                 self.policies.insert(name, inst);
                 Ok(st)
@@ -226,7 +231,7 @@ impl PolicyEngine {
                     kind: plan.kind,
                     function: plan.function.clone(),
                     args: plan.args.clone(),
-                    backend: plan.backend.clone(),
+                    served_by: plan.served_by.clone(),
                     message: plan.message.clone(),
                     tags: plan.tags.clone(),
                 },
@@ -253,7 +258,13 @@ impl PolicyEngine {
                     self.ensure_attached(ebpf, program, category, tp, name)?;
                 }
             }
-            inst.status.hooks.push(HookStatus { id: hid, function: plan.function, served_by: plan.backend });
+            inst.status.hooks.push(HookStatus {
+                id: hid,
+                function: plan.function,
+                backend: plan.backend,
+                points: plan.attach.iter().map(Attach::point).collect(),
+                served_by: plan.served_by,
+            });
         }
         Ok(())
     }
