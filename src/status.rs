@@ -39,6 +39,7 @@ fn print_agent(v: &Value) {
     println!("kernel:        {}", k["kernel_release"].as_str().unwrap_or("?"));
     println!("btf:           {}", yn(&k["btf"]));
     println!("kprobes:       {}", yn(&k["kprobes"]));
+    println!("fentry:        {}", yn(&k["fentry"]));
     println!("bpf lsm:       {}", yn(&k["bpf_lsm"]));
     println!("base hooks:");
     for h in v["base_hooks"].as_array().into_iter().flatten() {
@@ -88,7 +89,12 @@ fn local(json: bool, why: &str) -> ExitCode {
         f.tracefs.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not mounted".into())
     );
     println!("kprobes:       {}", yn(f.kprobes));
-    println!("bpf lsm:       {}", yn(f.bpf_lsm));
+    println!("fentry:        known once the agent runs (it loads one at start)");
+    println!(
+        "bpf lsm:       {}{}",
+        yn(f.bpf_lsm),
+        if f.bpf_lsm { " (listed; the agent checks a program loads)" } else { "" }
+    );
     println!("running as:    euid {}", f.euid);
     ExitCode::SUCCESS
 }

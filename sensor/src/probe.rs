@@ -14,8 +14,13 @@ pub struct KernelFeatures {
     pub tracefs: Option<PathBuf>,
     /// `kprobe_events` exists in tracefs (kernel built with kprobes).
     pub kprobes: bool,
-    /// `bpf` is in the active LSM list.
+    /// `bpf` is in the active LSM list (and, once the sensor has loaded, BPF-LSM
+    /// programs load here).
     pub bpf_lsm: bool,
+    /// fentry programs load here: learned by the sensor at start (loading one), so false
+    /// from `probe()` alone.
+    #[serde(default)]
+    pub fentry: bool,
     pub euid: u32,
 }
 
@@ -49,6 +54,7 @@ pub fn probe(mount_missing: bool) -> Result<KernelFeatures, ProbeError> {
         tracefs,
         kprobes,
         bpf_lsm,
+        fentry: false,
         // SAFETY: geteuid has no preconditions and cannot fail.
         euid: unsafe { libc::geteuid() },
     })
@@ -117,6 +123,8 @@ mod tests {
                 "tracefs" => f.tracefs.is_some(),
                 "kprobes" => f.kprobes,
                 "bpf_lsm" => f.bpf_lsm,
+                // Only a load tells (the sensor does it at start); policy tests check it.
+                "fentry" => continue,
                 other => panic!("NIGHTJAR_EXPECT_KERNEL: unknown feature {other:?}"),
             };
             assert!(have, "this kernel should offer {want}; the probe says {f:?}");
