@@ -105,6 +105,10 @@ grep -q '^CONFIG_KPROBE_EVENTS=y' "$kdir/config" && expect="$expect,kprobes"
 if grep -q '^CONFIG_BPF_LSM=y' "$kdir/config" && grep -q '^CONFIG_LSM=".*\bbpf\b' "$kdir/config"; then
   expect="$expect,bpf_lsm"
 fi
+# fentry: BTF (checked above) and ftrace direct calls (the policy tests check it loads).
+if grep -q '^CONFIG_FUNCTION_TRACER=y' "$kdir/config" && grep -q '^CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS=y' "$kdir/config"; then
+  expect="$expect,fentry"
+fi
 
 # --- 3. test binaries --------------------------------------------------------------------
 log "cargo test --workspace --no-run"
