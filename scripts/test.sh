@@ -18,3 +18,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+# The sensor tests again, in a VM on Debian's stock 6.1 kernel (kprobes, fentry and
+# BPF-LSM there, whatever this host offers): QEMU TCG, about a minute and a half.
+echo "== sensor tests in a VM (scripts/vm-test.sh)"
+scripts/vm-test.sh

@@ -31,9 +31,16 @@ pub fn main(global: &Global, args: PolicyArgs) -> ExitCode {
 
 fn validate(files: &[std::path::PathBuf]) -> ExitCode {
     let features = sensor::probe::probe(false).ok();
+    // Without loading programs only kprobes are known; fentry and BPF-LSM are learned by
+    // the agent at start (`nightjar status` shows what it chose).
+    let mut kernel = sensor::policy::compile::KernelHooks::tracepoints_only(
+        "unknown without a running agent (it tries a BPF-LSM program at start)",
+    );
+    kernel.kprobes = features.as_ref().is_some_and(|f| f.kprobes);
     let env = sensor::policy::compile::Env {
         tracefs: features.and_then(|f| f.tracefs).unwrap_or_else(|| "/sys/kernel/tracing".into()),
         host_ns: sensor::hooks::process::host_namespaces(),
+        kernel: kernel.with_symbols(),
     };
     let mut bad = 0;
     for f in files {
@@ -45,7 +52,7 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
             Ok((l, hooks)) => {
                 println!("{}: ok ({} {})", f.display(), l.policy.kind, l.policy.metadata.name);
                 for h in hooks {
-                    println!("  {} served by {}", h.function, h.backend);
+                    println!("  {} served by {} (backend: {})", h.function, h.served_by, h.backend);
                 }
             }
             Err(e) => {

@@ -39,6 +39,7 @@ fn print_agent(v: &Value) {
     println!("kernel:        {}", k["kernel_release"].as_str().unwrap_or("?"));
     println!("btf:           {}", yn(&k["btf"]));
     println!("kprobes:       {}", yn(&k["kprobes"]));
+    println!("fentry:        {}", yn(&k["fentry"]));
     println!("bpf lsm:       {}", yn(&k["bpf_lsm"]));
     println!("base hooks:");
     for h in v["base_hooks"].as_array().into_iter().flatten() {
@@ -49,9 +50,10 @@ fn print_agent(v: &Value) {
         println!("  {} ({})", p["name"].as_str().unwrap_or("?"), p["source"].as_str().unwrap_or("?"));
         for h in p["hooks"].as_array().into_iter().flatten() {
             println!(
-                "    {} served by {}",
+                "    {} served by {} (backend: {})",
                 h["function"].as_str().unwrap_or("?"),
-                h["served_by"].as_str().unwrap_or("?")
+                h["served_by"].as_str().unwrap_or("?"),
+                h["backend"].as_str().unwrap_or("?")
             );
         }
     }
@@ -91,7 +93,12 @@ fn local(json: bool, why: &str) -> ExitCode {
         f.tracefs.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not mounted".into())
     );
     println!("kprobes:       {}", yn(f.kprobes));
-    println!("bpf lsm:       {}", yn(f.bpf_lsm));
+    println!("fentry:        known once the agent runs (it loads one at start)");
+    println!(
+        "bpf lsm:       {}{}",
+        yn(f.bpf_lsm),
+        if f.bpf_lsm { " (listed; the agent checks a program loads)" } else { "" }
+    );
     println!("running as:    euid {}", f.euid);
     ExitCode::SUCCESS
 }

@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod kfunc;
 mod kread;
 mod maps;
 mod policy;

@@ -61,7 +61,11 @@ const SLOT: usize = PATH_MAX + 256;
 /// Captured arguments of the hook being evaluated (per CPU).
 #[repr(C)]
 pub struct ArgBuf {
-    raw: [u8; plimits::RAW],
+    /// The hook point's record (tracepoints) or argument words (kernel functions, LSM).
+    pub raw: [u8; plimits::RAW],
+    /// What an LSM program returns: 0, or a matched Override selector's error.
+    pub ret: i32,
+    _pad: u32,
     ints: [u64; plimits::ARGS],
     /// Start and length of each string slot's value inside its slot.
     spos: [u32; plimits::STR_SLOTS],
@@ -76,7 +80,7 @@ static ARGBUF: PerCpuArray<ArgBuf> = PerCpuArray::with_max_entries(1, 0);
 static KEYBUF: PerCpuArray<Key<StrData>> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
-fn argbuf() -> Option<&'static mut ArgBuf> {
+pub fn argbuf() -> Option<&'static mut ArgBuf> {
     // SAFETY: per-CPU value; tracepoint programs do not nest on one CPU.
     ARGBUF.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
@@ -204,7 +208,7 @@ pub fn forget(pid: u32) {
 }
 
 #[inline(always)]
-fn run_hooks(key: u32) {
+pub fn run_hooks(key: u32) {
     // SAFETY: read-only use of the map value.
     if unsafe { HOOK_LISTS.get(key) }.is_none() {
         return;
@@ -243,8 +247,8 @@ fn run_hook(hid: u32) {
     }
     let mut ev = Eval { key: 0, hook: hid, matched: u32::MAX };
     let nsel = conf.nsel as u32;
-    let (sel, act, sig) = if nsel == 0 {
-        (0u32, action::POST, 0u8)
+    let (sel, act, sig, err) = if nsel == 0 {
+        (0u32, action::POST, 0u8, 0i32)
     } else {
         // SAFETY: sel_cb only touches the Eval passed as its context.
         unsafe {
@@ -264,7 +268,7 @@ fn run_hook(hid: u32) {
         }
         let Some(conf) = HOOK_CONF.get(hid) else { return };
         let s = &conf.sels[(ev.matched as usize) & (plimits::SELECTORS - 1)];
-        (ev.matched, s.action, s.signal)
+        (ev.matched, s.action, s.signal, s.error)
     };
     let mut signalled = 0u8;
     match act {
@@ -276,6 +280,12 @@ fn run_hook(hid: u32) {
         action::SIGNAL => {
             // SAFETY: signals the current task only.
             signalled = u8::from(unsafe { gen::bpf_send_signal(sig as u32) } == 0);
+        }
+        action::OVERRIDE => {
+            // The LSM program returns it (user space allows Override on LSM hooks only).
+            if let Some(ab) = argbuf() {
+                ab.ret = err;
+            }
         }
         _ => {}
     }
@@ -571,20 +581,25 @@ fn capture(conf: &HookConfig, i: usize) {
             ab.spos[slot] = 0;
             ab.slen[slot] = if n > 0 { (n - 1) as u32 } else { 0 };
         }
-        argsrc::RET_FD_PATH | argsrc::FD_PATH => {
-            let fd = word as i64;
-            ab.slen[slot] = 0;
-            ab.spos[slot] = 0;
-            if fd >= 0 {
-                let file = fd_file(fd as u64);
-                capture_file_path(slot, file);
-            }
-            ab.ints[i] = word;
+        src => {
+            // Every path source comes down to a `struct file *`: one walk serves them all
+            // (one inlined copy of the walker keeps the verifier's work bounded).
+            let file = match src {
+                argsrc::RET_FD_PATH | argsrc::FD_PATH => {
+                    ab.ints[i] = word;
+                    if (word as i64) >= 0 {
+                        fd_file(word)
+                    } else {
+                        0
+                    }
+                }
+                argsrc::EXEC_PATH => exe_file(),
+                argsrc::FILE_PTR => word,
+                argsrc::BPRM_FILE => rd_ptr(word, off!(binprm_file)),
+                _ => return,
+            };
+            capture_file_path(slot, file);
         }
-        argsrc::EXEC_PATH => {
-            capture_exec_path(slot);
-        }
-        _ => {}
     }
 }
 
@@ -605,13 +620,18 @@ fn fd_file(fd: u64) -> u64 {
     rd::<u64>(fds + fd * 8, 0).unwrap_or(0)
 }
 
-/// The current task's executable (mm->exe_file) path into string slot `slot`.
+/// The current task's executable (mm->exe_file).
 #[inline(always)]
-fn capture_exec_path(slot: usize) -> bool {
+fn exe_file() -> u64 {
     let task = unsafe { gen::bpf_get_current_task() };
     let mm = rd_ptr(task, off!(task_mm));
-    let exe = rd_ptr(mm, off!(mm_exe_file));
-    capture_file_path(slot, exe)
+    rd_ptr(mm, off!(mm_exe_file))
+}
+
+/// The current task's executable path into string slot `slot`.
+#[inline(always)]
+fn capture_exec_path(slot: usize) -> bool {
+    capture_file_path(slot, exe_file())
 }
 
 /// Writes the absolute path of `file` into string slot `slot` (right-aligned, as

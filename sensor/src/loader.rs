@@ -10,7 +10,7 @@ use std::{
 
 use aya::{
     maps::{PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    programs::{FEntry, Lsm, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use nightjar_common::{cause, kind, missed_index};
@@ -25,7 +25,7 @@ use crate::{
     decode::{self, Record},
     hooks::process::ProcessHook,
     policy::{
-        compile::Env,
+        compile::{Env, KernelHooks},
         engine::{EngineError, PolicyEngine, PolicyStatus},
         Loaded,
     },
@@ -162,6 +162,7 @@ impl Sensor {
         if features.euid != 0 {
             return Err(SensorError::NotRoot(features.euid));
         }
+        let mut features = features;
         let btf = crate::btf::Btf::from_sys_fs()?;
         let (mut offsets, report) = crate::offsets::compute(&btf, cfg.args_max_bytes)?;
         for m in &report.missing {
@@ -219,9 +220,10 @@ impl Sensor {
                     .map_err(|source| SensorError::Program { name: prog, source })?;
             }
         }
+        let (kernel, aya_btf) = kernel_hooks(&mut ebpf, &mut features);
         let host_ns = crate::hooks::process::host_namespaces();
         let tracefs = features.tracefs.clone().unwrap_or_else(|| "/sys/kernel/tracing".into());
-        let policies = PolicyEngine::new(Env { tracefs, host_ns });
+        let policies = PolicyEngine::new(Env { tracefs, host_ns, kernel }, aya_btf);
         let mut process = ProcessHook::new(node_name, cfg.process_cache_max);
         if cfg.proc_scan {
             // After attaching, so a process born meanwhile is seen by one or the other.
@@ -424,6 +426,80 @@ impl Sensor {
             },
         }
     }
+}
+
+/// Which kernel-function and LSM backends this kernel lets the policy engine use: kprobes
+/// from the probe, fentry and BPF-LSM by loading a trivial program of each kind (a kernel
+/// may list them and still refuse the load, e.g. with EPERM under lockdown).
+fn kernel_hooks(ebpf: &mut Ebpf, features: &mut KernelFeatures) -> (KernelHooks, Option<aya::Btf>) {
+    let btf = if features.btf {
+        aya::Btf::from_sys_fs()
+            .map_err(|e| tracing::warn!(error = %e, "kernel BTF unreadable by aya: no fentry or BPF-LSM"))
+            .ok()
+    } else {
+        None
+    };
+    let why = |e: &aya::programs::ProgramError| {
+        let mut s = e.to_string();
+        let mut cur = std::error::Error::source(e);
+        while let Some(c) = cur {
+            s.push_str(&format!(": {c}"));
+            cur = c.source();
+        }
+        s
+    };
+    features.fentry = false;
+    let mut lsm_unavailable = String::new();
+    if let Some(btf) = &btf {
+        match ebpf.program_mut("probe_fentry").map(<&mut FEntry>::try_from) {
+            Some(Ok(p)) => match p.load("security_file_open", btf) {
+                Ok(()) => {
+                    features.fentry = true;
+                    let _ = p.unload();
+                }
+                Err(e) => {
+                    tracing::info!(error = %why(&e), "fentry programs do not load here: kprobes or tracepoints serve kernel functions")
+                }
+            },
+            _ => tracing::warn!("probe_fentry is missing from the eBPF object"),
+        }
+        if features.bpf_lsm {
+            match ebpf.program_mut("probe_lsm").map(<&mut Lsm>::try_from) {
+                Some(Ok(p)) => match p.load("file_open", btf) {
+                    Ok(()) => {
+                        let _ = p.unload();
+                    }
+                    Err(e) => {
+                        lsm_unavailable = format!("BPF-LSM programs do not load: {}", why(&e));
+                        features.bpf_lsm = false;
+                    }
+                },
+                _ => {
+                    lsm_unavailable = "probe_lsm is missing from the eBPF object".into();
+                    features.bpf_lsm = false;
+                }
+            }
+        } else {
+            lsm_unavailable =
+                "bpf is not among the active LSMs in /sys/kernel/security/lsm (CONFIG_BPF_LSM and lsm=...,bpf)".into();
+        }
+    } else {
+        features.bpf_lsm = false;
+        lsm_unavailable = "no kernel BTF".into();
+    }
+    if !lsm_unavailable.is_empty() {
+        tracing::info!(reason = %lsm_unavailable, "BPF-LSM unavailable: Override cannot be used; tracepoints serve LSM hooks");
+    }
+    let kernel = KernelHooks {
+        fentry: features.fentry,
+        kprobes: features.kprobes,
+        lsm: features.bpf_lsm,
+        lsm_unavailable,
+        syscall_symbols: Default::default(),
+    }
+    .with_symbols();
+    tracing::info!(fentry = kernel.fentry, kprobes = kernel.kprobes, bpf_lsm = kernel.lsm, "policy hook backends");
+    (kernel, btf)
 }
 
 const KIND_NAMES: [(u16, &str); 4] =

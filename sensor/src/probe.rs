@@ -14,8 +14,13 @@ pub struct KernelFeatures {
     pub tracefs: Option<PathBuf>,
     /// `kprobe_events` exists in tracefs (kernel built with kprobes).
     pub kprobes: bool,
-    /// `bpf` is in the active LSM list.
+    /// `bpf` is in the active LSM list (and, once the sensor has loaded, BPF-LSM
+    /// programs load here).
     pub bpf_lsm: bool,
+    /// fentry programs load here: learned by the sensor at start (loading one), so false
+    /// from `probe()` alone.
+    #[serde(default)]
+    pub fentry: bool,
     pub euid: u32,
 }
 
@@ -49,6 +54,7 @@ pub fn probe(mount_missing: bool) -> Result<KernelFeatures, ProbeError> {
         tracefs,
         kprobes,
         bpf_lsm,
+        fentry: false,
         // SAFETY: geteuid has no preconditions and cannot fail.
         euid: unsafe { libc::geteuid() },
     })
@@ -91,6 +97,39 @@ pub fn tracepoint_field_offset(tracefs: &Path, category: &str, name: &str, field
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The probe on the running kernel, against evidence it does not read itself. A runner
+    /// that knows its kernel says what must be there in `NIGHTJAR_EXPECT_KERNEL` (the VM
+    /// runner: `btf,kprobes,bpf_lsm` for Debian's stock kernel, from its config); those are
+    /// what the kprobe, fentry and BPF-LSM backends will be chosen on.
+    #[test]
+    fn probe_sees_what_this_kernel_offers() {
+        let f = probe(false).expect("probe without mounting never fails");
+        // SAFETY: utsname is plain bytes; all-zero is a valid value.
+        let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+        // SAFETY: uname fills the struct it is given and has no other effect.
+        assert_eq!(unsafe { libc::uname(&mut uts) }, 0);
+        // SAFETY: uname NUL-terminates release.
+        let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) }.to_string_lossy();
+        assert_eq!(f.kernel_release, release);
+        if f.tracefs.is_some() {
+            // perf's kprobe PMU and tracefs' kprobe_events come with the same kernel option.
+            assert_eq!(f.kprobes, Path::new("/sys/bus/event_source/devices/kprobe").is_dir(), "{f:?}");
+        }
+        let expect = std::env::var("NIGHTJAR_EXPECT_KERNEL").unwrap_or_default();
+        for want in expect.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let have = match want {
+                "btf" => f.btf,
+                "tracefs" => f.tracefs.is_some(),
+                "kprobes" => f.kprobes,
+                "bpf_lsm" => f.bpf_lsm,
+                // Only a load tells (the sensor does it at start); policy tests check it.
+                "fentry" => continue,
+                other => panic!("NIGHTJAR_EXPECT_KERNEL: unknown feature {other:?}"),
+            };
+            assert!(have, "this kernel should offer {want}; the probe says {f:?}");
+        }
+    }
 
     #[test]
     fn parses_format_offsets() {

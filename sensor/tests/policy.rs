@@ -1,6 +1,12 @@
 //! The policy engine on the real kernel (root): the seed policies load unchanged, filter in
 //! the kernel, and enforce — only on processes these tests spawn (copies of system
 //! binaries under a temp dir, matched by their path).
+//!
+//! The same scenarios run on every kernel (this host: tracepoints only; the VM of
+//! `scripts/vm-test.sh`: kprobes, fentry and BPF-LSM), and each asserts which backend served
+//! each hook: what the sensor found usable at start, cross-checked with
+//! `NIGHTJAR_EXPECT_KERNEL` (what the runner knows its kernel has), so a run that silently
+//! fell back to tracepoints fails.
 use std::{
     os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
@@ -9,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nightjar_sensor::{policy, Sensor, SensorConfig};
+use nightjar_sensor::{policy, probe::KernelFeatures, Sensor, SensorConfig};
 use pipeline::{
     event::{ArgValue, ProcessKprobe},
     Event, EventKind,
@@ -29,16 +35,23 @@ struct Running {
     _serial: MutexGuard<'static, ()>,
 }
 
+struct Started {
+    run: Running,
+    policies: Vec<policy::engine::PolicyStatus>,
+    backends: Backends,
+}
+
 /// Loads the sensor with the given policies (YAML texts named like files).
-fn start(policies: &[(String, String)]) -> (Running, Vec<policy::engine::PolicyStatus>) {
+fn start(policies: &[(String, String)]) -> Started {
     start_in(policies, 0)
 }
 
 /// Like `start`, tracing (and enforcing) only in cgroup `cgroup_filter` (0: everywhere).
-fn start_in(policies: &[(String, String)], cgroup_filter: u64) -> (Running, Vec<policy::engine::PolicyStatus>) {
+fn start_in(policies: &[(String, String)], cgroup_filter: u64) -> Started {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = SensorConfig { policies_dir: PathBuf::new(), cgroup_filter, ..SensorConfig::default() };
     let mut sensor = Sensor::load(&cfg, "test-node").expect("load the sensor (root)");
+    let backends = Backends::of(&sensor.features);
     let mut st = Vec::new();
     for (name, text) in policies {
         let l = policy::parse(name, text).unwrap_or_else(|e| panic!("{e}"));
@@ -47,7 +60,82 @@ fn start_in(policies: &[(String, String)], cgroup_filter: u64) -> (Running, Vec<
     let (tx, rx) = mpsc::channel(65536);
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(async move { sensor.run(tx, stop_rx).await.expect("run") });
-    (Running { rx, stop, task, _serial: serial }, st)
+    Started { run: Running { rx, stop, task, _serial: serial }, policies: st, backends }
+}
+
+/// The backends this kernel must give: from what the sensor found usable, and at least
+/// what the runner says its kernel offers (`NIGHTJAR_EXPECT_KERNEL=btf,kprobes,bpf_lsm,fentry`).
+#[derive(Debug, Clone, Copy)]
+struct Backends {
+    /// For `kprobes:` entries of security_file_open, security_bprm_check and __x64_sys_*.
+    kfunc: &'static str,
+    /// For `lsmhooks:` entries.
+    lsm: &'static str,
+}
+
+impl Backends {
+    fn of(f: &KernelFeatures) -> Self {
+        let expect = std::env::var("NIGHTJAR_EXPECT_KERNEL").unwrap_or_default();
+        for want in expect.split(',').map(str::trim) {
+            let have = match want {
+                "kprobes" => f.kprobes,
+                "fentry" => f.fentry,
+                "bpf_lsm" => f.bpf_lsm,
+                _ => true,
+            };
+            assert!(have, "the runner says this kernel offers {want}, but the sensor cannot use it: {f:?}");
+        }
+        let kfunc = if f.fentry {
+            "fentry"
+        } else if f.kprobes {
+            "kprobe"
+        } else {
+            "tracepoint"
+        };
+        Backends { kfunc, lsm: if f.bpf_lsm { "lsm" } else { "tracepoint" } }
+    }
+}
+
+/// The hook `function` of policy `policy`: asserts it is served by `backend` at `points`.
+fn assert_served(st: &[policy::engine::PolicyStatus], policy: &str, function: &str, backend: &str, points: &[&str]) {
+    let p = st.iter().find(|p| p.name == policy).unwrap_or_else(|| panic!("policy {policy} not loaded: {st:?}"));
+    let h = p.hooks.iter().find(|h| h.function == function).unwrap_or_else(|| panic!("{policy}: no hook {function}"));
+    assert_eq!(h.backend, backend, "{policy}/{function}: {h:?}");
+    assert_eq!(h.points, points, "{policy}/{function}: {h:?}");
+}
+
+/// Where a syscall hook is attached on each backend.
+fn syscall_points(b: &str, name: &str) -> Vec<String> {
+    if b == "tracepoint" {
+        vec![format!("syscalls/sys_enter_{name}")]
+    } else {
+        vec![format!("__x64_sys_{name}")]
+    }
+}
+
+fn file_open_points(b: &str) -> Vec<&'static str> {
+    if b == "tracepoint" {
+        vec![
+            "syscalls/sys_exit_openat",
+            "syscalls/sys_exit_open",
+            "syscalls/sys_exit_openat2",
+            "syscalls/sys_exit_creat",
+        ]
+    } else {
+        vec!["security_file_open"]
+    }
+}
+
+fn bprm_points(b: &str) -> Vec<&'static str> {
+    if b == "tracepoint" {
+        vec!["sched/sched_process_exec"]
+    } else {
+        vec!["security_bprm_check"]
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 impl Running {
@@ -104,16 +192,26 @@ async fn seed_policies_load_unchanged_and_say_how_they_are_served() {
     let cg = cgroup2_mount().join(format!("nightjar-empty-{}", std::process::id()));
     std::fs::create_dir_all(&cg).unwrap();
     let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cg).unwrap());
-    let (s, st) = start_in(&texts, id);
+    let Started { run: s, policies: st, backends: b } = start_in(&texts, id);
     assert_eq!(st.len(), 4);
     for p in &st {
         assert!(!p.hooks.is_empty(), "{p:?}");
         for h in &p.hooks {
-            assert!(h.served_by.starts_with("tracepoint"), "{}: {}", p.name, h.served_by);
+            assert_eq!(h.backend, b.kfunc, "{}: {h:?}", p.name);
+            assert!(h.served_by.starts_with(b.kfunc), "{}: {}", p.name, h.served_by);
         }
     }
-    let setns = st.iter().find(|p| p.name == "detect-container-escape").unwrap();
-    assert_eq!(setns.hooks[0].served_by, "tracepoint syscalls:sys_enter_setns");
+    assert_served(&st, "monitor-sensitive-files", "security_file_open", b.kfunc, &file_open_points(b.kfunc));
+    assert_served(&st, "block-cryptominers", "security_bprm_check", b.kfunc, &bprm_points(b.kfunc));
+    assert_served(&st, "detect-container-escape", "__x64_sys_setns", b.kfunc, &strs(&syscall_points(b.kfunc, "setns")));
+    for sc in ["setuid", "setresuid", "setreuid"] {
+        let f = format!("__x64_sys_{sc}");
+        assert_served(&st, "detect-privilege-escalation", &f, b.kfunc, &strs(&syscall_points(b.kfunc, sc)));
+    }
+    if b.kfunc == "tracepoint" {
+        let setns = st.iter().find(|p| p.name == "detect-container-escape").unwrap();
+        assert_eq!(setns.hooks[0].served_by, "tracepoint syscalls:sys_enter_setns");
+    }
     s.stop().await;
     let _ = std::fs::remove_dir(&cg);
 }
@@ -131,7 +229,9 @@ fn cgroup2_mount() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_shadow_is_reported_and_hostname_is_not() {
-    let (mut s, _) = start(&[("monitor-sensitive-files.yaml".into(), read(&seed("monitor-sensitive-files")))]);
+    let Started { run: mut s, policies: st, backends: b } =
+        start(&[("monitor-sensitive-files.yaml".into(), read(&seed("monitor-sensitive-files")))]);
+    assert_served(&st, "monitor-sensitive-files", "security_file_open", b.kfunc, &file_open_points(b.kfunc));
     let dir = tempfile::tempdir().unwrap();
     // A marker file first, then the two reads, from one shell so the order is known.
     let script = "cat /etc/hostname >/dev/null; cat /etc/shadow >/dev/null; /bin/true shadow-done";
@@ -175,7 +275,9 @@ async fn setns_from_a_new_pid_namespace_is_killed_and_from_the_host_is_not() {
     std::fs::copy("/usr/bin/nsenter", &nsenter).unwrap();
     let nsenter = std::fs::canonicalize(&nsenter).unwrap().display().to_string();
     let policy = restricted_escape_policy(&nsenter);
-    let (mut s, _) = start(&[("detect-container-escape-test.yaml".into(), policy)]);
+    let Started { run: mut s, policies: st, backends: b } =
+        start(&[("detect-container-escape-test.yaml".into(), policy)]);
+    assert_served(&st, "detect-container-escape", "__x64_sys_setns", b.kfunc, &strs(&syscall_points(b.kfunc, "setns")));
     // Our own mount namespace: entering it changes nothing, but it is a real setns(2).
     let target = format!("--mount=/proc/{}/ns/mnt", std::process::id());
 
@@ -209,13 +311,21 @@ fn miner_policy(path: &str) -> String {
     format!("{}        - \"{path}\"\n{}", &seed[..start], &seed[end..]).replace("\"Postfix\"", "\"Equal\"")
 }
 
+/// A copy of /bin/sleep named `xmrig` in a temp dir: the only binary the miner tests'
+/// policies match (by its exact path).
+fn miner_copy(dir: &Path) -> String {
+    let miner = dir.join("xmrig");
+    std::fs::copy("/bin/sleep", &miner).unwrap();
+    std::fs::canonicalize(&miner).unwrap().display().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listed_miner_is_killed_on_exec_and_sleep_is_not() {
     let dir = tempfile::tempdir().unwrap();
-    let miner = dir.path().join("nightjar-test-miner");
-    std::fs::copy("/bin/sleep", &miner).unwrap();
-    let miner = std::fs::canonicalize(&miner).unwrap().display().to_string();
-    let (mut s, _) = start(&[("block-cryptominers-test.yaml".into(), miner_policy(&miner))]);
+    let miner = miner_copy(dir.path());
+    let Started { run: mut s, policies: st, backends: b } =
+        start(&[("block-cryptominers-test.yaml".into(), miner_policy(&miner))]);
+    assert_served(&st, "block-cryptominers", "security_bprm_check", b.kfunc, &bprm_points(b.kfunc));
 
     let st = Command::new(&miner).arg("30").status().unwrap();
     assert_eq!(st.signal(), Some(9), "the miner copy must be killed on exec: {st:?}");
@@ -229,4 +339,139 @@ async fn a_listed_miner_is_killed_on_exec_and_sleep_is_not() {
     assert_eq!(k.function_name.as_deref(), Some("security_bprm_check"));
     assert!(!events.iter().filter_map(kprobe).any(|k| first_path(k).is_some_and(|p| p.ends_with("/sleep"))));
     s.stop().await;
+}
+
+/// block-cryptominers as an LSM hook with Override (argError -1 = -EPERM), listing only
+/// the test's own miner copy.
+fn miner_override_policy(path: &str) -> String {
+    format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: block-cryptominers-override
+spec:
+  lsmhooks:
+  - hook: "bprm_check_security"
+    args:
+    - index: 0
+      type: "linux_binprm"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Equal"
+        values:
+        - "{path}"
+      matchActions:
+      - action: Override
+        argError: -1
+"#
+    )
+}
+
+/// With BPF-LSM the miner never runs: exec fails with EPERM, no process_exec for it. Without
+/// it (this host) the policy is refused with the hook and the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn override_denies_the_miner_exec_where_bpf_lsm_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let miner = miner_copy(dir.path());
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = SensorConfig { policies_dir: PathBuf::new(), ..SensorConfig::default() };
+    let mut sensor = Sensor::load(&cfg, "test-node").expect("load the sensor (root)");
+    let b = Backends::of(&sensor.features);
+    let l = policy::parse("block-cryptominers-override.yaml", &miner_override_policy(&miner)).unwrap();
+    let added = sensor.add_policy(&l);
+    if b.lsm != "lsm" {
+        let e = added.expect_err("Override must not load without BPF-LSM").to_string();
+        assert!(e.contains("Override on LSM hook bprm_check_security"), "{e}");
+        assert!(e.contains("BPF-LSM"), "{e}");
+        return;
+    }
+    let st = added.unwrap_or_else(|e| panic!("{e}"));
+    assert_served(&[st], "block-cryptominers-override", "bprm_check_security", "lsm", &["bprm_check_security"]);
+    let (tx, rx) = mpsc::channel(65536);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move { sensor.run(tx, stop_rx).await.expect("run") });
+    let mut s = Running { rx, stop, task, _serial: serial };
+
+    let err = Command::new(&miner).arg("30").status().expect_err("the miner's exec must fail");
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err:?}");
+    // The shell's view: exec failed (126), nothing ran.
+    let out = Command::new("/bin/sh").args(["-c", &format!("{miner} 30; echo status=$?")]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("status=126"), "{out:?}");
+    let ok = Command::new("/bin/true").arg("override-done").status().unwrap();
+    assert!(ok.success());
+
+    let events = s
+        .collect(Duration::from_secs(30), |e| match &e.kind {
+            EventKind::ProcessExec(x) => {
+                x.process.as_ref().and_then(|p| p.arguments.as_deref()) == Some("override-done")
+            }
+            _ => false,
+        })
+        .await;
+    let lsm: Vec<&serde_json::Value> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Other { key, value } if key == "process_lsm" => Some(value),
+            _ => None,
+        })
+        .collect();
+    let hit = lsm
+        .iter()
+        .find(|v| v["args"][0]["linux_binprm_arg"]["path"] == miner.as_str())
+        .unwrap_or_else(|| panic!("no process_lsm event for {miner} among {lsm:?}"));
+    assert_eq!(hit["action"], "KPROBE_ACTION_OVERRIDE");
+    assert_eq!(hit["function_name"], "bprm_check_security");
+    assert_eq!(hit["policy_name"], "block-cryptominers-override");
+    let ran = events.iter().any(|e| match &e.kind {
+        EventKind::ProcessExec(x) => x.process.as_ref().and_then(|p| p.binary.as_deref()) == Some(miner.as_str()),
+        _ => false,
+    });
+    assert!(!ran, "the miner must never run (a process_exec for it was seen)");
+    s.stop().await;
+}
+
+/// Nine syscall hooks: fentry programs are bound to one function each and the pool has 8,
+/// so where fentry loads the ninth is served by a kprobe (where kprobes exist); deleting
+/// the policy frees the pool for the next one. Confined to an empty cgroup: nothing fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syscall_hooks_beyond_the_fentry_pool_use_kprobes_and_delete_frees_it() {
+    let calls = ["setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid", "setns"];
+    let mut yaml =
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: many-syscalls\nspec:\n  kprobes:\n"
+            .to_owned();
+    for c in calls {
+        yaml.push_str(&format!(
+            "  - call: \"__x64_sys_{c}\"\n    syscall: true\n    args:\n    - index: 0\n      type: \"int\"\n"
+        ));
+    }
+    let cg = cgroup2_mount().join(format!("nightjar-empty-pool-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).unwrap();
+    let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cg).unwrap());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = SensorConfig { policies_dir: PathBuf::new(), cgroup_filter: id, ..SensorConfig::default() };
+    let mut sensor = Sensor::load(&cfg, "test-node").expect("load the sensor (root)");
+    let b = Backends::of(&sensor.features);
+    let l = policy::parse("many-syscalls.yaml", &yaml).unwrap();
+    for round in 0..2 {
+        if b.kfunc == "fentry" && !sensor.features.kprobes {
+            // Nothing to take the ninth: the policy is refused whole, naming the limit.
+            let e = sensor.add_policy(&l).expect_err("beyond the fentry pool without kprobes").to_string();
+            assert!(e.contains("fentry"), "{e}");
+            break;
+        }
+        let st = sensor.add_policy(&l).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let backends: Vec<&str> = st.hooks.iter().map(|h| h.backend.as_str()).collect();
+        let mut want = vec![b.kfunc; 9];
+        if b.kfunc == "fentry" {
+            want[8] = "kprobe";
+        }
+        assert_eq!(backends, want, "round {round}: {st:?}");
+        for (h, c) in st.hooks.iter().zip(calls) {
+            assert_eq!(h.points, syscall_points(&h.backend, c), "{h:?}");
+        }
+        sensor.delete_policy("many-syscalls").unwrap();
+    }
+    drop(sensor);
+    let _ = std::fs::remove_dir(&cg);
 }

@@ -216,6 +216,8 @@ pub struct Offsets {
     pub tp_exec_filename: u32,
     /// Configured maximum of the argument block, ≤ limits::ARGS_MAX.
     pub args_max: u32,
+    /// `linux_binprm.file` (the binary an exec hook is about to run).
+    pub binprm_file: u32,
     /// Pid-namespace inum of the host (init's), to flag "is host namespace".
     pub _reserved: u32,
 }
@@ -281,6 +283,7 @@ impl Offsets {
             tp_exit_group_dead: m,
             tp_exec_filename: m,
             args_max: 1024,
+            binprm_file: m,
             _reserved: 0,
         }
     }
@@ -320,6 +323,8 @@ pub mod plimits {
     pub const RAW: usize = 128;
     /// Bytes of one argument reported to user space.
     pub const ARG_REPORT: usize = 4096;
+    /// Syscall symbols hooked with fentry at once (the `fentry_sys_N` pool); more use kprobes.
+    pub const FENTRY_SYSCALLS: usize = 8;
 }
 
 /// Where a hook argument comes from.
@@ -335,6 +340,10 @@ pub mod argsrc {
     pub const FD_PATH: u8 = 4;
     /// The binary being executed (exec hooks): its absolute path.
     pub const EXEC_PATH: u8 = 5;
+    /// The word at `offset` is a `struct file *` (fentry/kprobe/LSM on a file hook): its path.
+    pub const FILE_PTR: u8 = 6;
+    /// The word at `offset` is a `struct linux_binprm *`: the path of its `file`.
+    pub const BPRM_FILE: u8 = 7;
 }
 
 /// Condition operators (matchArgs, matchBinaries, matchNamespaces, matchPIDs, matchCapabilities).
@@ -357,6 +366,8 @@ pub mod action {
     pub const NO_POST: u8 = 2;
     pub const SIGKILL: u8 = 3;
     pub const SIGNAL: u8 = 4;
+    /// BPF-LSM hooks only: the hook returns the selector's `error` (the act fails).
+    pub const OVERRIDE: u8 = 5;
 }
 
 #[repr(C)]
@@ -421,6 +432,8 @@ pub struct Selector {
     pub signal: u8,
     pub _pad: u8,
     pub pid_vals: [u32; plimits::PID_VALUES],
+    /// OVERRIDE: what the LSM hook returns (a negative errno, e.g. -1 = -EPERM).
+    pub error: i32,
     pub cap_mask: u64,
     pub args: [ArgCond; plimits::MATCH_ARGS],
     pub ns: [NsCond; plimits::NS_CONDS],
@@ -452,6 +465,14 @@ pub const EXEC_HOOKS_KEY: u32 = 0xffff_0001;
 /// `HOOK_LISTS` keys of syscall tracepoints: this flag | the syscall number.
 pub const SYSCALL_ENTER: u32 = 0x0001_0000;
 pub const SYSCALL_EXIT: u32 = 0x0002_0000;
+/// `HOOK_LISTS` keys of syscalls hooked by their kernel symbol (`__x64_sys_*`, fentry or
+/// kprobe): this flag | the syscall number (the user registers' `orig_ax`).
+pub const SYSCALL_KFUNC: u32 = 0x0004_0000;
+/// `HOOK_LISTS` keys of kernel-function and LSM hooks.
+pub const KFUNC_FILE_OPEN_KEY: u32 = 0xffff_0002;
+pub const KFUNC_BPRM_CHECK_KEY: u32 = 0xffff_0003;
+pub const LSM_FILE_OPEN_KEY: u32 = 0xffff_0004;
+pub const LSM_BPRM_CHECK_KEY: u32 = 0xffff_0005;
 
 /// Data of the `STRINGS` LPM trie key (after its `prefix_len`): condition id, then the
 /// string (reversed for Postfix; NUL-terminated for Equal). prefix_len = 32 + 8 × bytes.

@@ -20,6 +20,7 @@ pub fn action_name(a: u8) -> &'static str {
         action::SIGKILL => "KPROBE_ACTION_SIGKILL",
         action::SIGNAL => "KPROBE_ACTION_SIGNAL",
         action::NO_POST => "KPROBE_ACTION_NOPOST",
+        action::OVERRIDE => "KPROBE_ACTION_OVERRIDE",
         _ => "KPROBE_ACTION_POST",
     }
 }
@@ -30,6 +31,7 @@ pub fn action_label(a: u8) -> &'static str {
         action::SIGKILL => "Sigkill",
         action::SIGNAL => "Signal",
         action::NO_POST => "NoPost",
+        action::OVERRIDE => "Override",
         _ => "Post",
     }
 }

@@ -18,6 +18,45 @@ pub enum Attach {
     Tracepoint { category: String, name: String, program: &'static str, key: u32 },
     /// The exec path (sched:sched_process_exec, after the new image is in place).
     Exec,
+    /// fentry on a kernel function, with its `HOOK_LISTS` key.
+    Fentry { function: String, key: u32 },
+    /// kprobe on a kernel function.
+    Kprobe { function: String, key: u32 },
+    /// BPF-LSM program on an LSM hook (`file_open`, `bprm_check_security`).
+    Lsm { hook: String, key: u32 },
+}
+
+impl Attach {
+    /// The kind of kernel hook: `tracepoint`, `fentry`, `kprobe` or `lsm`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Attach::Tracepoint { .. } | Attach::Exec => "tracepoint",
+            Attach::Fentry { .. } => "fentry",
+            Attach::Kprobe { .. } => "kprobe",
+            Attach::Lsm { .. } => "lsm",
+        }
+    }
+
+    /// The hook point: `syscalls/sys_exit_openat`, `security_file_open`, `file_open`.
+    pub fn point(&self) -> String {
+        match self {
+            Attach::Tracepoint { category, name, .. } => format!("{category}/{name}"),
+            Attach::Exec => "sched/sched_process_exec".to_owned(),
+            Attach::Fentry { function, .. } | Attach::Kprobe { function, .. } => function.clone(),
+            Attach::Lsm { hook, .. } => hook.clone(),
+        }
+    }
+
+    /// Its `HOOK_LISTS` key.
+    pub fn key(&self) -> u32 {
+        match self {
+            Attach::Exec => nightjar_common::EXEC_HOOKS_KEY,
+            Attach::Tracepoint { key, .. }
+            | Attach::Fentry { key, .. }
+            | Attach::Kprobe { key, .. }
+            | Attach::Lsm { key, .. } => *key,
+        }
+    }
 }
 
 include!(concat!(env!("OUT_DIR"), "/syscalls.rs"));
@@ -63,11 +102,13 @@ pub struct ArgMeta {
 /// A hook ready to load, minus the ids the engine allocates.
 #[derive(Debug, Clone)]
 pub struct HookPlan {
+    /// The kind of kernel hook that serves it (`tracepoint`, `fentry`, `kprobe`, `lsm`).
+    pub backend: String,
     pub kind: HookKind,
     /// `function_name` of events (the policy's call/hook; `subsystem/event` for tracepoints).
     pub function: String,
-    /// Human description of the backend, for `status` and the log.
-    pub backend: String,
+    /// Human description of how the hook is served, for `status` and the log.
+    pub served_by: String,
     pub attach: Vec<Attach>,
     pub args: Vec<ArgMeta>,
     pub conf: HookConfig,
@@ -87,11 +128,65 @@ pub struct StrCond {
     pub values: Vec<String>,
 }
 
-/// Where the kernel's tracepoints are, and what host namespaces are (for `host_ns`).
+/// Where the kernel's tracepoints are, what host namespaces are (for `host_ns`), and which
+/// hook kinds beyond tracepoints this kernel lets the sensor use.
 pub struct Env {
     pub tracefs: PathBuf,
     pub host_ns: [u32; ns::COUNT],
+    pub kernel: KernelHooks,
 }
+
+/// Hook kinds the sensor found usable at start (see `Sensor::load`).
+#[derive(Debug, Clone, Default)]
+pub struct KernelHooks {
+    /// fentry programs load (BTF, CONFIG_FUNCTION_TRACER, no lockdown).
+    pub fentry: bool,
+    /// kprobes exist (CONFIG_KPROBES, CONFIG_KPROBE_EVENTS).
+    pub kprobes: bool,
+    /// BPF-LSM programs load and run (CONFIG_BPF_LSM and `bpf` in the active LSMs).
+    pub lsm: bool,
+    /// Why BPF-LSM cannot be used, for errors.
+    pub lsm_unavailable: String,
+    /// Kernel symbols of syscalls (`__x64_sys_*`) from /proc/kallsyms, when fentry or
+    /// kprobes are usable.
+    pub syscall_symbols: std::collections::HashSet<String>,
+}
+
+impl KernelHooks {
+    /// Only tracepoints (what `policy validate` assumes without a running sensor).
+    pub fn tracepoints_only(why: &str) -> Self {
+        KernelHooks { lsm_unavailable: why.to_owned(), ..Default::default() }
+    }
+
+    /// Reads the syscall symbols when a kernel-function backend is usable.
+    pub fn with_symbols(mut self) -> Self {
+        if self.fentry || self.kprobes {
+            if let Ok(text) = std::fs::read_to_string("/proc/kallsyms") {
+                self.syscall_symbols = text
+                    .lines()
+                    .filter_map(|l| l.split_whitespace().nth(2))
+                    .filter(|s| s.starts_with(SYSCALL_SYMBOL_PREFIX))
+                    .map(str::to_owned)
+                    .collect();
+            }
+        }
+        self
+    }
+
+    /// The backend for a kernel function: fentry when it loads here, else kprobe.
+    fn kfunc(&self) -> Option<&'static str> {
+        if self.fentry {
+            Some("fentry")
+        } else if self.kprobes {
+            Some("kprobe")
+        } else {
+            None
+        }
+    }
+}
+
+/// This architecture's syscall symbol prefix.
+pub const SYSCALL_SYMBOL_PREFIX: &str = "__x64_sys_";
 
 /// One field of a tracepoint record (from its tracefs format file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +251,36 @@ enum Backend {
     Creds,
     Syscall(String),
     Tracepoint(String, String),
+    /// `security_file_open(struct file *)` itself, by fentry or kprobe.
+    KFileOpen(&'static str),
+    /// `security_bprm_check(struct linux_binprm *)` itself, by fentry or kprobe.
+    KBprmCheck(&'static str),
+    /// A syscall by its kernel symbol (`__x64_sys_<name>`), by fentry or kprobe.
+    KSyscall(&'static str, String),
+    /// BPF-LSM `file_open(struct file *)`.
+    LsmFileOpen,
+    /// BPF-LSM `bprm_check_security(struct linux_binprm *)`.
+    LsmBprmCheck,
+}
+
+impl Backend {
+    fn is_lsm(&self) -> bool {
+        matches!(self, Backend::LsmFileOpen | Backend::LsmBprmCheck)
+    }
+}
+
+/// Width and signedness of an integer argument type.
+fn int_width(ty: &str) -> (u8, u8) {
+    match ty {
+        "int" | "int32" | "fd" => (4, 1),
+        "uint32" => (4, 0),
+        "int16" => (2, 1),
+        "uint16" => (2, 0),
+        "int8" => (1, 1),
+        "uint8" => (1, 0),
+        "int64" | "long" => (8, 1),
+        _ => (8, 0),
+    }
 }
 
 fn int_spec(f: &Field) -> ArgSpec {
@@ -183,13 +308,20 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
     for (i, k) in spec.kprobes.iter().enumerate() {
         let at = format!("spec.kprobes[{i}].call");
         let call = k.call.as_str();
-        let backend = match call {
+        let native = env.kernel.kfunc();
+        let backend = match (call, native) {
+            ("security_file_open", Some(how)) => Backend::KFileOpen(how),
+            ("security_bprm_check", Some(how)) => Backend::KBprmCheck(how),
+            _ => match call {
             "security_file_open" | "fd_install" | "do_sys_open" | "do_sys_openat2" | "vfs_open" | "do_filp_open" => {
                 Backend::FileOpen
             }
             "security_bprm_check" | "security_bprm_creds_for_exec" | "bprm_check_security" | "security_bprm_creds_from_file" => Backend::Exec,
             "commit_creds" | "security_task_fix_setuid" | "__sys_setuid" | "__sys_setresuid" => Backend::Creds,
             _ => match syscall_name(call) {
+                Some(n) if native.is_some() && env.kernel.syscall_symbols.contains(&format!("{SYSCALL_SYMBOL_PREFIX}{n}")) => {
+                    Backend::KSyscall(native.unwrap_or("kprobe"), n.to_owned())
+                }
                 Some(n) if tracepoint_fields(&env.tracefs, "syscalls", &format!("sys_enter_{n}")).is_some() => {
                     Backend::Syscall(n.to_owned())
                 }
@@ -202,6 +334,7 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
                         ),
                     ))
                 }
+            },
             },
         };
         out.push(plan_hook(
@@ -236,13 +369,22 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
     }
     for (i, h) in spec.lsmhooks.iter().enumerate() {
         let base = format!("spec.lsmhooks[{i}]");
+        let lsm = env.kernel.lsm;
         let backend = match h.hook.as_str() {
+            "file_open" if lsm => Backend::LsmFileOpen,
+            "bprm_check_security" if lsm => Backend::LsmBprmCheck,
+            other if lsm => {
+                return Err(l.error(
+                    &format!("{base}.hook"),
+                    format!("LSM hook {other:?} is not supported yet (BPF-LSM programs: file_open, bprm_check_security)"),
+                ))
+            }
             "file_open" => Backend::FileOpen,
             "bprm_check_security" | "bprm_creds_for_exec" | "bprm_creds_from_file" => Backend::Exec,
             other => {
                 return Err(l.error(
                     &format!("{base}.hook"),
-                    format!("LSM hook {other:?} cannot be served on this kernel: BPF-LSM is not enabled and it has no tracepoint equivalent (served: file_open, bprm_check_security, bprm_creds_for_exec)"),
+                    format!("LSM hook {other:?} cannot be served on this kernel: BPF-LSM is not usable ({}) and it has no tracepoint equivalent (served: file_open, bprm_check_security, bprm_creds_for_exec)", env.kernel.lsm_unavailable),
                 ))
             }
         };
@@ -283,7 +425,134 @@ fn plan_hook(
         spec.slot = slot;
         slot += 1;
     };
+    // Override stops the act before it happens: only a BPF-LSM program can return an error.
+    for (s, sel) in sels.iter().enumerate() {
+        for (a, act) in sel.match_actions.iter().enumerate() {
+            if act.action != "Override" || backend.is_lsm() {
+                continue;
+            }
+            let at = format!("{base}.selectors[{s}].matchActions[{a}].action");
+            let why = if kind == HookKind::Lsm {
+                format!(
+                    "Override on LSM hook {function}: this kernel cannot run BPF-LSM programs ({}), and the tracepoint that would serve the hook fires after the act, so it cannot be prevented; use Sigkill, or a kernel with CONFIG_BPF_LSM=y and bpf in its lsm= list",
+                    env.kernel.lsm_unavailable
+                )
+            } else {
+                format!("Override on {function}: nightjar overrides only from BPF-LSM programs; use an lsmhooks: entry (file_open, bprm_check_security), or Sigkill")
+            };
+            return Err(l.error(&at, why));
+        }
+    }
     match &backend {
+        Backend::KFileOpen(_) | Backend::KBprmCheck(_) | Backend::LsmFileOpen | Backend::LsmBprmCheck => {
+            let how = match &backend {
+                Backend::KFileOpen(h) | Backend::KBprmCheck(h) => *h,
+                _ => "lsm",
+            };
+            let file_open = matches!(backend, Backend::KFileOpen(_) | Backend::LsmFileOpen);
+            let (src, what, types): (u8, &str, &[&str]) = if file_open {
+                (argsrc::FILE_PTR, "the file being opened", &["file", "path", "string"])
+            } else {
+                (argsrc::BPRM_FILE, "the binary about to run (linux_binprm)", &["linux_binprm", "file", "string"])
+            };
+            for (j, a) in args.iter().enumerate() {
+                if a.index != 0 || !types.contains(&a.ty.as_str()) {
+                    return Err(l.error(
+                        &format!("{base}.args[{j}]"),
+                        format!("only argument 0 ({what}: one of {}) is available for {function}", types.join(", ")),
+                    ));
+                }
+                conf.args[j].src = src;
+                conf.args[j].offset = 0;
+                next_slot(&mut conf.args[j]);
+            }
+            let (a, d) = match (&backend, how) {
+                (Backend::LsmFileOpen, _) => (
+                    Attach::Lsm { hook: "file_open".into(), key: nightjar_common::LSM_FILE_OPEN_KEY },
+                    "BPF-LSM file_open (the file's path)",
+                ),
+                (Backend::LsmBprmCheck, _) => (
+                    Attach::Lsm { hook: "bprm_check_security".into(), key: nightjar_common::LSM_BPRM_CHECK_KEY },
+                    "BPF-LSM bprm_check_security (the binary's path, before it runs)",
+                ),
+                (_, how) => {
+                    let (f, key) = if file_open {
+                        ("security_file_open", nightjar_common::KFUNC_FILE_OPEN_KEY)
+                    } else {
+                        ("security_bprm_check", nightjar_common::KFUNC_BPRM_CHECK_KEY)
+                    };
+                    let a = if how == "fentry" {
+                        Attach::Fentry { function: f.into(), key }
+                    } else {
+                        Attach::Kprobe { function: f.into(), key }
+                    };
+                    (a, if file_open { "the file's path" } else { "the binary's path, before it runs" })
+                }
+            };
+            desc = match &a {
+                Attach::Lsm { .. } => d.to_owned(),
+                _ => format!("{} {} ({d})", a.backend(), a.point()),
+            };
+            attach.push(a);
+        }
+        Backend::KSyscall(how, name) => {
+            let symbol = format!("{SYSCALL_SYMBOL_PREFIX}{name}");
+            let Some(nr) = syscall_nr(name) else {
+                return Err(
+                    l.error(base, format!("{symbol}: unknown syscall (not in this architecture's syscall table)"))
+                );
+            };
+            // The argument types are checked against the syscall's tracepoint format when
+            // the kernel has it, so a policy means the same on every backend.
+            let fields: Option<Vec<Field>> = tracepoint_fields(&env.tracefs, "syscalls", &format!("sys_enter_{name}"))
+                .map(|(_, f)| f.into_iter().filter(|f| f.name != "__syscall_nr").collect());
+            for (j, a) in args.iter().enumerate() {
+                if a.index >= 6 {
+                    return Err(l.error(
+                        &format!("{base}.args[{j}].index"),
+                        format!("a syscall has at most 6 arguments; index {} does not exist", a.index),
+                    ));
+                }
+                let field = fields.as_ref().and_then(|f| f.get(a.index as usize));
+                if let (Some(f), None) = (&fields, field) {
+                    return Err(l.error(
+                        &format!("{base}.args[{j}].index"),
+                        format!("{name} has {} arguments; index {} does not exist", f.len(), a.index),
+                    ));
+                }
+                let spec = &mut conf.args[j];
+                spec.offset = 8 * a.index as u16;
+                if is_string_type(&a.ty) {
+                    let decl = field.map(|f| f.decl.as_str()).unwrap_or("");
+                    if a.ty == "file" || a.ty == "path" {
+                        if decl.contains("char") {
+                            return Err(
+                                l.error(&format!("{base}.args[{j}].type"), format!("{decl} is not a file descriptor"))
+                            );
+                        }
+                        spec.src = argsrc::FD_PATH;
+                    } else if field.is_none() || (decl.contains('*') && decl.contains("char")) {
+                        spec.src = argsrc::USER_STR;
+                    } else {
+                        return Err(l.error(&format!("{base}.args[{j}].type"), format!("{decl} is not a string")));
+                    }
+                    next_slot(spec);
+                } else {
+                    let (size, signed) = int_width(&a.ty);
+                    spec.src = argsrc::INT;
+                    spec.size = size;
+                    spec.signed = signed;
+                }
+            }
+            let key = nightjar_common::SYSCALL_KFUNC | nr;
+            let a = if *how == "fentry" {
+                Attach::Fentry { function: symbol, key }
+            } else {
+                Attach::Kprobe { function: symbol, key }
+            };
+            desc = format!("{} {}", a.backend(), a.point());
+            attach.push(a);
+        }
         Backend::FileOpen => {
             let mut ret_off = None;
             for tp in FILE_OPEN_TPS {
@@ -387,16 +656,7 @@ fn plan_hook(
                     next_slot(spec);
                 } else {
                     *spec = int_spec(f);
-                    let (size, signed) = match a.ty.as_str() {
-                        "int" | "int32" | "fd" => (4, 1),
-                        "uint32" => (4, 0),
-                        "int16" => (2, 1),
-                        "uint16" => (2, 0),
-                        "int8" => (1, 1),
-                        "uint8" => (1, 0),
-                        "int64" | "long" => (8, 1),
-                        _ => (8, 0),
-                    };
+                    let (size, signed) = int_width(&a.ty);
                     spec.size = size.min(f.size);
                     spec.signed = signed;
                 }
@@ -522,6 +782,10 @@ fn plan_hook(
                 "NoPost" => post = false,
                 "Sigkill" => kill = Some((action::SIGKILL, 9u8)),
                 "Signal" => kill = Some((action::SIGNAL, a.arg_sig.unwrap_or(9) as u8)),
+                "Override" => {
+                    kill = Some((action::OVERRIDE, 0));
+                    out.error = a.arg_error.unwrap_or(-1);
+                }
                 _ => {}
             }
         }
@@ -533,10 +797,12 @@ fn plan_hook(
         };
         conf.sels[s] = out;
     }
+    let backend = attach.first().map(Attach::backend).unwrap_or("tracepoint").to_owned();
     Ok(HookPlan {
+        backend,
         kind,
         function: function.to_owned(),
-        backend: desc,
+        served_by: desc,
         attach,
         args: args.iter().map(|a| ArgMeta { index: a.index, ty: a.ty.clone(), label: a.label.clone() }).collect(),
         conf,
@@ -594,6 +860,85 @@ mod tests {
         assert_eq!(&e[0].0.data[..3], b"/a\0");
         let e = string_entries(7, op::POSTFIX, &["xmrig".into()]);
         assert_eq!(&e[0].0.data[..5], b"girmx");
+    }
+
+    fn env(fentry: bool, kprobes: bool, lsm: bool) -> Env {
+        Env {
+            // No tracefs: only the kernel-function and LSM backends can serve.
+            tracefs: "/nonexistent".into(),
+            host_ns: [1; ns::COUNT],
+            kernel: KernelHooks {
+                fentry,
+                kprobes,
+                lsm,
+                lsm_unavailable: "no BPF-LSM in this test".into(),
+                syscall_symbols: ["__x64_sys_setns".to_owned()].into(),
+            },
+        }
+    }
+
+    fn seed(name: &str) -> Loaded {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/policies").join(format!("{name}.yaml"));
+        crate::policy::load(&p).unwrap()
+    }
+
+    const OVERRIDE_EXEC: &str = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: o\nspec:\n  lsmhooks:\n  - hook: bprm_check_security\n    args:\n    - index: 0\n      type: linux_binprm\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Equal\n        values: [\"/tmp/x/xmrig\"]\n      matchActions:\n      - action: Override\n        argError: -1\n";
+
+    #[test]
+    fn kernel_functions_prefer_fentry_then_kprobes() {
+        let l = seed("monitor-sensitive-files");
+        let p = &plan(&l, &env(true, true, false)).unwrap()[0];
+        assert_eq!(p.backend, "fentry");
+        assert_eq!(
+            p.attach,
+            [Attach::Fentry { function: "security_file_open".into(), key: nightjar_common::KFUNC_FILE_OPEN_KEY }]
+        );
+        assert_eq!(p.conf.args[0].src, argsrc::FILE_PTR);
+        let p = &plan(&l, &env(false, true, false)).unwrap()[0];
+        assert_eq!(p.backend, "kprobe");
+        assert_eq!(p.attach[0].point(), "security_file_open");
+
+        let p = &plan(&seed("block-cryptominers"), &env(true, true, false)).unwrap()[0];
+        assert_eq!((p.backend.as_str(), p.attach[0].point().as_str()), ("fentry", "security_bprm_check"));
+        assert_eq!(p.conf.args[0].src, argsrc::BPRM_FILE);
+        assert_eq!(p.conf.sels[0].action, action::SIGKILL);
+
+        // Syscalls by their kernel symbol: arguments are the user registers, in order.
+        let p = &plan(&seed("detect-container-escape"), &env(true, true, false)).unwrap()[0];
+        assert_eq!(
+            p.attach,
+            [Attach::Fentry {
+                function: "__x64_sys_setns".into(),
+                key: nightjar_common::SYSCALL_KFUNC | syscall_nr("setns").unwrap()
+            }]
+        );
+        assert_eq!((p.conf.args[0].src, p.conf.args[0].offset, p.conf.args[0].size), (argsrc::INT, 0, 4));
+        assert_eq!((p.conf.args[1].src, p.conf.args[1].offset, p.conf.args[1].signed), (argsrc::INT, 8, 1));
+    }
+
+    #[test]
+    fn override_needs_bpf_lsm_and_says_why() {
+        let l = crate::policy::parse("o.yaml", OVERRIDE_EXEC).unwrap();
+        let p = &plan(&l, &env(true, true, true)).unwrap()[0];
+        assert_eq!(p.backend, "lsm");
+        assert_eq!(
+            p.attach,
+            [Attach::Lsm { hook: "bprm_check_security".into(), key: nightjar_common::LSM_BPRM_CHECK_KEY }]
+        );
+        assert_eq!((p.conf.sels[0].action, p.conf.sels[0].error), (action::OVERRIDE, -1));
+
+        let e = plan(&l, &env(true, true, false)).unwrap_err().to_string();
+        assert!(e.contains("o.yaml:"), "{e}");
+        assert!(e.contains("spec.lsmhooks[0].selectors[0].matchActions[0].action"), "{e}");
+        assert!(e.contains("Override on LSM hook bprm_check_security"), "{e}");
+        assert!(e.contains("no BPF-LSM in this test"), "{e}");
+
+        let k = OVERRIDE_EXEC
+            .replace("lsmhooks:\n  - hook: bprm_check_security", "kprobes:\n  - call: security_bprm_check");
+        let l = crate::policy::parse("k.yaml", &k).unwrap();
+        let e = plan(&l, &env(true, true, true)).unwrap_err().to_string();
+        assert!(e.contains("Override on security_bprm_check") && e.contains("lsmhooks"), "{e}");
     }
 
     #[test]

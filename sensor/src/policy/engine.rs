@@ -5,10 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use aya::{
     maps::{lpm_trie::Key, Array, HashMap as BpfHashMap, LpmTrie, MapData},
-    programs::{trace_point::TracePointLinkId, TracePoint},
-    Ebpf,
+    programs::{
+        fentry::FEntryLinkId, kprobe::KProbeLinkId, lsm::LsmLinkId, trace_point::TracePointLinkId, FEntry, KProbe, Lsm,
+        TracePoint,
+    },
+    Btf, Ebpf,
 };
-use nightjar_common::{plimits, BinSet, HookConfig, HookList, StrData, EXEC_HOOKS_KEY};
+use nightjar_common::{plimits, BinSet, HookConfig, HookList, StrData};
 use serde::Serialize;
 
 use super::compile::{self, ArgMeta, Attach, Env, HookKind, HookPlan};
@@ -26,10 +29,30 @@ pub enum EngineError {
     Full { name: String, what: &'static str, limit: u32 },
     #[error("policy {name:?}: {op}: {source}")]
     Map { name: String, op: &'static str, source: Box<aya::maps::MapError> },
-    #[error("policy {name:?}: attaching {tracepoint}: {source}")]
+    #[error("policy {name:?}: attaching {tracepoint}: {source}{}", detail(source))]
     Attach { name: String, tracepoint: String, source: Box<aya::programs::ProgramError> },
     #[error("eBPF program or map {0} is missing from the object")]
     Missing(&'static str),
+}
+
+/// The cause of a program error (the syscall's errno), which aya keeps as its source.
+fn detail(e: &aya::programs::ProgramError) -> String {
+    let mut out = String::new();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        out.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    out
+}
+
+/// An attached hook point (tracepoint, fentry, kprobe or LSM program).
+enum Link {
+    Tp(&'static str, TracePointLinkId),
+    /// Program name, link, and its slot in the fentry syscall pool.
+    Fentry(String, FEntryLinkId, Option<usize>),
+    Kprobe(&'static str, KProbeLinkId),
+    Lsm(&'static str, LsmLinkId),
 }
 
 /// What events need to know about a hook.
@@ -39,7 +62,7 @@ pub struct HookMeta {
     pub kind: HookKind,
     pub function: String,
     pub args: Vec<ArgMeta>,
-    pub backend: String,
+    pub served_by: String,
     pub message: Option<String>,
     pub tags: Vec<String>,
 }
@@ -56,6 +79,11 @@ pub struct PolicyStatus {
 pub struct HookStatus {
     pub id: u32,
     pub function: String,
+    /// The kind of kernel hook: `tracepoint`, `fentry`, `kprobe` or `lsm`.
+    pub backend: String,
+    /// Where it is attached: `syscalls/sys_exit_openat`, `security_file_open`, `file_open`.
+    pub points: Vec<String>,
+    /// Human description (backend, hook points, where the arguments come from).
     pub served_by: String,
 }
 
@@ -66,25 +94,55 @@ struct Installed {
     bits: Vec<u32>,
 }
 
+/// `backend:point`, the identity of an attached hook point.
+fn link_key(a: &Attach) -> String {
+    format!("{}:{}", a.backend(), a.point())
+}
+
+/// The dedicated fentry program of a kernel function (syscalls use the pool).
+fn fentry_program(function: &str) -> Option<&'static str> {
+    match function {
+        "security_file_open" => Some("fentry_file_open"),
+        "security_bprm_check" => Some("fentry_bprm_check"),
+        _ => None,
+    }
+}
+
+/// The kprobe program of a kernel function.
+fn kprobe_program(function: &str) -> &'static str {
+    match function {
+        "security_file_open" => "kprobe_file_open",
+        "security_bprm_check" => "kprobe_bprm_check",
+        _ => "kprobe_syscall",
+    }
+}
+
 pub struct PolicyEngine {
     env: Env,
     policies: BTreeMap<String, Installed>,
     meta: HashMap<u32, HookMeta>,
     lists: HashMap<u32, Vec<u32>>,
-    links: HashMap<(String, String), (&'static str, TracePointLinkId)>,
+    /// Attached hook points by `backend:point`.
+    links: HashMap<String, Link>,
+    /// The kernel's BTF, for fentry and LSM programs.
+    btf: Option<Btf>,
+    /// The function each `fentry_sys_N` program is loaded for.
+    fentry_pool: Vec<Option<String>>,
     free_hooks: Vec<u32>,
     free_bits: Vec<u32>,
     next_cond: u32,
 }
 
 impl PolicyEngine {
-    pub fn new(env: Env) -> Self {
+    pub fn new(env: Env, btf: Option<Btf>) -> Self {
         PolicyEngine {
             env,
             policies: BTreeMap::new(),
             meta: HashMap::new(),
             lists: HashMap::new(),
             links: HashMap::new(),
+            btf,
+            fentry_pool: vec![None; plimits::FENTRY_SYSCALLS],
             free_hooks: (0..plimits::HOOKS).rev().collect(),
             free_bits: (0..plimits::BIN_SETS).rev().collect(),
             next_cond: 1,
@@ -111,7 +169,36 @@ impl PolicyEngine {
     /// Plans the policy on this kernel (without loading it): the located errors and the
     /// backend of each hook.
     pub fn plan(&self, l: &Loaded) -> Result<Vec<HookPlan>, EngineError> {
-        compile::plan(l, &self.env).map_err(|e| EngineError::Policy(Box::new(e)))
+        let mut plans = compile::plan(l, &self.env).map_err(|e| EngineError::Policy(Box::new(e)))?;
+        // Syscalls by fentry need a program of the pool each; beyond it, kprobes serve them.
+        let mut free = self.fentry_pool.iter().filter(|s| s.is_none()).count();
+        let mut taken = Vec::new();
+        for p in &mut plans {
+            for a in &mut p.attach {
+                let Attach::Fentry { function, key } = a else { continue };
+                if fentry_program(function).is_some()
+                    || self.links.contains_key(&link_key(&Attach::Fentry { function: function.clone(), key: *key }))
+                    || taken.contains(function)
+                {
+                    continue;
+                }
+                if free > 0 {
+                    free -= 1;
+                    taken.push(function.clone());
+                } else if self.env.kernel.kprobes {
+                    *a = Attach::Kprobe { function: function.clone(), key: *key };
+                    p.backend = "kprobe".into();
+                    p.served_by = p.served_by.replacen("fentry", "kprobe", 1);
+                } else {
+                    return Err(EngineError::Full {
+                        name: l.policy.metadata.name.clone(),
+                        what: "syscalls hooked by fentry (and no kprobes to take more)",
+                        limit: plimits::FENTRY_SYSCALLS as u32,
+                    });
+                }
+            }
+        }
+        Ok(plans)
     }
 
     /// Loads a policy: all its hooks, or none (on any failure the partial state is undone).
@@ -139,7 +226,7 @@ impl PolicyEngine {
             Ok(()) => {
                 let st = inst.status.clone();
                 for h in &st.hooks {
-                    tracing::info!(policy = %name, hook = %h.function, served_by = %h.served_by, "policy hook loaded");
+                    tracing::info!(policy = %name, hook = %h.function, backend = %h.backend, served_by = %h.served_by, "policy hook loaded");
                 }
                 self.policies.insert(name, inst);
                 Ok(st)
@@ -226,16 +313,13 @@ impl PolicyEngine {
                     kind: plan.kind,
                     function: plan.function.clone(),
                     args: plan.args.clone(),
-                    backend: plan.backend.clone(),
+                    served_by: plan.served_by.clone(),
                     message: plan.message.clone(),
                     tags: plan.tags.clone(),
                 },
             );
             for a in &plan.attach {
-                let key = match a {
-                    Attach::Exec => EXEC_HOOKS_KEY,
-                    Attach::Tracepoint { key, .. } => *key,
-                };
+                let key = a.key();
                 let list = self.lists.entry(key).or_default();
                 if list.len() >= plimits::HOOKS_PER_TP {
                     return Err(EngineError::Full {
@@ -249,11 +333,15 @@ impl PolicyEngine {
                     h.1.push(a.clone());
                 }
                 self.write_list(ebpf, key, name)?;
-                if let Attach::Tracepoint { category, name: tp, program, .. } = a {
-                    self.ensure_attached(ebpf, program, category, tp, name)?;
-                }
+                self.ensure_attached(ebpf, a, name)?;
             }
-            inst.status.hooks.push(HookStatus { id: hid, function: plan.function, served_by: plan.backend });
+            inst.status.hooks.push(HookStatus {
+                id: hid,
+                function: plan.function,
+                backend: plan.backend,
+                points: plan.attach.iter().map(Attach::point).collect(),
+                served_by: plan.served_by,
+            });
         }
         Ok(())
     }
@@ -294,33 +382,104 @@ impl PolicyEngine {
         })
     }
 
-    fn ensure_attached(
-        &mut self,
-        ebpf: &mut Ebpf,
-        program: &'static str,
-        category: &str,
-        tp: &str,
-        policy: &str,
-    ) -> Result<(), EngineError> {
-        let k = (category.to_owned(), tp.to_owned());
-        if self.links.contains_key(&k) {
+    fn ensure_attached(&mut self, ebpf: &mut Ebpf, a: &Attach, policy: &str) -> Result<(), EngineError> {
+        let lk = link_key(a);
+        if matches!(a, Attach::Exec) || self.links.contains_key(&lk) {
             return Ok(());
         }
-        let prog: &mut TracePoint =
-            ebpf.program_mut(program).ok_or(EngineError::Missing("policy program"))?.try_into().map_err(|source| {
-                EngineError::Attach {
-                    name: policy.into(),
-                    tracepoint: format!("{category}:{tp}"),
-                    source: Box::new(source),
+        let err =
+            |source| EngineError::Attach { name: policy.into(), tracepoint: lk.clone(), source: Box::new(source) };
+        let link = match a {
+            Attach::Exec => return Ok(()),
+            Attach::Tracepoint { category, name: tp, program, .. } => {
+                let prog: &mut TracePoint =
+                    ebpf.program_mut(program).ok_or(EngineError::Missing("policy program"))?.try_into().map_err(err)?;
+                Link::Tp(program, prog.attach(category, tp).map_err(err)?)
+            }
+            Attach::Fentry { function, .. } => {
+                let btf = self.btf.as_ref().ok_or(EngineError::Missing("kernel BTF (for fentry)"))?;
+                let (program, slot) = match fentry_program(function) {
+                    Some(p) => (p.to_owned(), None),
+                    None => {
+                        let slot = self
+                            .fentry_pool
+                            .iter()
+                            .position(Option::is_none)
+                            .ok_or(EngineError::Missing("a free fentry_sys program"))?;
+                        (format!("fentry_sys_{slot}"), Some(slot))
+                    }
+                };
+                let prog: &mut FEntry = ebpf
+                    .program_mut(&program)
+                    .ok_or(EngineError::Missing("fentry program"))?
+                    .try_into()
+                    .map_err(err)?;
+                if prog.fd().is_err() {
+                    prog.load(function, btf).map_err(err)?;
                 }
-            })?;
-        let link = prog.attach(category, tp).map_err(|source| EngineError::Attach {
-            name: policy.into(),
-            tracepoint: format!("{category}:{tp}"),
-            source: Box::new(source),
-        })?;
-        self.links.insert(k, (program, link));
+                let link = prog.attach().map_err(err)?;
+                if let Some(slot) = slot {
+                    self.fentry_pool[slot] = Some(function.clone());
+                }
+                Link::Fentry(program, link, slot)
+            }
+            Attach::Kprobe { function, .. } => {
+                let program = kprobe_program(function);
+                let prog: &mut KProbe =
+                    ebpf.program_mut(program).ok_or(EngineError::Missing("kprobe program"))?.try_into().map_err(err)?;
+                if prog.fd().is_err() {
+                    prog.load().map_err(err)?;
+                }
+                Link::Kprobe(program, prog.attach(function, 0).map_err(err)?)
+            }
+            Attach::Lsm { hook, .. } => {
+                let btf = self.btf.as_ref().ok_or(EngineError::Missing("kernel BTF (for BPF-LSM)"))?;
+                let program = match hook.as_str() {
+                    "file_open" => "lsm_file_open",
+                    _ => "lsm_bprm_check",
+                };
+                let prog: &mut Lsm =
+                    ebpf.program_mut(program).ok_or(EngineError::Missing("LSM program"))?.try_into().map_err(err)?;
+                if prog.fd().is_err() {
+                    prog.load(hook, btf).map_err(err)?;
+                }
+                Link::Lsm(program, prog.attach().map_err(err)?)
+            }
+        };
+        self.links.insert(lk, link);
         Ok(())
+    }
+
+    /// Detaches a hook point nobody uses anymore (and frees its fentry pool slot).
+    fn detach(&mut self, ebpf: &mut Ebpf, a: &Attach) {
+        let Some(link) = self.links.remove(&link_key(a)) else { return };
+        match link {
+            Link::Tp(program, id) => {
+                if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut TracePoint>::try_from) {
+                    let _ = prog.detach(id);
+                }
+            }
+            Link::Fentry(program, id, slot) => {
+                if let Some(Ok(prog)) = ebpf.program_mut(&program).map(<&mut FEntry>::try_from) {
+                    let _ = prog.detach(id);
+                    if let Some(slot) = slot {
+                        // A pool program is bound to its function: unload it for the next one.
+                        let _ = prog.unload();
+                        self.fentry_pool[slot] = None;
+                    }
+                }
+            }
+            Link::Kprobe(program, id) => {
+                if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut KProbe>::try_from) {
+                    let _ = prog.detach(id);
+                }
+            }
+            Link::Lsm(program, id) => {
+                if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut Lsm>::try_from) {
+                    let _ = prog.detach(id);
+                }
+            }
+        }
     }
 
     /// Removes a policy's hooks, strings and bits; detaches tracepoints nobody uses anymore.
@@ -340,22 +499,13 @@ impl PolicyEngine {
                 }
             }
             for a in attaches {
-                let key = match a {
-                    Attach::Exec => EXEC_HOOKS_KEY,
-                    Attach::Tracepoint { key, .. } => *key,
-                };
+                let key = a.key();
                 if let Some(l) = self.lists.get_mut(&key) {
                     l.retain(|h| h != hid);
                 }
                 let _ = self.write_list(ebpf, key, &name);
-                if let Attach::Tracepoint { category, name: tp, key, .. } = a {
-                    if !self.lists.contains_key(key) {
-                        if let Some((program, link)) = self.links.remove(&(category.clone(), tp.clone())) {
-                            if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut TracePoint>::try_from) {
-                                let _ = prog.detach(link);
-                            }
-                        }
-                    }
+                if !self.lists.contains_key(&key) {
+                    self.detach(ebpf, a);
                 }
             }
             // The meta stays until the id is reused, so records already in the ring buffer

@@ -259,10 +259,9 @@ pub const INT_OPS: [&str; 7] = ["Equal", "NotEqual", "In", "NotIn", "GT", "LT", 
 pub const BIN_OPS: [&str; 6] = ["In", "NotIn", "Prefix", "NotPrefix", "Postfix", "NotPostfix"];
 pub const NAMESPACES: [&str; 10] =
     ["Uts", "Ipc", "Mnt", "Pid", "PidForChildren", "Net", "Time", "TimeForChildren", "Cgroup", "User"];
-pub const ACTIONS: [&str; 4] = ["Post", "NoPost", "Sigkill", "Signal"];
+pub const ACTIONS: [&str; 5] = ["Post", "NoPost", "Sigkill", "Signal", "Override"];
 /// Actions Tetragon knows that nightjar refuses with a reason instead of ignoring.
-const ACTIONS_UNSUPPORTED: [&str; 12] = [
-    "Override",
+const ACTIONS_UNSUPPORTED: [&str; 11] = [
     "FollowFD",
     "UnfollowFD",
     "CopyFD",
@@ -566,12 +565,7 @@ fn validate_selector(l: &Loaded, at: &str, args: &[ArgDecl], s: &SelectorSpec) -
         let aat = format!("{at}.matchActions[{i}]");
         let act = a.action.as_str();
         if ACTIONS_UNSUPPORTED.contains(&act) {
-            let why = if act == "Override" {
-                "Override needs kprobe error injection or BPF-LSM, which the tracepoint backend cannot give"
-            } else {
-                "this action is not supported yet"
-            };
-            return Err(l.error(&format!("{aat}.action"), format!("action {act:?}: {why}")));
+            return Err(l.error(&format!("{aat}.action"), format!("action {act:?}: this action is not supported yet")));
         }
         if !ACTIONS.contains(&act) {
             return Err(l.error(
@@ -582,8 +576,15 @@ fn validate_selector(l: &Loaded, at: &str, args: &[ArgDecl], s: &SelectorSpec) -
         if a.rate_limit.is_some() {
             return Err(l.error(&format!("{aat}.rateLimit"), "rateLimit is not supported yet"));
         }
-        if a.arg_error.is_some() {
-            return Err(l.error(&format!("{aat}.argError"), "argError applies to Override only"));
+        match (act, a.arg_error) {
+            ("Override", Some(e)) if !(-4095..=-1).contains(&e) => {
+                return Err(l.error(
+                    &format!("{aat}.argError"),
+                    format!("argError {e}: a negative errno (-4095..-1, e.g. -1 for EPERM) is expected"),
+                ))
+            }
+            ("Override", _) | (_, None) => {}
+            _ => return Err(l.error(&format!("{aat}.argError"), "argError applies to Override only")),
         }
         match act {
             "Signal" => {
@@ -593,14 +594,14 @@ fn validate_selector(l: &Loaded, at: &str, args: &[ArgDecl], s: &SelectorSpec) -
                     _ => return Err(l.error(&format!("{aat}.argSig"), "Signal needs argSig, a signal number 1-64")),
                 }
             }
-            "Sigkill" => kill += 1,
+            "Sigkill" | "Override" => kill += 1,
             _ => post += 1,
         }
     }
     if kill > 1 || post > 1 {
         return Err(l.error(
             &format!("{at}.matchActions"),
-            "conflicting actions: at most one of Sigkill/Signal and one of Post/NoPost",
+            "conflicting actions: at most one of Sigkill/Signal/Override and one of Post/NoPost",
         ));
     }
     Ok(())

@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# Runs the sensor's tests (unit and integration: real eBPF, real syscalls) inside a VM on
+# Debian's stock 6.1 kernel, which has kprobes, fentry and BPF-LSM where this host may not.
+#
+#   scripts/vm-test.sh            # build, pack, boot, run; rc 0 only if every test passed
+#
+# Steps, each cached so a warm run only rebuilds what changed:
+#   1. Debian packages: qemu-system-x86, busybox-static, cpio, jq (apt, once).
+#   2. The kernel: `apt-get download linux-image-amd64` and the versioned image package it
+#      depends on (Debian ships the modules in that same package), unpacked with
+#      `dpkg -x` into $NIGHTJAR_VM_CACHE (default ~/.cache/nightjar/vm), kept there.
+#   3. The test binaries: `cargo test --workspace --no-run --message-format=json` (the same
+#      build `cargo test --workspace` made, so nothing is rebuilt after the host tests); the
+#      nightjar-sensor test executables and the `nightjar` binary are taken from the JSON.
+#   4. An initramfs (uncompressed cpio, in target/vm/): busybox for init, the host's own
+#      glibc binaries the tests exec (sh, echo, true, cat, sleep, unshare, nsenter) laid
+#      out as on the host (merged /usr), every shared library `ldd` names, the repo's
+#      config/policies at the path the tests were built with, /etc/shadow & co.
+#   5. QEMU with TCG (KVM hangs after the BIOS on these machines) under a deadline; the
+#      guest mounts proc, sys, devtmpfs, tracefs, debugfs, bpffs, securityfs and cgroup2,
+#      runs each test binary with --test-threads=1, prints `nightjar status`, powers off.
+#      Its console (serial) is streamed here and kept in target/vm/console.log.
+#
+# Fails (rc 1) if a test fails, a binary's summary line is missing, or the VM has not
+# powered off within NIGHTJAR_VM_DEADLINE seconds.
+#
+# Environment: NIGHTJAR_VM_CACHE, NIGHTJAR_VM_DEADLINE (s, default 270),
+# NIGHTJAR_VM_MEM (MiB, default 1024), NIGHTJAR_VM_SMP (default 2),
+# NIGHTJAR_VM_KERNEL_PKG (default linux-image-amd64, Debian's 6.1 on bookworm),
+# NIGHTJAR_VM_TEST_ARGS (extra libtest args for every binary, e.g. a name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$(pwd -P)"
+export PATH="$HOME/.cargo/bin:$PATH"
+log() { printf '[vm-test] %s\n' "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+
+cache="${NIGHTJAR_VM_CACHE:-$HOME/.cache/nightjar/vm}"
+deadline="${NIGHTJAR_VM_DEADLINE:-270}"
+mem="${NIGHTJAR_VM_MEM:-1024}"
+smp="${NIGHTJAR_VM_SMP:-1}"
+kernel_meta="${NIGHTJAR_VM_KERNEL_PKG:-linux-image-amd64}"
+# An exec under TCG costs ~15 ms with the sensor loaded, so the exec-accounting tests run
+# a tenth of their host counts there (sensor/tests/process.rs: exec_count).
+exec_scale="${NIGHTJAR_VM_EXEC_SCALE:-0.1}"
+work="$repo/target/vm"
+t_start=$(date +%s)
+
+# --- 1. packages -------------------------------------------------------------------------
+need=()
+for p in qemu-system-x86 busybox-static cpio jq binutils; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  log "apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# --- 2. kernel ---------------------------------------------------------------------------
+mkdir -p "$cache"
+kernel_pkg() { apt-cache depends "$kernel_meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+fetch_kernel() {
+  local pkg="$1" dir="$cache/kernel/$1" tmp
+  [ -s "$dir/vmlinuz" ] && return 0
+  log "downloading $kernel_meta -> $pkg (once; cached in $dir)"
+  tmp="$(mktemp -d "$cache/.dl.XXXXXX")"
+  (cd "$tmp" && apt-get download "$kernel_meta" "$pkg" >/dev/null 2>&1) || { rm -rf "$tmp"; return 1; }
+  dpkg -x "$tmp"/"$pkg"_*.deb "$tmp/root"
+  mkdir -p "$tmp/out"
+  cp "$tmp"/root/boot/vmlinuz-* "$tmp/out/vmlinuz"
+  cp "$tmp"/root/boot/config-* "$tmp/out/config"
+  cp "$tmp"/root/boot/System.map-* "$tmp/out/System.map"
+  # The modules stay out of the initramfs: everything the tests use is built in
+  # (bpf, tracefs, cgroup2, namespaces); kept here for whoever needs one later.
+  mv "$tmp/root/lib/modules" "$tmp/out/modules" 2>/dev/null || mv "$tmp/root/usr/lib/modules" "$tmp/out/modules"
+  mkdir -p "$cache/kernel"
+  rm -rf "$dir" && mv "$tmp/out" "$dir"
+  rm -rf "$tmp"
+}
+(
+  flock 9
+  pkg="$(kernel_pkg)"
+  if [ -z "$pkg" ]; then
+    apt-get update -qq || true
+    pkg="$(kernel_pkg)"
+  fi
+  if [ -z "$pkg" ]; then
+    # No apt lists: use whatever kernel was cached before.
+    pkg="$(ls "$cache/kernel" 2>/dev/null | sort -V | tail -n1)"
+    [ -n "$pkg" ] || die "apt-cache knows no $kernel_meta and nothing is cached"
+  fi
+  fetch_kernel "$pkg" || die "could not download $pkg"
+  echo "$pkg" >"$cache/kernel/.current.$$"
+) 9>"$cache/.lock"
+kpkg="$(cat "$cache/kernel/.current.$$")"
+rm -f "$cache/kernel/.current.$$"
+kdir="$cache/kernel/$kpkg"
+grep -q '^CONFIG_DEBUG_INFO_BTF=y' "$kdir/config" || die "$kpkg has no CONFIG_DEBUG_INFO_BTF: the sensor needs /sys/kernel/btf/vmlinux"
+log "kernel: $kpkg"
+# What the guest's probe must see there (sensor/src/probe.rs asserts it), from the config.
+expect=btf,tracefs
+grep -q '^CONFIG_KPROBE_EVENTS=y' "$kdir/config" && expect="$expect,kprobes"
+if grep -q '^CONFIG_BPF_LSM=y' "$kdir/config" && grep -q '^CONFIG_LSM=".*\bbpf\b' "$kdir/config"; then
+  expect="$expect,bpf_lsm"
+fi
+# fentry: BTF (checked above) and ftrace direct calls (the policy tests check it loads).
+if grep -q '^CONFIG_FUNCTION_TRACER=y' "$kdir/config" && grep -q '^CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS=y' "$kdir/config"; then
+  expect="$expect,fentry"
+fi
+
+# --- 3. test binaries --------------------------------------------------------------------
+log "cargo test --workspace --no-run"
+cargo test --workspace --no-run --locked --message-format=json-render-diagnostics >"$work.build.json" 2> >(grep -v '^ *\(Compiling\|Finished\|Executable\)' >&2 || true) \
+  || { mkdir -p "$work"; die "cargo build failed"; }
+mkdir -p "$work"
+mv "$work.build.json" "$work/build.json"
+sensor_tests="$(jq -r 'select(.reason == "compiler-artifact" and .profile.test and (.package_id | test("#nightjar-sensor@")) and .executable != null) | "\(.target.name) \(.executable)"' "$work/build.json")"
+nightjar_bin="$(jq -r 'select(.reason == "compiler-artifact" and (.target.kind | index("bin")) and .target.name == "nightjar" and (.profile.test | not) and .executable != null) | .executable' "$work/build.json" | tail -n1)"
+[ -n "$sensor_tests" ] || die "no nightjar-sensor test executables in cargo's output"
+
+# --- 4. initramfs ------------------------------------------------------------------------
+root="$work/root"
+rm -rf "$root" && mkdir -p "$root"
+# The host's top-level layout (merged /usr: /bin -> usr/bin, ...), so paths the tests
+# canonicalize on the host canonicalize the same way in the guest.
+for d in bin sbin lib lib64 lib32 libx32; do
+  if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$root/$d"; fi
+done
+# copy PATH: the file, and every symlink on the way to it, at the same place in $root.
+copy() {
+  local p="$1" dir real link
+  for _ in 1 2 3 4 5 6 7 8; do
+    dir="$(cd "$(dirname "$p")" && pwd -P)"
+    real="$dir/$(basename "$p")"
+    mkdir -p "$root$dir"
+    if [ -L "$real" ]; then
+      link="$(readlink "$real")"
+      ln -sfn "$link" "$root$real"
+      case "$link" in /*) p="$link" ;; *) p="$dir/$link" ;; esac
+    else
+      [ -e "$root$real" ] || cp -p "$real" "$root$real"
+      return 0
+    fi
+  done
+  die "symlink loop at $1"
+}
+# copy_exe PATH [DEST]: an executable and the shared libraries it loads.
+copy_exe() {
+  local exe="$1" lib
+  if [ -n "${2:-}" ]; then
+    mkdir -p "$(dirname "$root$2")"
+    objcopy --strip-debug "$exe" "$root$2"
+  else
+    copy "$exe"
+  fi
+  for lib in $(ldd "$exe" 2>/dev/null | awk '/=> \// {print $3} /^\t\// {print $1}'); do
+    copy "$lib"
+  done
+}
+for t in /bin/sh /bin/dash /bin/echo /bin/true /bin/false /bin/cat /bin/sleep /bin/ls /bin/id \
+  /usr/bin/unshare /usr/bin/nsenter /usr/bin/env; do
+  copy_exe "$(command -v "$t")"
+  [ "$t" = "$(command -v "$t")" ] || copy "$t"
+done
+copy_exe /bin/busybox /vm/busybox
+# /bin/true is what the exec-accounting tests run thousands of times: under TCG a
+# dynamically linked exec costs ~30 ms (ld.so, libc, page faults), a static one ~5 ms.
+# busybox-static, as a regular file named true, is a program /bin/true that exits 0.
+rm -f "$root/usr/bin/true"
+cp /bin/busybox "$root/usr/bin/true"
+mkdir -p "$root/vm/bin"
+for a in mount umount poweroff mkdir hostname uname ls cat echo sync sleep grep head tr date cut; do
+  ln -s ../busybox "$root/vm/bin/$a"
+done
+# The test binaries, where cargo put them (they find nothing relative to themselves),
+# and the repo files they read (policy.rs opens CARGO_MANIFEST_DIR/../config/policies).
+: >"$root/vm/tests"
+while read -r name exe; do
+  copy_exe "$exe" "$exe"
+  echo "$name $exe" >>"$root/vm/tests"
+done <<<"$sensor_tests"
+if [ -n "$nightjar_bin" ]; then copy_exe "$nightjar_bin" /usr/local/bin/nightjar; fi
+mkdir -p "$root$repo/sensor" "$root$repo/config"
+cp -r "$repo/config/policies" "$root$repo/config/"
+mkdir -p "$root"/{proc,sys,dev,tmp,run,root,etc,var/log}
+chmod 1777 "$root/tmp"
+echo nightjar-vm >"$root/etc/hostname"
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' >"$root/etc/passwd"
+printf 'root:x:0:\nshadow:x:42:\nnogroup:x:65534:\n' >"$root/etc/group"
+printf 'root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n' >"$root/etc/shadow"
+chmod 0640 "$root/etc/shadow"
+cat >"$root/init" <<EOF
+#!/vm/busybox sh
+echo
+export PATH=/usr/local/bin:/usr/bin:/usr/sbin:/vm/bin HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1
+export NIGHTJAR_VM=1 NIGHTJAR_EXPECT_KERNEL=$expect NIGHTJAR_TEST_EXEC_SCALE=$exec_scale
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t bpf bpf /sys/fs/bpf
+mount -t securityfs securityfs /sys/kernel/security
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+hostname nightjar-vm
+echo "nightjar-vm: kernel \$(uname -r); lsm \$(cat /sys/kernel/security/lsm); btf \$(ls /sys/kernel/btf/vmlinux 2>&1); up \$(cut -d' ' -f1 /proc/uptime 2>/dev/null || cat /proc/uptime)s"
+if [ -x /usr/local/bin/nightjar ]; then
+  echo "nightjar-vm: nightjar status"
+  /usr/local/bin/nightjar status 2>&1 | grep -v '^agent:'
+fi
+while read -r name exe; do
+  echo "nightjar-vm: run \$name"
+  (cd $repo/sensor && "\$exe" --test-threads=1 ${NIGHTJAR_VM_TEST_ARGS:-})
+  echo "nightjar-vm: exit \$name \$?"
+done </vm/tests
+echo "nightjar-vm: done up \$(cat /proc/uptime)"
+sync
+poweroff -f
+EOF
+chmod 0755 "$root/init"
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet >"$work/initramfs.cpio")
+log "initramfs: $(du -m "$work/initramfs.cpio" | cut -f1) MiB, $(wc -l <"$root/vm/tests") test binaries; packed in $(($(date +%s) - t_start)) s since start"
+
+# --- 5. boot -----------------------------------------------------------------------------
+console="$work/console.log"
+log "booting $kpkg under QEMU TCG (-smp $smp -m $mem), deadline ${deadline}s"
+t_boot=$(date +%s)
+set +e
+timeout -k 5 "$deadline" qemu-system-x86_64 -accel tcg -cpu max -smp "$smp" -m "$mem" \
+  -nographic -nic none -no-reboot -kernel "$kdir/vmlinuz" -initrd "$work/initramfs.cpio" \
+  -append "console=ttyS0 quiet panic=-1 mitigations=off" </dev/null 2>&1 |
+  tr -d '\r' | tee "$console"
+qemu_rc=${PIPESTATUS[0]}
+set -e
+t_end=$(date +%s)
+
+# --- verdict -----------------------------------------------------------------------------
+fail=0
+if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
+  log "the VM did not power off within ${deadline}s"
+  fail=1
+elif [ "$qemu_rc" != 0 ]; then
+  log "qemu exited with $qemu_rc"
+  fail=1
+fi
+grep -q '^nightjar-vm: done' "$console" || { log "the guest did not finish its run"; fail=1; }
+if [ -z "${NIGHTJAR_VM_TEST_ARGS:-}" ] && ! grep -q '^test probe::tests::probe_sees_what_this_kernel_offers \.\.\. ok$' "$console"; then
+  log "the guest did not pass the kernel-features test (expected: $expect)"
+  fail=1
+fi
+passed=0 failed=0
+while read -r name _; do
+  rc="$(sed -n "s/^nightjar-vm: exit $name \([0-9]*\)\$/\1/p" "$console" | tail -n1)"
+  summary="$(awk -v n="$name" '$0 == "nightjar-vm: run " n {on=1; next} /^nightjar-vm: exit / {on=0} on && /^test result: /' "$console" | tail -n1)"
+  if [ -z "$summary" ]; then
+    log "$name: no test summary in the guest's output"
+    fail=1
+  else
+    printf '[vm-test] guest %s: %s\n' "$name" "$summary"
+    p="$(sed -n 's/.* \([0-9]*\) passed.*/\1/p' <<<"$summary")"
+    f="$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$summary")"
+    passed=$((passed + ${p:-0})) failed=$((failed + ${f:-0}))
+  fi
+  if [ "$rc" != 0 ]; then
+    log "$name: exit status ${rc:-none}"
+    fail=1
+  fi
+done <"$root/vm/tests"
+log "guest $(sed -n 's/^nightjar-vm: \(kernel .*\)/\1/p' "$console" | head -n1); probe expected $expect"
+log "VM run ${kpkg}: $((t_end - t_boot)) s in QEMU, $((t_end - t_start)) s in all"
+echo "vm-test: $passed passed, $failed failed"
+[ "$fail" = 0 ] || die "see $console"
