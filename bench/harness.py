@@ -270,7 +270,7 @@ def scenario_pipeline():
         base.append(float(re.search(r"baseline .*?([\d.]+) events/s", o).group(1)))
         full.append(float(re.search(r"pipeline  .*?([\d.]+) events/s", o).group(1)))
     row("pipeline: all stages -> null sink, one core", fmt(full, "ev/s"), fmt(base, "ev/s") + " (fan-out only)", f"{med(full)/med(base):.2f}")
-    fs, cat, pq, fsmb = [], [], [], []
+    fs, cat, pq, fsmb, enc, genc = [], [], [], [], [], []
     for _ in range(RUNS):
         o = cargo_bench("nightjar-sinks", "local_sinks")
         for line in o.splitlines():
@@ -282,10 +282,15 @@ def scenario_pipeline():
                 fsmb.append(float(cols[2]))
             elif line.startswith("parquet sink"):
                 pq.append(float(cols[1]))
-    if not (fs and cat and pq):
+            elif line.startswith("json encode:"):
+                m = re.match(r"json encode: ([\d.]+) events/s typed, ([\d.]+) events/s", line)
+                enc.append(float(m.group(1)))
+                genc.append(float(m.group(2)))
+    if not (fs and cat and pq and enc):
         raise ScenarioFailed("local_sinks bench output not understood")
     row("file sink (JSON lines) MB/s", fmt(fsmb, "MB/s", 1) + f", {med(fs):,.0f} ev/s", fmt(cat, "MB/s", 1) + " (cat)", f"{med(fsmb)/med(cat):.2f}")
     row("parquet sink events/s", fmt(pq, "ev/s"), fmt(fs, "ev/s") + " (file sink)", f"{med(pq)/med(fs):.2f}")
+    row("JSON encode events/s, one thread", fmt(enc, "ev/s"), fmt(genc, "ev/s") + " (same docs as serde_json::Value)", f"{med(enc)/med(genc):.2f}")
 
 
 def scenario_memory(tmp):

@@ -137,4 +137,26 @@ fn main() {
         println!("{:<56} {:>12} {:>10.1} {:>9.2}x {:>12.1}", label, eps, mb / s, (mb / s) / cat_rate, out as f64 / 1e6);
     }
     println!("(MB/s in = JSON-line bytes per second of wall time; the sinks also encode each event)");
+
+    // JSON encoding alone, one thread, into one reused buffer: nightjar's typed events vs the
+    // same documents held as generic serde_json values (what a schema-less relay encodes).
+    let values: Vec<serde_json::Value> = evs.iter().map(|e| serde_json::from_str(&e.to_json()).unwrap()).collect();
+    let mut buf = Vec::with_capacity(1 << 20);
+    let t = Instant::now();
+    for e in &evs {
+        buf.clear();
+        e.write_json(&mut buf);
+    }
+    let typed = t.elapsed();
+    let t = Instant::now();
+    for v in &values {
+        buf.clear();
+        serde_json::to_writer(&mut buf, v).unwrap();
+    }
+    let generic = t.elapsed();
+    println!(
+        "json encode: {:.0} events/s typed, {:.0} events/s serde_json::Value",
+        n as f64 / typed.as_secs_f64(),
+        n as f64 / generic.as_secs_f64()
+    );
 }

@@ -10,7 +10,7 @@ pub mod sink;
 mod integration_tests;
 
 use std::{
-    sync::{atomic::AtomicU64, Arc, Mutex},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -75,13 +75,31 @@ pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, KafkaStartError>
 /// Builds the producer and checks that the brokers answer a metadata request.
 pub async fn start(cfg: &KafkaConfig) -> Result<KafkaSink, KafkaStartError> {
     let cc = client_config(cfg)?;
-    let producer: Producer =
-        cc.create_with_context(Context_ { last_retries: AtomicU64::new(0) }).map_err(KafkaStartError::Create)?;
+    let ctx = Context_::default();
+    let all_down = ctx.all_down.clone();
+    let producer: Producer = cc.create_with_context(ctx).map_err(KafkaStartError::Create)?;
     let producer = Arc::new(producer);
     let p = producer.clone();
     let wait = Duration::from_millis(cfg.request.timeout_ms.clamp(1000, 15_000));
-    let md =
-        tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, wait).map(|m| m.brokers().len())).await;
+    // Asked in short rounds: brokers that refuse connections (librdkafka says all are down)
+    // fail the start within ~2 s instead of holding the agent for the whole timeout.
+    let md = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        loop {
+            let round =
+                Duration::from_millis(500).min(wait.saturating_sub(started.elapsed()).max(Duration::from_millis(1)));
+            match p.client().fetch_metadata(None, round).map(|m| m.brokers().len()) {
+                Ok(n) => return Ok(n),
+                Err(e) => {
+                    let down = all_down.load(std::sync::atomic::Ordering::Relaxed);
+                    if started.elapsed() >= wait || (down && started.elapsed() >= Duration::from_secs(2)) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    })
+    .await;
     match md {
         Ok(Ok(n)) if n > 0 => {}
         Ok(Ok(_)) => {

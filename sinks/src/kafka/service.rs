@@ -55,8 +55,14 @@ impl Classify for DeliveryError {
 
 /// librdkafka callbacks: its errors go to the log, its statistics (retried produce
 /// requests, reconnections) to `nightjar_sink_retries_total{sink="kafka"}`.
+#[derive(Default)]
 pub struct Context_ {
     pub last_retries: AtomicU64,
+    /// librdkafka reported every broker down (connection refused, no route...).
+    pub all_down: Arc<std::sync::atomic::AtomicBool>,
+    /// The last error logged and when: librdkafka repeats a broker's error every few
+    /// milliseconds while it reconnects; the log gets a change or a reminder every 10 s.
+    last_logged: std::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 impl ClientContext for Context_ {
@@ -72,6 +78,18 @@ impl ClientContext for Context_ {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.all_down.store(true, Ordering::Relaxed);
+        }
+        let msg = format!("{error}: {reason}");
+        let now = std::time::Instant::now();
+        if let Ok(mut last) = self.last_logged.lock() {
+            let repeat = last.as_ref().is_some_and(|(at, m)| *m == msg && now.duration_since(*at).as_secs() < 10);
+            if repeat {
+                return;
+            }
+            *last = Some((now, msg));
+        }
         tracing::warn!(sink = "kafka", error = %error, reason, "librdkafka");
     }
 }
