@@ -48,8 +48,10 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Tetragon's samples, vendored from `../shared/corpus/tetragon/` so that a clone
+/// anywhere is self-contained (`pipeline/tests/corpus.rs` checks both copies).
 pub fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/tetragon")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/tetragon")
 }
 
 /// A free loopback port (bound then released).

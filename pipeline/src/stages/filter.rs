@@ -559,7 +559,7 @@ mod tests {
     use super::*;
 
     fn corpus() -> Vec<Event> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/tetragon");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/tetragon");
         let mut v = Vec::new();
         for f in ["process_exec.jsonl", "process_kprobe.jsonl"] {
             let text = std::fs::read_to_string(dir.join(f)).unwrap();
