@@ -199,8 +199,8 @@ export NIGHTJAR_VM=1 NIGHTJAR_EXPECT_KERNEL=$expect NIGHTJAR_TEST_EXEC_SCALE=$ex
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /run
+# No tmpfs over /tmp or /run: the initramfs root is already in memory and writable, and
+# a checkout under /tmp (a clean clone there) has its test binaries at their host paths.
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t bpf bpf /sys/fs/bpf
