@@ -248,7 +248,7 @@ def scenario_overhead(tmp):
                 f"{storm}-storm wall time, agent {'base sensor' if k == 'base' else '+ seed policies (non-matching)'}",
                 fmt(res[k][storm], "s", 3),
                 fmt(res["none"][storm], "s", 3),
-                f"+{(v / b - 1) * 100:.1f}% slowdown",
+                f"{(v / b - 1) * 100:+.1f}% wall time",
             )
 
 
@@ -277,7 +277,7 @@ def scenario_pipeline():
             cols = re.split(r"\s{2,}", line.strip())
             if line.startswith("cat"):
                 cat.append(float(cols[2]))
-            elif line.startswith("file sink, defaults"):
+            elif line.startswith("file sink (defaults"):
                 fs.append(float(cols[1]))
                 fsmb.append(float(cols[2]))
             elif line.startswith("parquet sink"):
@@ -311,7 +311,7 @@ def scenario_memory(tmp):
             ms = a.metrics().get("nightjar_missed_events_total", 0.0) - m0.get("nightjar_missed_events_total", 0.0)
         finally:
             a.stop()
-        row(f"agent RSS at {rate:,} events/s for {secs} s", f"{rss:.1f} MiB (peak {hwm:.1f}), {ms:.0f} missed, {achieved:,.0f}/s achieved", f"{idle:.1f} MiB idle", f"{rss/idle:.2f}")
+        row(f"agent RSS at {rate:,} events/s for {secs} s", f"{rss:.1f} MiB (peak {hwm:.1f}), {ms:,.0f} missed, {achieved:,.0f}/s achieved", f"{idle:.1f} MiB idle", f"{rss/idle:.2f}")
 
 
 def scenario_remote_sinks():
