@@ -64,8 +64,56 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Fractional digits to print: the parsed text's, or protojson's rule (0, 3, 6 or 9).
+    fn frac_digits(&self, nanos: u32) -> u32 {
+        match self.digits {
+            AUTO if nanos == 0 => 0,
+            AUTO if nanos % 1_000_000 == 0 => 3,
+            AUTO if nanos % 1_000 == 0 => 6,
+            AUTO => 9,
+            d => d.min(9) as u32,
+        }
+    }
+
+    /// RFC 3339 text into `out` without the formatting machinery (every event carries up
+    /// to three timestamps, encoded on the agent's hot path); `None` outside years 0–9999.
+    fn format_into(&self, out: &mut [u8; 32]) -> Option<usize> {
+        let dt = self.to_datetime()?;
+        let year = u32::try_from(dt.year()).ok().filter(|y| *y <= 9999)?;
+        fn put(out: &mut [u8], at: usize, v: u32, width: usize) {
+            let mut v = v;
+            for i in (0..width).rev() {
+                out[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
+        out[..20].copy_from_slice(b"0000-00-00T00:00:00Z");
+        put(out, 0, year, 4);
+        put(out, 5, dt.month(), 2);
+        put(out, 8, dt.day(), 2);
+        put(out, 11, dt.hour(), 2);
+        put(out, 14, dt.minute(), 2);
+        put(out, 17, dt.second(), 2);
+        let nanos = dt.nanosecond() % 1_000_000_000;
+        let digits = self.frac_digits(nanos) as usize;
+        let mut n = 19;
+        if digits > 0 {
+            out[n] = b'.';
+            put(out, n + 1, nanos / 10u32.pow(9 - digits as u32), digits);
+            n += 1 + digits;
+        }
+        out[n] = b'Z';
+        Some(n + 1)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 32];
+        if let Some(n) = self.format_into(&mut buf) {
+            return f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?);
+        }
         let Some(dt) = self.to_datetime() else {
             return write!(f, "<out of range: {}ns>", self.nanos);
         };
@@ -80,13 +128,7 @@ impl fmt::Display for Timestamp {
             dt.second()
         )?;
         let nanos = dt.nanosecond() % 1_000_000_000;
-        let digits = match self.digits {
-            AUTO if nanos == 0 => 0,
-            AUTO if nanos % 1_000_000 == 0 => 3,
-            AUTO if nanos % 1_000 == 0 => 6,
-            AUTO => 9,
-            d => d.min(9) as u32,
-        };
+        let digits = self.frac_digits(nanos);
         if digits > 0 {
             let v = nanos / 10u32.pow(9 - digits);
             write!(f, ".{:0width$}", v, width = digits as usize)?;
@@ -97,7 +139,11 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let mut buf = [0u8; 32];
+        match self.format_into(&mut buf) {
+            Some(n) => s.serialize_str(std::str::from_utf8(&buf[..n]).map_err(serde::ser::Error::custom)?),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -135,6 +181,24 @@ mod tests {
         for (n, want) in cases {
             assert_eq!(Timestamp::from_unix_nanos(n).to_string(), want);
         }
+    }
+
+    #[test]
+    fn fast_path_matches_the_formatter_and_far_years_still_print() {
+        for n in [0i128, 1, 999_999_999, 1_700_000_000_123_456_789, 253_402_300_799_999_999_999] {
+            let t = Timestamp::from_unix_nanos(n);
+            let mut buf = [0u8; 32];
+            let len = t.format_into(&mut buf).unwrap();
+            let dt = t.to_datetime().unwrap();
+            let want = dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            assert_eq!(std::str::from_utf8(&buf[..len]).unwrap(), want, "{n}");
+        }
+        // Year 10000 and before 1 BC: outside the fast path, still printed.
+        let far = Timestamp::from_unix_nanos(253_402_300_800 * 1_000_000_000);
+        assert_eq!(far.to_string(), "10000-01-01T00:00:00Z");
+        assert_eq!(serde_json::to_string(&far).unwrap(), "\"10000-01-01T00:00:00Z\"");
+        let old = Timestamp::from_unix_nanos(-62_198_755_200 * 1_000_000_000);
+        assert!(old.to_string().starts_with("-"), "{old}");
     }
 
     #[test]
