@@ -148,3 +148,55 @@ async fn unreachable_host_at_start_names_the_sink_and_cause() {
     assert!(e.starts_with("sink elasticsearch: cannot reach http://127.0.0.1:"), "{e}");
     assert!(e.to_lowercase().contains("connection refused"), "{e}");
 }
+
+/// Wrong credentials at start. Neither test server here does authentication
+/// (osmem-server and tansu have none), so this one start check talks to a loopback
+/// responder that answers as a secured Elasticsearch does: 401 with a
+/// `security_exception`, unless the right Basic credentials arrive. The proof that the
+/// sink works against a server stays with the tests above.
+#[tokio::test]
+async fn wrong_credentials_at_start_name_the_sink_and_cause_without_the_secret() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut auth = String::new();
+            let mut line = String::new();
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+                if line.to_ascii_lowercase().starts_with("authorization:") {
+                    auth = line.trim().to_owned();
+                }
+                line.clear();
+            }
+            seen2.lock().unwrap().push(auth);
+            let body = r#"{"error":{"type":"security_exception","reason":"unable to authenticate user [elastic] for REST request [/]"},"status":401}"#;
+            let _ = write!(
+                conn,
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"security\"\r\nX-Elastic-Product: Elasticsearch\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("es-password");
+    std::fs::write(&secret, "not-the-password").unwrap();
+    let mut c = cfg(format!("http://{addr}"), dir.path());
+    c.auth = super::config::AuthConfig {
+        kind: super::config::AuthKind::Basic,
+        user: "elastic".into(),
+        secret: crate::secret::SecretSource { env: String::new(), file: secret },
+    };
+    c.request.max_retries = 0;
+    let e = start(&c).await.err().expect("a 401 must fail the start").to_string();
+    assert!(e.starts_with("sink elasticsearch: authentication refused by http://127.0.0.1:"), "{e}");
+    assert!(e.contains("HTTP 401") && e.contains("sinks.elasticsearch.auth"), "{e}");
+    assert!(!e.contains("not-the-password"), "the error must not show the secret: {e}");
+    // The credentials were sent, as Basic elastic:not-the-password.
+    let sent = seen.lock().unwrap().clone();
+    assert!(sent.iter().any(|a| a.ends_with("ZWxhc3RpYzpub3QtdGhlLXBhc3N3b3Jk")), "{sent:?}");
+}
