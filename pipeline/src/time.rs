@@ -62,9 +62,7 @@ impl Timestamp {
         let nanos = self.nanos.rem_euclid(1_000_000_000) as u32;
         DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
     }
-}
 
-impl Timestamp {
     /// Fractional digits to print: the parsed text's, or protojson's rule (0, 3, 6 or 9).
     fn frac_digits(&self, nanos: u32) -> u32 {
         match self.digits {

@@ -151,9 +151,10 @@ async fn unreachable_host_at_start_names_the_sink_and_cause() {
 
 /// Wrong credentials at start. Neither test server here does authentication
 /// (osmem-server and tansu have none), so this one start check talks to a loopback
-/// responder that answers as a secured Elasticsearch does: 401 with a
-/// `security_exception`, unless the right Basic credentials arrive. The proof that the
-/// sink works against a server stays with the tests above.
+/// responder that answers every request as a secured Elasticsearch answers wrong
+/// credentials: 401 with a `security_exception`. It records the Authorization header so
+/// the test sees the credentials were sent. The proof that the sink works against a
+/// server stays with the tests above.
 #[tokio::test]
 async fn wrong_credentials_at_start_name_the_sink_and_cause_without_the_secret() {
     use std::io::{BufRead, BufReader, Write};
