@@ -1,13 +1,11 @@
-//! Owns: the event model (Tetragon's export schema), config loading with located errors,
-//! the staged pipeline between sources and sinks, and the Prometheus metrics endpoint.
+//! Owns: the staged pipeline between sources and sinks (dedup, enrichment, filters, rate
+//! limits, fan-out), the Tetragon export tail source and the Prometheus metrics endpoint.
 //! Must not know about: BPF, ring buffers or kernel records (the sensor), nor any sink's I/O.
 
-pub mod config;
-pub mod event;
 pub mod fanout;
 pub mod metrics;
 pub mod sources;
 pub mod stages;
-pub mod time;
 
-pub use event::{Event, EventKind};
+/// The event model, config loading and time live in `nightjar-event`; these paths stay.
+pub use nightjar_event::{config, event, time, Event, EventKind};

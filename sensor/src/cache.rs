@@ -12,7 +12,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use base64::Engine;
-use pipeline::event::Process;
+use nightjar_event::event::Process;
 
 /// One execution as the cache keeps it.
 #[derive(Debug, Clone, PartialEq)]

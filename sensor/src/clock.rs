@@ -1,5 +1,5 @@
 //! Boot-relative kernel times (`bpf_ktime_get_boot_ns`, `task->start_boottime`) to wall clock.
-use pipeline::time::Timestamp;
+use nightjar_event::time::Timestamp;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {

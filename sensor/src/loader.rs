@@ -14,7 +14,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use nightjar_common::{cause, kind, missed_index};
-use pipeline::{config::ByteSize, Event};
+use nightjar_event::{config::ByteSize, Event};
 use serde::{Deserialize, Serialize};
 use tokio::{
     io::unix::AsyncFd,
@@ -319,7 +319,7 @@ impl Sensor {
                 _ = missed_tick.tick() => {
                     self.export_missed(&missed);
                     self.export_filtered();
-                    metrics::gauge!(pipeline::metrics::names::PROCESS_CACHE_SIZE).set(self.process.cache.len() as f64);
+                    metrics::gauge!(nightjar_event::metrics::names::PROCESS_CACHE_SIZE).set(self.process.cache.len() as f64);
                 }
                 _ = gc_tick.tick() => {
                     let n = self.process.collect_gone();
@@ -358,7 +358,7 @@ impl Sensor {
                 Ok(r) => batch.push(r),
                 Err(e) => {
                     self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    pipeline::metrics::count_stage_drop("sensor_decode", "malformed_record", 1);
+                    nightjar_event::metrics::count_stage_drop("sensor_decode", "malformed_record", 1);
                     tracing::warn!(error = %e, "dropped a malformed ring-buffer record");
                 }
             }
@@ -383,7 +383,7 @@ impl Sensor {
         let Ok(filtered) = PerCpuArray::<_, u64>::try_from(map) else { return };
         for (id, meta) in self.policies.loaded_hooks() {
             if let Ok(vals) = filtered.get(&id, 0) {
-                pipeline::metrics::set_policy_filtered(&meta.policy, &meta.function, vals.iter().sum());
+                nightjar_event::metrics::set_policy_filtered(&meta.policy, &meta.function, vals.iter().sum());
             }
         }
     }
@@ -400,7 +400,7 @@ impl Sensor {
                     if k == kind::EXEC {
                         exec += n;
                     }
-                    pipeline::metrics::set_missed(cname, kname, n);
+                    nightjar_event::metrics::set_missed(cname, kname, n);
                 }
             }
         }
@@ -420,7 +420,7 @@ impl Sensor {
                 Some(meta) => Some(crate::hooks::policy::to_event(&p, meta, &self.process)),
                 None => {
                     // The policy was deleted while this record was in flight.
-                    pipeline::metrics::count_stage_drop("sensor_policy", "policy_deleted", 1);
+                    nightjar_event::metrics::count_stage_drop("sensor_policy", "policy_deleted", 1);
                     None
                 }
             },

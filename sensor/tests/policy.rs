@@ -15,11 +15,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nightjar_sensor::{policy, probe::KernelFeatures, Sensor, SensorConfig};
-use pipeline::{
+use nightjar_event::{
     event::{ArgValue, ProcessKprobe},
     Event, EventKind,
 };
+use nightjar_sensor::{policy, probe::KernelFeatures, Sensor, SensorConfig};
 use tokio::sync::{mpsc, watch};
 
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -8,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nightjar_event::{config::ByteSize, event::Process, Event, EventKind};
 use nightjar_sensor::{loader::SensorStats, Sensor, SensorConfig};
-use pipeline::{config::ByteSize, event::Process, Event, EventKind};
 use tokio::sync::{mpsc, watch};
 
 /// Sensor tests run one at a time: the accounting tests need a quiet machine.

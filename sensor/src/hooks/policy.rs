@@ -2,7 +2,7 @@
 //! `process_kprobe` / `process_tracepoint` / `process_lsm` event with the policy's name,
 //! the function, the captured arguments and the action taken.
 use nightjar_common::{action, argsrc};
-use pipeline::{
+use nightjar_event::{
     event::{ArgValue, FileArg, KprobeArgument, Process, ProcessKprobe, ProcessTracepoint},
     Event, EventKind,
 };

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use nightjar_common::{exec_flags, ns, ExitRecord, ForkRecord};
-use pipeline::{
+use nightjar_event::{
     event::{
         Capabilities, Cgroup, Container, Credentials, Namespace, Namespaces, Pod, Process, ProcessExec, ProcessExit,
     },
@@ -19,7 +19,7 @@ use crate::{
     procfs::ProcSnapshot,
 };
 
-use pipeline::event::{CapSet, CAP_NAMES};
+use nightjar_event::event::{CapSet, CAP_NAMES};
 
 /// Bit number of a capability name (`CAP_SYS_ADMIN` → 21).
 pub fn cap_bit(name: &str) -> Option<u32> {
@@ -153,7 +153,7 @@ impl ProcessHook {
     }
 
     /// Wall-clock time of a boot-relative kernel time.
-    pub fn wall(&self, boot_ns: u64) -> pipeline::time::Timestamp {
+    pub fn wall(&self, boot_ns: u64) -> nightjar_event::time::Timestamp {
         self.clock.wall(boot_ns)
     }
 
@@ -328,9 +328,9 @@ impl ProcessHook {
             process: process.clone(),
         };
         if !self.cache.insert(info) {
-            pipeline::metrics::count_stage_drop("process_cache", "cache_full", 1);
+            nightjar_event::metrics::count_stage_drop("process_cache", "cache_full", 1);
         }
-        pipeline::metrics::count_exec();
+        nightjar_event::metrics::count_exec();
         let exec =
             ProcessExec { process: Some(process), parent: parent.map(|p| p.process.clone()), ..Default::default() };
         Event::new(EventKind::ProcessExec(Box::new(exec)), self.cache.node(), self.clock.wall(r.hdr.ktime))
@@ -362,7 +362,7 @@ impl ProcessHook {
             process,
         });
         if !ok {
-            pipeline::metrics::count_stage_drop("process_cache", "cache_full", 1);
+            nightjar_event::metrics::count_stage_drop("process_cache", "cache_full", 1);
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use nightjar_common::{
     action, argsrc, ns, op, plimits, ArgCond, ArgSpec, BinSet, HookConfig, NsCond, Selector, StrData,
 };
-use pipeline::config::ConfigError;
+use nightjar_event::config::ConfigError;
 use serde::Serialize;
 
 use super::{is_string_type, parse_int, ArgDecl, Loaded, SelectorSpec};

@@ -20,7 +20,7 @@ use super::Loaded;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{0}")]
-    Policy(#[from] Box<pipeline::config::ConfigError>),
+    Policy(#[from] Box<nightjar_event::config::ConfigError>),
     #[error("policy {0:?} is already loaded; delete it first")]
     Exists(String),
     #[error("no policy named {0:?} is loaded")]

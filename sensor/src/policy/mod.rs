@@ -9,7 +9,7 @@ mod yamlpos;
 use std::{collections::BTreeMap, path::Path};
 
 use nightjar_common::plimits;
-use pipeline::config::{self, ConfigError};
+use nightjar_event::config::{self, ConfigError};
 use serde::{Deserialize, Serialize};
 use yamlpos::Positions;
 

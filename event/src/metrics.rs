@@ -1,0 +1,135 @@
+//! Metric names and the counters every part of the agent increments, written through the
+//! `metrics` facade (the recorder and the `/metrics` endpoint live in the pipeline).
+//! The headline counters can also be exported under Tetragon's names.
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Metric names (the `nightjar_` prefix is part of each).
+pub mod names {
+    pub const EVENTS: &str = "nightjar_events_total";
+    pub const POLICY_EVENTS: &str = "nightjar_policy_events_total";
+    pub const PROCESS_EXEC: &str = "nightjar_process_exec_total";
+    pub const MISSED_EVENTS: &str = "nightjar_missed_events_total";
+    pub const STAGE_DROPPED: &str = "nightjar_stage_dropped_total";
+    pub const QUEUE_DEPTH: &str = "nightjar_queue_depth";
+    pub const SINK_EVENTS: &str = "nightjar_sink_events_total";
+    pub const SINK_BATCH_SECONDS: &str = "nightjar_sink_batch_seconds";
+    pub const SINK_RETRIES: &str = "nightjar_sink_retries_total";
+    pub const PROCESS_CACHE_SIZE: &str = "nightjar_process_cache_size";
+    pub const POLICY_FILTERED: &str = "nightjar_policy_filtered_total";
+    pub const BUILD_INFO: &str = "nightjar_build_info";
+
+    pub const TETRAGON_EVENTS: &str = "tetragon_events_total";
+    pub const TETRAGON_POLICY_EVENTS: &str = "tetragon_policy_events_total";
+    pub const TETRAGON_PROCESS_EXEC: &str = "tetragon_process_exec_total";
+    pub const TETRAGON_MISSED_EVENTS: &str = "tetragon_missed_events_total";
+}
+
+static TETRAGON_NAMES: AtomicBool = AtomicBool::new(false);
+
+/// Also export the four headline series under Tetragon's names.
+pub fn set_tetragon_names(on: bool) {
+    TETRAGON_NAMES.store(on, Ordering::Relaxed);
+}
+
+fn tetragon() -> bool {
+    TETRAGON_NAMES.load(Ordering::Relaxed)
+}
+
+/// One event of `event_type` entered the pipeline.
+pub fn count_event(event_type: &'static str) {
+    metrics::counter!(names::EVENTS, "type" => event_type).increment(1);
+    if tetragon() {
+        metrics::counter!(names::TETRAGON_EVENTS, "type" => event_type).increment(1);
+    }
+}
+
+/// One process execution was observed.
+pub fn count_exec() {
+    metrics::counter!(names::PROCESS_EXEC).increment(1);
+    if tetragon() {
+        metrics::counter!(names::TETRAGON_PROCESS_EXEC).increment(1);
+    }
+}
+
+/// A policy produced an event with `action`.
+pub fn count_policy_event(policy: &str, action: &str) {
+    metrics::counter!(names::POLICY_EVENTS, "policy" => policy.to_owned(), "action" => action.to_owned()).increment(1);
+    if tetragon() {
+        metrics::counter!(names::TETRAGON_POLICY_EVENTS, "policy" => policy.to_owned(), "hook" => action.to_owned())
+            .increment(1);
+    }
+}
+
+/// Sets the absolute number of events lost for `cause` (the kernel keeps the count).
+pub fn set_missed(cause: &'static str, kind: &'static str, total: u64) {
+    metrics::counter!(names::MISSED_EVENTS, "cause" => cause, "kind" => kind).absolute(total);
+    if tetragon() {
+        metrics::counter!(names::TETRAGON_MISSED_EVENTS, "cause" => cause, "kind" => kind).absolute(total);
+    }
+}
+
+/// Sets the absolute number of hook hits a policy's selectors filtered out in the kernel.
+pub fn set_policy_filtered(policy: &str, hook: &str, total: u64) {
+    metrics::counter!(names::POLICY_FILTERED, "policy" => policy.to_owned(), "hook" => hook.to_owned()).absolute(total);
+}
+
+/// A stage discarded `n` events for `reason`.
+pub fn count_stage_drop(stage: &'static str, reason: &'static str, n: u64) {
+    metrics::counter!(names::STAGE_DROPPED, "stage" => stage, "reason" => reason).increment(n);
+}
+
+/// HELP text for every series (Prometheus' linter, `promtool check metrics`, wants it).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(names::EVENTS, "Events that entered the pipeline, by type.");
+    describe_counter!(names::POLICY_EVENTS, "Events produced by a tracing policy, by policy and action.");
+    describe_counter!(names::PROCESS_EXEC, "Process executions observed.");
+    describe_counter!(names::MISSED_EVENTS, "Events the kernel could not hand to the agent, by cause and kind.");
+    describe_counter!(names::STAGE_DROPPED, "Events a pipeline stage discarded, by stage and reason.");
+    describe_gauge!(names::QUEUE_DEPTH, "Events waiting in a sink's queue.");
+    describe_counter!(
+        names::SINK_EVENTS,
+        "Events handled by a sink, by outcome (delivered, retried, failed, dead_lettered, dropped)."
+    );
+    describe_counter!(
+        names::SINK_RETRIES,
+        "Retries of a remote sink after a failure (Elasticsearch _bulk requests; Kafka produce requests and broker reconnections)."
+    );
+    describe_histogram!(names::SINK_BATCH_SECONDS, Unit::Seconds, "Time to deliver one batch to a sink.");
+    describe_gauge!(names::PROCESS_CACHE_SIZE, "Executions held in the process cache.");
+    describe_counter!(
+        names::POLICY_FILTERED,
+        "Hook hits no selector of the policy matched: filtered in the kernel, never sent to user space."
+    );
+    describe_gauge!(names::BUILD_INFO, "Always 1; the version label says which nightjar runs.");
+    describe_counter!(names::TETRAGON_EVENTS, "Tetragon-compatible name of nightjar_events_total.");
+    describe_counter!(names::TETRAGON_POLICY_EVENTS, "Tetragon-compatible name of nightjar_policy_events_total.");
+    describe_counter!(names::TETRAGON_PROCESS_EXEC, "Tetragon-compatible name of nightjar_process_exec_total.");
+    describe_counter!(names::TETRAGON_MISSED_EVENTS, "Tetragon-compatible name of nightjar_missed_events_total.");
+}
+
+/// Every metric name the agent exports (dashboards and alert rules are checked against it).
+pub const ALL_NAMES: [&str; 16] = [
+    names::POLICY_FILTERED,
+    names::EVENTS,
+    names::POLICY_EVENTS,
+    names::PROCESS_EXEC,
+    names::MISSED_EVENTS,
+    names::STAGE_DROPPED,
+    names::QUEUE_DEPTH,
+    names::SINK_EVENTS,
+    names::SINK_BATCH_SECONDS,
+    names::SINK_RETRIES,
+    names::PROCESS_CACHE_SIZE,
+    names::BUILD_INFO,
+    names::TETRAGON_EVENTS,
+    names::TETRAGON_POLICY_EVENTS,
+    names::TETRAGON_PROCESS_EXEC,
+    names::TETRAGON_MISSED_EVENTS,
+];
+
+/// The fan-out could not queue an event for `sink` (`queue_full`, `sink_closed`).
+pub fn count_sink_drop(sink: &'static str, reason: &'static str) {
+    metrics::counter!(names::STAGE_DROPPED, "stage" => "fanout", "reason" => reason, "sink" => sink).increment(1);
+    metrics::counter!(names::SINK_EVENTS, "sink" => sink, "outcome" => "dropped").increment(1);
+}
