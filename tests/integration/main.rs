@@ -4,6 +4,8 @@ mod common;
 mod compose;
 mod config_errors;
 mod getevents;
+mod kubernetes;
+mod kubernetes_pod;
 mod main_job;
 mod parquet_sigkill;
 mod policies;
