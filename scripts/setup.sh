@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # Debian packages the build and the tests use (prometheus: promtool and a real server
-# for the metrics integration test).
+# for the metrics integration test; iproute2: the pod test brings up its network namespace).
 need_pkgs=()
-for p in build-essential pkg-config linux-libc-dev bpftool prometheus jq kcat curl python3-venv docker-compose; do
+for p in build-essential pkg-config linux-libc-dev bpftool prometheus jq kcat curl python3-venv docker-compose iproute2; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
