@@ -149,7 +149,13 @@ pub struct SensorStats {
     pub missed: AtomicU64,
     /// Exec records the kernel could not write.
     pub missed_exec: AtomicU64,
+    /// Records the kernel could not write in the last [`MISSED_WINDOW_SECS`] seconds: not
+    /// 0 means it is dropping now (health says degraded).
+    pub missed_recent: AtomicU64,
 }
+
+/// The window of [`SensorStats::missed_recent`].
+pub const MISSED_WINDOW_SECS: usize = 10;
 
 impl Sensor {
     /// Probes the kernel, loads the programs and attaches the process hooks.
@@ -303,11 +309,15 @@ impl Sensor {
         let missed: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.ebpf.take_map("MISSED").ok_or(SensorError::MissingMap("MISSED"))?)
                 .map_err(|source| SensorError::Map { name: "MISSED", source })?;
+        // Read on their own timer: this loop waits while the pipeline is full, and that is
+        // exactly when the kernel drops.
+        let missed = Arc::new(missed);
+        let watcher = tokio::spawn(watch_missed(missed.clone(), self.stats.clone()));
         // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns the RingBuf,
         // and as_raw_fd always returns that same descriptor.
         let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| SensorError::Io(e.into_parts().1))?;
-        let mut missed_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
         let mut gc_tick = tokio::time::interval(Duration::from_secs(30));
         gc_tick.tick().await;
         let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
@@ -316,8 +326,7 @@ impl Sensor {
                 biased;
                 _ = shutdown.changed() => break,
                 Some(c) = self.commands.recv() => self.command(c),
-                _ = missed_tick.tick() => {
-                    self.export_missed(&missed);
+                _ = stats_tick.tick() => {
                     self.export_filtered();
                     metrics::gauge!(nightjar_event::metrics::names::PROCESS_CACHE_SIZE).set(self.process.cache.len() as f64);
                 }
@@ -336,6 +345,8 @@ impl Sensor {
                 }
             }
             if !self.deliver(&mut batch, &tx).await {
+                watcher.abort();
+                export_missed(&missed, &self.stats);
                 return Ok(());
             }
         }
@@ -346,7 +357,8 @@ impl Sensor {
                 break;
             }
         }
-        self.export_missed(&missed);
+        watcher.abort();
+        export_missed(&missed, &self.stats);
         Ok(())
     }
 
@@ -368,13 +380,30 @@ impl Sensor {
     /// Sends the batch's events; false when the pipeline has gone away.
     async fn deliver(&mut self, batch: &mut Vec<Record>, tx: &mpsc::Sender<Event>) -> bool {
         for r in batch.drain(..) {
-            if let Some(ev) = self.handle(r) {
-                if tx.send(ev).await.is_err() {
-                    return false;
-                }
-            }
+            let Some(ev) = self.handle(r) else { continue };
+            let permit = match tx.try_reserve() {
+                Ok(p) => p,
+                Err(mpsc::error::TrySendError::Closed(())) => return false,
+                Err(mpsc::error::TrySendError::Full(())) => match self.wait_for_room(tx).await {
+                    Some(p) => p,
+                    None => return false,
+                },
+            };
+            permit.send(ev);
         }
         true
+    }
+
+    /// Waits for room in a full pipeline, serving the control plane meanwhile (status and
+    /// policy changes must answer while the data path is blocked).
+    async fn wait_for_room<'a>(&mut self, tx: &'a mpsc::Sender<Event>) -> Option<mpsc::Permit<'a, Event>> {
+        loop {
+            tokio::select! {
+                biased;
+                p = tx.reserve() => return p.ok(),
+                Some(c) = self.commands.recv() => self.command(c),
+            }
+        }
     }
 
     /// Exports the kernel's per-hook "filtered" counters as `nightjar_policy_filtered_total`.
@@ -386,26 +415,6 @@ impl Sensor {
                 nightjar_event::metrics::set_policy_filtered(&meta.policy, &meta.function, vals.iter().sum());
             }
         }
-    }
-
-    /// Sums the kernel's per-CPU missed counters into `nightjar_missed_events_total`.
-    fn export_missed(&self, missed: &PerCpuArray<aya::maps::MapData, u64>) {
-        let mut total = 0;
-        let mut exec = 0;
-        for (k, kname) in KIND_NAMES {
-            for (c, cname) in CAUSE_NAMES {
-                if let Ok(vals) = missed.get(&missed_index(k, c), 0) {
-                    let n: u64 = vals.iter().sum();
-                    total += n;
-                    if k == kind::EXEC {
-                        exec += n;
-                    }
-                    nightjar_event::metrics::set_missed(cname, kname, n);
-                }
-            }
-        }
-        self.stats.missed.store(total, Ordering::Relaxed);
-        self.stats.missed_exec.store(exec, Ordering::Relaxed);
     }
 
     fn handle(&mut self, r: Record) -> Option<Event> {
@@ -426,6 +435,58 @@ impl Sensor {
             },
         }
     }
+}
+
+/// Exports the kernel's missed counters every second until aborted; warns (at most every
+/// 10 s) while the kernel is dropping, and keeps [`SensorStats::missed_recent`].
+async fn watch_missed(missed: Arc<PerCpuArray<aya::maps::MapData, u64>>, stats: Arc<SensorStats>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut window = std::collections::VecDeque::from([0u64; MISSED_WINDOW_SECS]);
+    let mut last = export_missed(&missed, &stats);
+    let mut last_warn: Option<std::time::Instant> = None;
+    let mut unwarned = 0;
+    loop {
+        tick.tick().await;
+        let total = export_missed(&missed, &stats);
+        let new = total.saturating_sub(last);
+        last = total;
+        window.pop_front();
+        window.push_back(new);
+        stats.missed_recent.store(window.iter().sum(), Ordering::Relaxed);
+        unwarned += new;
+        if unwarned > 0 && last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            tracing::warn!(
+                missed = unwarned,
+                total,
+                "the kernel is dropping events: its ring buffer is full because the pipeline is behind \
+                 (nightjar_missed_events_total; raise sensor.ring_buffer_size or relieve the sinks)"
+            );
+            last_warn = Some(std::time::Instant::now());
+            unwarned = 0;
+        }
+    }
+}
+
+/// Sums the kernel's per-CPU missed counters into `nightjar_missed_events_total` and the
+/// stats; returns the total.
+fn export_missed(missed: &PerCpuArray<aya::maps::MapData, u64>, stats: &SensorStats) -> u64 {
+    let mut total = 0;
+    let mut exec = 0;
+    for (k, kname) in KIND_NAMES {
+        for (c, cname) in CAUSE_NAMES {
+            if let Ok(vals) = missed.get(&missed_index(k, c), 0) {
+                let n: u64 = vals.iter().sum();
+                total += n;
+                if k == kind::EXEC {
+                    exec += n;
+                }
+                nightjar_event::metrics::set_missed(cname, kname, n);
+            }
+        }
+    }
+    stats.missed.store(total, Ordering::Relaxed);
+    stats.missed_exec.store(exec, Ordering::Relaxed);
+    total
 }
 
 /// Which kernel-function and LSM backends this kernel lets the policy engine use: kprobes
