@@ -73,8 +73,81 @@ impl ConfigError {
     }
 }
 
+/// Deepest nesting of mappings and sequences a config or policy file may have (nightjar's
+/// and Tetragon's need under 16); deeper documents are refused before they are parsed.
+pub const MAX_DEPTH: usize = 64;
+
+/// Largest config or policy file read, in bytes.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Refuses `text` when its nesting is deeper than [`MAX_DEPTH`], in time linear in its
+/// length. The YAML parser behind serde takes time quadratic in the depth of flow
+/// collections (100,000 `[` took 45 s), so this runs first, on a streaming parser whose
+/// own flow depth is capped at 255. A document that streaming parser cannot read is left
+/// to serde for the error message, unless more than [`MAX_DEPTH`] brackets follow the
+/// point where it stopped.
+pub fn check_depth(source_name: &str, text: &str) -> Result<(), ConfigError> {
+    use yaml_rust2::parser::{Event, Parser};
+    let too_deep = |line: usize, col: usize| ConfigError {
+        line: Some(line),
+        column: Some(col),
+        ..ConfigError::new(source_name, format!("nested deeper than {MAX_DEPTH} levels of mappings and sequences"))
+    };
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => return Ok(()),
+            Ok((Event::MappingStart(..) | Event::SequenceStart(..), m)) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(too_deep(m.line(), m.col() + 1));
+                }
+            }
+            Ok((Event::MappingEnd | Event::SequenceEnd, _)) => depth = depth.saturating_sub(1),
+            Ok(_) => {}
+            Err(e) => {
+                let m = e.marker();
+                if e.info().contains("recursion limit") {
+                    return Err(too_deep(m.line(), m.col() + 1));
+                }
+                let rest = text.chars().skip(m.index());
+                if depth + rest.filter(|c| matches!(c, '[' | '{')).count() > MAX_DEPTH {
+                    return Err(ConfigError {
+                        line: Some(m.line()),
+                        column: Some(m.col() + 1),
+                        ..ConfigError::new(
+                            source_name,
+                            format!("{} (and too many brackets after it to parse)", e.info()),
+                        )
+                    });
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Reads a config or policy file of at most [`MAX_FILE_BYTES`].
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let name = path.display().to_string();
+    let err = |e: std::io::Error| ConfigError::new(&name, format!("cannot read: {e}"));
+    let f = std::fs::File::open(path).map_err(err)?;
+    let mut text = String::new();
+    f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text).map_err(err)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(ConfigError::new(&name, format!("larger than {MAX_FILE_BYTES} bytes")));
+    }
+    Ok(text)
+}
+
 /// Parses `text` (named `source_name` in errors) into `T`.
 pub fn from_str<T: DeserializeOwned>(source_name: &str, text: &str) -> Result<T, ConfigError> {
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(ConfigError::new(source_name, format!("larger than {MAX_FILE_BYTES} bytes")));
+    }
+    check_depth(source_name, text)?;
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key_path = e.path().to_string();
@@ -103,9 +176,7 @@ pub fn from_value<T: DeserializeOwned>(source_name: &str, v: Value) -> Result<T,
 
 /// Reads and parses a file.
 pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&name, format!("cannot read: {e}")))?;
-    from_str(&name, &text)
+    from_str(&path.display().to_string(), &read_file(path)?)
 }
 
 /// One `key.path=value` override; the value is read as YAML (`true`, `5`, `[a, b]`, text).
@@ -200,18 +271,118 @@ impl From<ByteSize> for u64 {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
+        d.deserialize_any(Number { min: 0, max: u64::MAX, size: true }).map(ByteSize)
+    }
+}
+
+/// A number of `MIN..=MAX`, for config fields:
+/// `#[serde(deserialize_with = "pipeline::config::bounded::<_, _, 1, 1_048_576>")]`.
+/// Out of range is a located error naming the range, never an allocation at start.
+pub fn bounded<'de, D, T, const MIN: u64, const MAX: u64>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let n = d.deserialize_any(Number { min: MIN, max: MAX, size: false })?;
+    T::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} does not fit this platform")))
+}
+
+/// A [`ByteSize`] of `MIN..=MAX` bytes (see [`bounded`]).
+pub fn bounded_size<'de, D, const MIN: u64, const MAX: u64>(d: D) -> Result<ByteSize, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    d.deserialize_any(Number { min: MIN, max: MAX, size: true }).map(ByteSize)
+}
+
+/// A [`ByteSize`] of `MIN..=MAX` bytes that is a power of two (ring buffers).
+pub fn power_of_two_size<'de, D, const MIN: u64, const MAX: u64>(d: D) -> Result<ByteSize, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    d.deserialize_any(PowerOfTwo(Number { min: MIN, max: MAX, size: true })).map(ByteSize)
+}
+
+/// Reads a number (or, with `size`, a size with a unit) and checks its range inside the
+/// deserializer, so that the error carries the value's line and column.
+#[derive(Clone, Copy)]
+struct Number {
+    min: u64,
+    max: u64,
+    size: bool,
+}
+
+impl Number {
+    fn check<E: serde::de::Error>(&self, n: u64) -> Result<u64, E> {
+        let unit = if self.size { " bytes" } else { "" };
+        if (self.min..=self.max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(E::custom(format!("{n}{unit} is out of range: expected {} to {}{unit}", self.min, self.max)))
         }
-        match Raw::deserialize(d)
-            .map_err(|_| serde::de::Error::custom("expected a size: a number of bytes or a string like \"8MiB\""))?
-        {
-            Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => parse_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Number {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match (self.size, self.max) {
+            (true, u64::MAX) => f.write_str("a size: a number of bytes or a string like \"8MiB\""),
+            (true, _) => write!(f, "a size of {} to {} bytes (a number or a string like \"8MiB\")", self.min, self.max),
+            (false, _) => write!(f, "a whole number from {} to {}", self.min, self.max),
         }
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<u64, E> {
+        self.check(n)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<u64, E> {
+        match u64::try_from(n) {
+            Ok(n) => self.check(n),
+            Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(n), &self)),
+        }
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<u64, E> {
+        if !self.size {
+            return Err(E::invalid_type(serde::de::Unexpected::Str(s), &self));
+        }
+        self.check(parse_size(s).map_err(E::custom)?)
+    }
+}
+
+struct PowerOfTwo(Number);
+
+impl<'de> serde::de::Visitor<'de> for PowerOfTwo {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        self.0.expecting(f)?;
+        f.write_str(", a power of two")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<u64, E> {
+        self.pow2(self.0.visit_u64(n)?)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<u64, E> {
+        self.pow2(self.0.visit_i64(n)?)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<u64, E> {
+        self.pow2(self.0.visit_str(s)?)
+    }
+}
+
+impl PowerOfTwo {
+    fn pow2<E: serde::de::Error>(&self, n: u64) -> Result<u64, E> {
+        if n.is_power_of_two() {
+            return Ok(n);
+        }
+        let up = n.checked_next_power_of_two().unwrap_or(self.0.max).min(self.0.max);
+        Err(E::custom(format!("{n} bytes is not a power of two (e.g. {} or {up})", (up / 2).max(self.0.min))))
     }
 }
 
@@ -289,6 +460,53 @@ mod tests {
         let o = Override::from_env([("NIGHTJAR__INNER__SIZE".to_string(), "8MiB".to_string())]).unwrap();
         let t: Top = from_str_with_overrides("c.yaml", "name: a\ninner:\n  port: 1\n", &o).unwrap();
         assert_eq!(t.inner.size, Some(ByteSize(8 << 20)));
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Limited {
+        #[serde(deserialize_with = "bounded::<_, _, 1, 1000>")]
+        n: usize,
+        #[serde(default = "default_ring", deserialize_with = "power_of_two_size::<_, 4096, 1073741824>")]
+        ring: ByteSize,
+    }
+
+    fn default_ring() -> ByteSize {
+        ByteSize(8192)
+    }
+
+    #[test]
+    fn bounded_numbers_are_located() {
+        let ok: Limited = from_str("c.yaml", "n: 1000\nring: 64KiB\n").unwrap();
+        assert_eq!(ok, Limited { n: 1000, ring: ByteSize(65536) });
+        let e = from_str::<Limited>("c.yaml", "n: 1\n\nn2: 0\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let e = from_str::<Limited>("c.yaml", "ring: 8192\nn: 1000000000000000\n").unwrap_err();
+        assert_eq!((e.line, e.key_path.as_str()), (Some(2), "n"), "{e}");
+        assert!(e.to_string().contains("n: 1000000000000000 is out of range: expected 1 to 1000"), "{e}");
+        let e = from_str::<Limited>("c.yaml", "n: 5\nring: 5000\n").unwrap_err();
+        assert_eq!((e.line, e.key_path.as_str()), (Some(2), "ring"), "{e}");
+        assert!(e.to_string().contains("5000 bytes is not a power of two (e.g. 4096 or 8192)"), "{e}");
+        let e = from_str::<Limited>("c.yaml", "n: 5\nring: 2GiB\n").unwrap_err();
+        assert!(e.to_string().contains("2147483648 bytes is out of range: expected 4096 to 1073741824 bytes"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_in_linear_time() {
+        // 100,000 `[` took serde_norway 45 s; the check stops at the 65th level.
+        for text in ["[".repeat(100_000), format!("a: {}", "[".repeat(100_000)), "- ".repeat(100_000)] {
+            let e = from_str::<Value>("deep.yaml", &text).unwrap_err();
+            assert_eq!(e.line, Some(1), "{e}");
+            assert!(e.to_string().contains("nested deeper than 64 levels"), "{e}");
+        }
+        let nested_blocks: String = (0..70).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect();
+        let e = from_str::<Value>("deep.yaml", &nested_blocks).unwrap_err();
+        assert_eq!(e.line, Some(65), "{e}");
+        // 64 levels are fine, and so is a document serde refuses for another reason.
+        let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        from_str::<Value>("ok.yaml", &ok).unwrap();
+        let e = from_str::<Value>("bad.yaml", "a: [\n").unwrap_err();
+        assert!(!e.to_string().contains("nested"), "{e}");
     }
 
     #[test]

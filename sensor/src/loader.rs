@@ -43,8 +43,12 @@ pub struct SensorConfig {
     /// nightjar exports an existing Tetragon's log).
     pub enabled: bool,
     /// Size of the BPF ring buffer (a power of two, at least one page).
+    #[serde(deserialize_with = "nightjar_event::config::power_of_two_size::<_, 4096, 1073741824>")]
     pub ring_buffer_size: ByteSize,
     /// Longest argument block reported per exec; longer ones are cut and flagged.
+    #[serde(
+        deserialize_with = "nightjar_event::config::bounded::<_, _, 1, { nightjar_common::limits::ARGS_MAX as u64 - 1 }>"
+    )]
     pub args_max_bytes: u32,
     /// Scan /proc at start so processes older than the agent have parents.
     pub proc_scan: bool,
@@ -52,6 +56,7 @@ pub struct SensorConfig {
     pub mount_tracefs: bool,
     /// Most executions the process cache keeps (live processes plus exited ancestors of
     /// live ones); beyond it new entries are refused and counted.
+    #[serde(deserialize_with = "nightjar_event::config::bounded::<_, _, 1, 4194304>")]
     pub process_cache_max: usize,
     /// Trace only processes in this cgroup v2 (its id, the inode number of its directory);
     /// 0 traces every process on the host.

@@ -32,8 +32,10 @@ pub struct TetragonFileConfig {
     /// Where the read position is kept across restarts.
     pub checkpoint: PathBuf,
     /// How often the file is checked for new lines and rotation, in milliseconds.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 10, 60000>")]
     pub poll_interval_ms: u64,
     /// Longest line accepted; longer ones are skipped and counted.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1024, 67108864>")]
     pub max_line_bytes: usize,
 }
 

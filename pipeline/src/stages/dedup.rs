@@ -25,8 +25,10 @@ pub struct DedupConfig {
     /// Fields that make two events the same.
     pub key_fields: Vec<KeyField>,
     /// Window, from the first event of a key, in milliseconds.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 3600000>")]
     pub window_ms: u64,
     /// Most keys remembered at once.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 1048576>")]
     pub max_keys: usize,
 }
 

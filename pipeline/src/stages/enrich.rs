@@ -32,8 +32,10 @@ pub struct EnrichConfig {
     pub passwd_path: PathBuf,
     pub group_path: PathBuf,
     /// Seconds between checks of the files for changes.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 86400>")]
     pub names_refresh_secs: u64,
     /// Most names kept per file.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 1048576>")]
     pub names_max: usize,
     pub kubernetes: K8sConfig,
 }

@@ -36,12 +36,16 @@ pub struct K8sConfig {
     pub token_path: PathBuf,
     pub ca_path: PathBuf,
     /// Seconds between two listings of this node's pods.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 86400>")]
     pub refresh_secs: u64,
     /// Most pods kept in the cache.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 1048576>")]
     pub max_pods: usize,
     /// Largest pod-list response accepted, in bytes.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 4096, 1073741824>")]
     pub max_response_bytes: usize,
     /// Timeout of one listing, in seconds.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 3600>")]
     pub timeout_secs: u64,
 }
 

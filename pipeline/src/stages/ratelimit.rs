@@ -36,8 +36,10 @@ pub struct RateLimitConfig {
     /// Fields forming the per-key key (e.g. [binary], [namespace, pod]).
     pub key_fields: Vec<KeyField>,
     /// Most keys with a bucket at once (least recently used ones are forgotten).
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 1048576>")]
     pub max_keys: usize,
     /// How often a `rate_limit_info` event reports the drops, in milliseconds.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 3600000>")]
     pub report_interval_ms: u64,
 }
 

@@ -236,9 +236,7 @@ fn located(source: &str, pos: &Positions, path: &str, message: impl Into<String>
 
 /// Parses and validates one policy file.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&name, format!("cannot read: {e}")))?;
-    parse(&name, &text)
+    parse(&path.display().to_string(), &config::read_file(path)?)
 }
 
 /// Parses and validates policy text named `source` in errors.
