@@ -10,10 +10,10 @@ pub fn main(global: &Global, args: PolicyArgs) -> ExitCode {
     match args.command {
         PolicyCommand::Validate { files } => validate(&files),
         PolicyCommand::Add { file } => {
-            let yaml = match std::fs::read_to_string(&file) {
+            let yaml = match pipeline::config::read_file(&file) {
                 Ok(t) => t,
                 Err(e) => {
-                    eprintln!("nightjar: cannot read {}: {e}", file.display());
+                    eprintln!("nightjar: {e}");
                     return ExitCode::from(crate::EXIT_USAGE);
                 }
             };

@@ -1,9 +1,10 @@
 //! `nightjar run`: sensor → pipeline (fan-out) → sinks, metrics endpoint, graceful shutdown.
 use std::{
+    io::IsTerminal,
     process::ExitCode,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
+        Arc, OnceLock,
     },
     time::Duration,
 };
@@ -18,11 +19,12 @@ use crate::{
 };
 
 pub fn main(global: &Global, args: RunArgs) -> ExitCode {
-    let cfg = match config::load_or_exit(global) {
+    let (cfg, policies) = match config::load_checked_or_exit(global) {
         Ok(c) => c,
         Err(code) => return code,
     };
     init_logging(&cfg);
+    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -30,16 +32,79 @@ pub fn main(global: &Global, args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cfg, args)) {
+    match rt.block_on(run(cfg, policies, args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<BadInput>().is_some() => {
-            eprintln!("nightjar: {e:#}");
+            eprintln!("nightjar: {}", error_chain(&e));
             ExitCode::from(crate::EXIT_USAGE)
         }
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("nightjar: {e:#}");
+            eprintln!("nightjar: {}", error_chain(&e));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes on one line, each said once: many errors already write their
+/// source into their own message (`cannot listen on X: Address already in use`).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Raises the soft limit on open files to the hard limit: every sink file, metrics and
+/// control connection, BPF map and program is a descriptor, and the usual soft 1024 runs
+/// out under load long before the hard limit does.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit(2) with a valid pointer to an rlimit we own.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max && {
+            let want = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0
+        }
+    };
+    if raised {
+        tracing::debug!(from = lim.rlim_cur, to = lim.rlim_max, "raised the open-files limit");
+    }
+}
+
+/// What `/healthz` and `nightjar status` say: starting, ok, or degraded and why.
+#[derive(Clone, Default)]
+struct AgentHealth {
+    ready: Arc<AtomicBool>,
+    sensor: Arc<OnceLock<Arc<sensor::loader::SensorStats>>>,
+}
+
+impl AgentHealth {
+    fn check(&self) -> Result<(), String> {
+        if !self.ready.load(Ordering::Relaxed) {
+            return Err("starting: the sensor is not attached yet".into());
+        }
+        let mut degraded = Vec::new();
+        if let Some(s) = self.sensor.get() {
+            let n = s.missed_recent.load(Ordering::Relaxed);
+            if n > 0 {
+                degraded.push(format!(
+                    "the kernel dropped {n} events in the last {} s (its ring buffer is full: the pipeline is behind)",
+                    sensor::loader::MISSED_WINDOW_SECS
+                ));
+            }
+        }
+        if degraded.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("degraded: {}", degraded.join("; ")))
         }
     }
 }
@@ -56,19 +121,6 @@ impl std::fmt::Display for BadInput {
 
 impl std::error::Error for BadInput {}
 
-/// Policy files of a directory, sorted, each parsed and validated (located errors).
-pub fn read_policies(dir: &std::path::Path) -> anyhow::Result<Vec<sensor::policy::Loaded>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        BadInput(format!("policies directory {}: {e} (set sensor.policies_dir, or \"\" for none)", dir.display()))
-    })?;
-    let mut files: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .collect();
-    files.sort();
-    files.iter().map(|f| sensor::policy::load(f).map_err(|e| BadInput(e.to_string()).into())).collect()
-}
-
 /// Kernels before 5.11 (and distribution kernels that backport BPF onto an older base)
 /// charge BPF maps to RLIMIT_MEMLOCK, whose default in containers is far below a ring
 /// buffer; lifting it needs CAP_SYS_RESOURCE. Newer kernels charge the memory cgroup.
@@ -84,27 +136,24 @@ fn lift_memlock_limit() {
 pub fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match cfg.log.format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }
 
-async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
+async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) -> anyhow::Result<()> {
     let node = cfg.node_name();
     pipeline::metrics::set_tetragon_names(cfg.metrics.tetragon_names);
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = AgentHealth::default();
     let _metrics_task = if cfg.metrics.enabled {
         let handle = pipeline::metrics::install_recorder()?;
-        let r = ready.clone();
-        let health: pipeline::metrics::HealthFn = Arc::new(move || {
-            if r.load(Ordering::Relaxed) {
-                Ok(())
-            } else {
-                Err("starting: the sensor is not attached yet".into())
-            }
-        });
+        let h = health.clone();
+        let health: pipeline::metrics::HealthFn = Arc::new(move || h.check());
         let (addr, task) = pipeline::metrics::serve(cfg.metrics.listen, handle, health).await?;
         tracing::info!(%addr, "metrics on http://{addr}/metrics");
         Some(task)
@@ -165,15 +214,10 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let queues: Vec<(&'static str, mpsc::WeakSender<Arc<pipeline::Event>>)> =
         outputs.iter().map(|o| (o.name, o.tx.downgrade())).collect();
 
-    let policies = if cfg.sensor.policies_dir.as_os_str().is_empty() {
-        Vec::new()
-    } else {
-        read_policies(&cfg.sensor.policies_dir)?
-    };
     // The stages before the sensor: a bad filter is reported before any hook is attached.
     let (tx, rx) = mpsc::channel(cfg.pipeline.channel_capacity.max(1));
     let pipeline = stages::spawn(&cfg.pipeline, &stages::Context { node_name: node.clone() }, rx, outputs)
-        .context("cannot build the pipeline")?;
+        .map_err(|e| BadInput(e.to_string()))?;
 
     let mut sensor = if cfg.sensor.enabled {
         lift_memlock_limit();
@@ -182,12 +226,14 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         for p in &policies {
             s.add_policy(p).map_err(|e| BadInput(e.to_string()))?;
         }
+        let _ = health.sensor.set(s.stats());
         Some(s)
     } else {
         tracing::info!("sensor disabled (sensor.enabled: false): only the configured sources feed the pipeline");
         None
     };
     let node_for_status = node.clone();
+    let health_for_status = health.clone();
     let extra: crate::control::StatusExtra = Arc::new(move || {
         let sinks: serde_json::Map<String, serde_json::Value> = sink_status
             .iter()
@@ -216,6 +262,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             .collect();
         serde_json::json!({
             "node_name": node_for_status,
+            "health": health_for_status.check().err().unwrap_or_else(|| "ok".into()),
             "events_total": counted.load(Ordering::Relaxed),
             "events_per_second": rate.load(Ordering::Relaxed),
             "queues": q,
@@ -244,7 +291,7 @@ async fn run(cfg: Config, args: RunArgs) -> anyhow::Result<()> {
             tokio::spawn(async { Ok(()) })
         }
     };
-    ready.store(true, Ordering::Relaxed);
+    health.ready.store(true, Ordering::Relaxed);
 
     wait_for_stop(args.duration).await;
     tracing::info!("shutting down: stopping the sensor, draining the pipeline, flushing sinks");

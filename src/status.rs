@@ -1,5 +1,5 @@
 //! `nightjar status`: the running agent's view (kernel features, hooks and how each policy
-//! is served, counters), or, when no agent runs, what this kernel offers.
+//! is served, counters), or, when no agent runs, what this kernel offers and exit code 1.
 use std::process::ExitCode;
 
 use serde_json::Value;
@@ -36,6 +36,10 @@ fn print_agent(v: &Value) {
     let k = &v["kernel"];
     let yn = |b: &Value| if b.as_bool().unwrap_or(false) { "yes" } else { "no" };
     println!("agent:         running (node {})", v["pipeline"]["node_name"].as_str().unwrap_or("?"));
+    println!("health:        {}", v["pipeline"]["health"].as_str().unwrap_or("?"));
+    if let Some(e) = v["sensor_error"].as_str() {
+        println!("sensor:        {e}");
+    }
     println!("kernel:        {}", k["kernel_release"].as_str().unwrap_or("?"));
     println!("btf:           {}", yn(&k["btf"]));
     println!("kprobes:       {}", yn(&k["kprobes"]));
@@ -82,7 +86,7 @@ fn local(json: bool, why: &str) -> ExitCode {
     };
     if json {
         println!("{}", serde_json::json!({ "agent": null, "agent_error": why, "kernel": f }));
-        return ExitCode::SUCCESS;
+        return ExitCode::FAILURE;
     }
     let yn = |b: bool| if b { "yes" } else { "no" };
     println!("agent:         not reachable ({why})");
@@ -100,5 +104,6 @@ fn local(json: bool, why: &str) -> ExitCode {
         if f.bpf_lsm { " (listed; the agent checks a program loads)" } else { "" }
     );
     println!("running as:    euid {}", f.euid);
-    ExitCode::SUCCESS
+    // What this kernel offers is useful, but the question was about the agent.
+    ExitCode::FAILURE
 }

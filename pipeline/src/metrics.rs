@@ -4,7 +4,7 @@ use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use http_body_util::Full;
 use hyper::{body::Bytes, server::conn::http1, service::service_fn, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
@@ -37,8 +37,18 @@ pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
 /// Health of the agent as `/healthz` reports it.
 pub type HealthFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// Connections served at once; beyond, a new connection is closed at once (and counted in
+/// `nightjar_stage_dropped_total{stage="metrics_http",reason="too_many_connections"}`).
+pub const MAX_CONNECTIONS: usize = 128;
+/// A request's headers must arrive within this (also the longest idle keep-alive).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest life of one connection, however it behaves.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Binds `addr` and serves `/metrics` and `/healthz` until the task is dropped.
-/// Returns the bound address (useful with port 0).
+/// Returns the bound address (useful with port 0). Slow or idle clients are cut off
+/// ([`HEADER_TIMEOUT`], [`CONNECTION_TIMEOUT`]) and at most [`MAX_CONNECTIONS`] are served,
+/// so half-open connections cannot exhaust the agent's file descriptors.
 pub async fn serve(
     addr: SocketAddr,
     handle: PrometheusHandle,
@@ -46,6 +56,7 @@ pub async fn serve(
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), MetricsError> {
     let listener = TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| MetricsError::Bind { addr, source })?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
             let (stream, _) = match listener.accept().await {
@@ -56,16 +67,29 @@ pub async fn serve(
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                count_stage_drop("metrics_http", "too_many_connections", 1);
+                drop(stream);
+                continue;
+            };
             let handle = handle.clone();
             let health = health.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let handle = handle.clone();
                     let health = health.clone();
                     async move { Ok::<_, Infallible>(route(&req, &handle, &health)) }
                 });
-                if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
-                    tracing::debug!(error = %e, "metrics connection ended with an error");
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(16 << 10)
+                    .serve_connection(TokioIo::new(stream), svc);
+                match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                    Ok(Err(e)) => tracing::debug!(error = %e, "metrics connection ended with an error"),
+                    Err(_) => tracing::debug!("metrics connection closed: open too long"),
+                    Ok(Ok(())) => {}
                 }
             });
         }

@@ -1,64 +1,75 @@
 //! The agent's local control socket (root only, mode 0600): one JSON request per line,
 //! one JSON response per line. `nightjar status` and `nightjar policy add|delete|list`
-//! are its clients.
+//! are its clients. It answers whatever the data path does: requests are bounded in size,
+//! connections in number and idle time, and every wait on the sensor has a deadline.
+mod protocol;
+
 use std::{
     io::{BufRead, BufReader, Write},
-    os::unix::{fs::PermissionsExt, net::UnixStream},
+    os::unix::{
+        fs::{FileTypeExt, PermissionsExt},
+        net::UnixStream,
+    },
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
+pub use protocol::{Request, Response, NOTICE_PREFIX};
 use serde_json::Value;
-use std::sync::Arc;
-
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt},
+    io::AsyncWriteExt,
     net::UnixListener,
-    sync::{broadcast, mpsc, oneshot},
+    sync::{broadcast, mpsc, oneshot, Semaphore},
 };
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Request {
-    Status,
-    PolicyAdd {
-        source: String,
-        yaml: String,
-    },
-    PolicyDelete {
-        name: String,
-    },
-    PolicyList,
-    /// Stream every event as a JSON line until the client hangs up.
-    Subscribe,
-}
-
-/// A line of a Subscribe stream that is a notice for the user, not an event.
-pub const NOTICE_PREFIX: &str = "#nightjar: ";
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Response {
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    pub result: Value,
-}
-
-impl Response {
-    fn ok(result: impl Serialize) -> Self {
-        Response { ok: true, error: None, result: serde_json::to_value(result).unwrap_or(Value::Null) }
-    }
-    fn err(e: impl ToString) -> Self {
-        Response { ok: false, error: Some(e.to_string()), result: Value::Null }
-    }
-}
+/// Request connections open at once; beyond, a connection is told so and closed.
+pub const MAX_CONNECTIONS: usize = 32;
+/// `getevents` streams open at once.
+pub const MAX_SUBSCRIBERS: usize = 64;
+/// A connection that sends no (whole) request for this long is closed: clients send theirs
+/// at once.
+const IDLE: Duration = Duration::from_secs(5);
+/// Longest wait for the sensor to answer a status or list request.
+const SENSOR_QUICK: Duration = Duration::from_secs(2);
+/// Longest wait for the sensor to add or delete a policy (compile, load, attach).
+const SENSOR_SLOW: Duration = Duration::from_secs(30);
+/// Longest wait for a client to take a response.
+const WRITE: Duration = Duration::from_secs(5);
+/// How long a client waits for an answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// Extra status the binary adds to the sensor's (pipeline figures).
 pub type StatusExtra = std::sync::Arc<dyn Fn() -> Value + Send + Sync>;
 
-/// Serves the socket until the task is dropped. Removes a stale socket file first.
+/// Whether the agent may bind `path`: nothing there, or a socket nobody answers on (left
+/// by an agent that crashed). Anything else — a live agent, a regular file, a directory,
+/// a symlink — is refused and never removed.
+pub fn check_socket_path(path: &Path) -> Result<(), String> {
+    let md = match std::fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    if !md.file_type().is_socket() {
+        let what = if md.is_dir() {
+            "a directory"
+        } else if md.file_type().is_symlink() {
+            "a symbolic link"
+        } else if md.is_file() {
+            "a regular file"
+        } else {
+            "not a socket"
+        };
+        return Err(format!("{} exists and is {what}: refusing to replace it (choose another path)", path.display()));
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(format!("{} is in use: another nightjar agent is running", path.display()));
+    }
+    Ok(())
+}
+
+/// Serves the socket until the task is dropped. Replaces only a stale socket.
 pub async fn serve(
     path: PathBuf,
     sensor: mpsc::Sender<sensor::loader::Command>,
@@ -68,45 +79,85 @@ pub async fn serve(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    if path.exists() {
-        // A live agent answers; a stale file from a crashed one is replaced.
-        if UnixStream::connect(&path).is_ok() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                format!("{} is in use: another nightjar agent is running", path.display()),
-            ));
-        }
+    check_socket_path(&path).map_err(|e| std::io::Error::new(std::io::ErrorKind::AddrInUse, e))?;
+    if std::fs::symlink_metadata(&path).is_ok() {
         std::fs::remove_file(&path)?;
     }
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let requests = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let subscribers = Arc::new(Semaphore::new(MAX_SUBSCRIBERS));
+    let handler = Arc::new(Handler { sensor, extra });
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let sensor = sensor.clone();
-            let extra = extra.clone();
-            let events = events.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = stream.into_split();
-                let mut lines = tokio::io::BufReader::new(r).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if matches!(serde_json::from_str::<Request>(&line), Ok(Request::Subscribe)) {
-                        stream_events(events.subscribe(), &mut w).await;
-                        return;
-                    }
-                    let resp = match serde_json::from_str::<Request>(&line) {
-                        Ok(req) => handle(req, &sensor, &extra).await,
-                        Err(e) => Response::err(format!("bad request: {e}")),
-                    };
-                    let mut out = serde_json::to_string(&resp).unwrap_or_default();
-                    out.push('\n');
-                    if w.write_all(out.as_bytes()).await.is_err() {
-                        break;
-                    }
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "control socket: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
+            };
+            let Ok(permit) = requests.clone().try_acquire_owned() else {
+                pipeline::metrics::count_stage_drop("control", "too_many_connections", 1);
+                tokio::spawn(refuse(stream, format!("too many connections (at most {MAX_CONNECTIONS}); retry")));
+                continue;
+            };
+            let (handler, events, subscribers) = (handler.clone(), events.clone(), subscribers.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                connection(stream, &handler, &events, &subscribers).await;
             });
         }
     }))
+}
+
+async fn refuse(mut stream: tokio::net::UnixStream, why: String) {
+    let _ = tokio::time::timeout(WRITE, stream.write_all(Response::err(why).to_line().as_bytes())).await;
+}
+
+/// Requests of one connection, until it hangs up, idles or misbehaves.
+async fn connection(
+    stream: tokio::net::UnixStream,
+    handler: &Handler,
+    events: &broadcast::Sender<Arc<pipeline::Event>>,
+    subscribers: &Arc<Semaphore>,
+) {
+    let (r, mut w) = stream.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        let resp = match tokio::time::timeout(IDLE, protocol::read_line(&mut r, &mut line, protocol::MAX_LINE)).await {
+            Err(_) | Ok(Ok(false)) => return,
+            Ok(Err(protocol::LineError::Io(_))) => return,
+            Ok(Err(e @ protocol::LineError::TooLong { .. })) => {
+                pipeline::metrics::count_stage_drop("control", "request_too_long", 1);
+                let _ = tokio::time::timeout(WRITE, w.write_all(Response::err(e).to_line().as_bytes())).await;
+                return;
+            }
+            Ok(Ok(true)) => match protocol::decode(&line) {
+                Ok(Request::Subscribe) => {
+                    let Ok(_sub) = subscribers.clone().try_acquire_owned() else {
+                        let why = format!("too many getevents streams (at most {MAX_SUBSCRIBERS})");
+                        let _ = tokio::time::timeout(WRITE, w.write_all(Response::err(why).to_line().as_bytes())).await;
+                        return;
+                    };
+                    drop(r);
+                    stream_events(events.subscribe(), &mut w).await;
+                    return;
+                }
+                Ok(req) => handler.handle(req).await,
+                Err(e) => Response::err(e),
+            },
+        };
+        // A large policy is not kept for the life of the connection.
+        line = Vec::new();
+        match tokio::time::timeout(WRITE, w.write_all(resp.to_line().as_bytes())).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
 }
 
 /// Writes events to a subscriber until it hangs up. A subscriber that cannot keep up
@@ -131,83 +182,108 @@ async fn stream_events(mut rx: broadcast::Receiver<Arc<pipeline::Event>>, w: &mu
     }
 }
 
-async fn handle(req: Request, sensor: &mpsc::Sender<sensor::loader::Command>, extra: &StatusExtra) -> Response {
-    use sensor::loader::Command;
-    let gone = || Response::err("the sensor is not running");
-    match req {
-        Request::Status => {
-            let (tx, rx) = oneshot::channel();
-            if sensor.send(Command::Status(tx)).await.is_err() {
-                return gone();
-            }
-            match rx.await {
-                Ok(s) => {
-                    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
-                    if let Value::Object(o) = &mut v {
-                        o.insert("pipeline".into(), extra());
-                    }
-                    Response::ok(v)
-                }
-                Err(_) => gone(),
-            }
-        }
-        Request::PolicyAdd { source, yaml } => {
-            let loaded = match sensor::policy::parse(&source, &yaml) {
-                Ok(l) => l,
-                Err(e) => return Response::err(e),
-            };
-            let (tx, rx) = oneshot::channel();
-            if sensor.send(Command::AddPolicy(Box::new(loaded), tx)).await.is_err() {
-                return gone();
-            }
-            match rx.await {
-                Ok(Ok(st)) => Response::ok(st),
-                Ok(Err(e)) => Response::err(e),
-                Err(_) => gone(),
-            }
-        }
-        Request::PolicyDelete { name } => {
-            let (tx, rx) = oneshot::channel();
-            if sensor.send(Command::DeletePolicy(name, tx)).await.is_err() {
-                return gone();
-            }
-            match rx.await {
-                Ok(Ok(st)) => Response::ok(st),
-                Ok(Err(e)) => Response::err(e),
-                Err(_) => gone(),
-            }
-        }
-        Request::Subscribe => Response::err("subscribe is a stream: send it as the first request"),
-        Request::PolicyList => {
-            let (tx, rx) = oneshot::channel();
-            if sensor.send(Command::ListPolicies(tx)).await.is_err() {
-                return gone();
-            }
-            match rx.await {
-                Ok(l) => Response::ok(l),
-                Err(_) => gone(),
-            }
+struct Handler {
+    sensor: mpsc::Sender<sensor::loader::Command>,
+    extra: StatusExtra,
+}
+
+/// Why the sensor did not answer.
+enum Unanswered {
+    Gone,
+    Late(Duration),
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unanswered::Gone => f.write_str("the sensor is not running"),
+            Unanswered::Late(d) => write!(f, "the sensor did not answer within {} s", d.as_secs()),
         }
     }
 }
 
+impl Handler {
+    /// Sends a command to the sensor and waits for its reply, at most `within`.
+    async fn ask<T>(
+        &self,
+        within: Duration,
+        make: impl FnOnce(oneshot::Sender<T>) -> sensor::loader::Command,
+    ) -> Result<T, Unanswered> {
+        let (tx, rx) = oneshot::channel();
+        let exchange = async {
+            self.sensor.send(make(tx)).await.map_err(|_| Unanswered::Gone)?;
+            rx.await.map_err(|_| Unanswered::Gone)
+        };
+        tokio::time::timeout(within, exchange).await.unwrap_or(Err(Unanswered::Late(within)))
+    }
+
+    async fn handle(&self, req: Request) -> Response {
+        use sensor::loader::Command;
+        match req {
+            Request::Status => {
+                let mut v = match self.ask(SENSOR_QUICK, Command::Status).await {
+                    Ok(s) => serde_json::to_value(s).unwrap_or(Value::Null),
+                    // The pipeline's half of the status is still worth showing.
+                    Err(e) => serde_json::json!({ "sensor_error": e.to_string() }),
+                };
+                if let Value::Object(o) = &mut v {
+                    o.insert("pipeline".into(), (self.extra)());
+                }
+                Response::ok(v)
+            }
+            Request::PolicyAdd { source, yaml } => {
+                // Parsed off the runtime's threads: a hostile file stalls no event.
+                let parsed = tokio::task::spawn_blocking(move || sensor::policy::parse(&source, &yaml)).await;
+                let loaded = match parsed {
+                    Ok(Ok(l)) => l,
+                    Ok(Err(e)) => return Response::err(e),
+                    Err(e) => return Response::err(format!("policy parser failed: {e}")),
+                };
+                match self.ask(SENSOR_SLOW, |tx| Command::AddPolicy(Box::new(loaded), tx)).await {
+                    Ok(Ok(st)) => Response::ok(st),
+                    Ok(Err(e)) => Response::err(e),
+                    Err(e) => Response::err(e),
+                }
+            }
+            Request::PolicyDelete { name } => match self.ask(SENSOR_SLOW, |tx| Command::DeletePolicy(name, tx)).await {
+                Ok(Ok(st)) => Response::ok(st),
+                Ok(Err(e)) => Response::err(e),
+                Err(e) => Response::err(e),
+            },
+            Request::PolicyList => match self.ask(SENSOR_QUICK, Command::ListPolicies).await {
+                Ok(l) => Response::ok(l),
+                Err(e) => Response::err(e),
+            },
+            Request::Subscribe => Response::err("subscribe is a stream: send it as the first request"),
+        }
+    }
+}
+
+fn connect(path: &Path) -> Result<UnixStream, String> {
+    UnixStream::connect(path)
+        .map_err(|e| format!("cannot reach the agent at {}: {e} (is `nightjar run` running?)", path.display()))
+}
+
 /// Client side: one request, one response.
 pub fn call(path: &Path, req: &Request) -> Result<Response, String> {
-    let mut s = UnixStream::connect(path)
-        .map_err(|e| format!("cannot reach the agent at {}: {e} (is `nightjar run` running?)", path.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let mut s = connect(path)?;
+    s.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
     let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
     line.push('\n');
     s.write_all(line.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut resp = String::new();
-    BufReader::new(&s).read_line(&mut resp).map_err(|e| format!("{}: {e}", path.display()))?;
+    BufReader::new(&s).read_line(&mut resp).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            format!("the agent at {} did not answer within {} s", path.display(), CLIENT_TIMEOUT.as_secs())
+        }
+        _ => format!("{}: {e}", path.display()),
+    })?;
     serde_json::from_str(&resp).map_err(|e| format!("bad response from the agent: {e}"))
 }
 
 /// Client side of Subscribe: the event lines as a reader.
 pub fn subscribe(path: &Path, req: &Request) -> Result<BufReader<UnixStream>, String> {
-    let mut s = UnixStream::connect(path)
-        .map_err(|e| format!("cannot reach the agent at {}: {e} (is `nightjar run` running?)", path.display()))?;
+    let mut s = connect(path)?;
     let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
     line.push('\n');
     s.write_all(line.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;

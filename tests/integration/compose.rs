@@ -34,10 +34,12 @@ fn compose_file_is_valid_and_its_mounts_exist() {
     for svc in ["nightjar:", "kafka:", "elasticsearch:", "kibana:", "prometheus:", "grafana:"] {
         assert!(text.contains(&format!("\n  {svc}")), "service {svc} missing");
     }
-    // The config the nightjar service runs with is a valid nightjar config.
+    // The config the nightjar service runs with is a valid nightjar config (its policies
+    // directory is where the compose file mounts ./config/policies).
     let out = crate::common::nightjar()
         .args(["config", "--check", "--config"])
         .arg(root().join("config/docker/nightjar.yaml"))
+        .args(["--set", &format!("sensor.policies_dir={}", root().join("config/policies").display())])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

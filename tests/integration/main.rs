@@ -3,6 +3,11 @@ mod common;
 
 mod compose;
 mod config_errors;
+mod faults_blocked;
+mod faults_control;
+mod faults_input;
+mod faults_metrics;
+mod faults_util;
 mod getevents;
 mod kubernetes;
 mod kubernetes_pod;

@@ -28,10 +28,13 @@ pub mod users;
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Capacity of the channel between the sources and the pipeline, in events.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 1048576>")]
     pub channel_capacity: usize,
     /// Capacity of each channel between two stages, in events.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 1048576>")]
     pub stage_channel_capacity: usize,
     /// How long shutdown may take to drain and flush, in seconds.
+    #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 3600>")]
     pub shutdown_timeout_secs: u64,
     pub dedup: dedup::DedupConfig,
     pub enrich: enrich::EnrichConfig,
@@ -259,6 +262,22 @@ impl PipelineReport {
 
 /// Starts one stage task between an input and an output (the bool: count the input).
 type StartFn = Box<dyn FnOnce(mpsc::Receiver<Event>, mpsc::Sender<Event>, bool) -> JoinHandle<StageReport>>;
+
+/// Builds every enabled stage without starting it: the errors [`spawn`] would return, for
+/// `nightjar config --check`.
+pub fn check(cfg: &PipelineConfig, ctx: &Context) -> Result<(), StageError> {
+    if cfg.dedup.enabled {
+        dedup::Dedup::new(&cfg.dedup)?;
+    }
+    if cfg.enrich.enabled {
+        k8s::detect(&cfg.enrich.kubernetes, |k| std::env::var(k).ok())?;
+    }
+    filter::Filter::new(&cfg.filter)?;
+    if cfg.rate_limit.enabled() {
+        ratelimit::RateLimit::new(&cfg.rate_limit, ctx)?;
+    }
+    Ok(())
+}
 
 /// Builds the enabled stages and spawns them, chained by bounded channels, in front of the
 /// fan-out to `outputs`. The pipeline ends when `input` closes and every stage has drained.
