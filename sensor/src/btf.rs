@@ -176,6 +176,15 @@ impl Btf {
             .ok_or_else(|| BtfError::NoStruct(name.to_owned()))
     }
 
+    /// Type id of the kernel function `name` (a BTF `FUNC`), the attach target of fentry
+    /// and BPF-LSM programs.
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        (1..self.types.len() as u32).find(|id| {
+            let t = &self.types[*id as usize];
+            t.kind == KIND_FUNC && self.str(t.name) == name
+        })
+    }
+
     /// Size in bytes of a named struct.
     pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
         Ok(self.types[self.struct_id(name)? as usize].size_or_type)

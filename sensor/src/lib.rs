@@ -13,5 +13,6 @@ pub mod offsets;
 pub mod policy;
 pub mod probe;
 pub mod procfs;
+pub mod progprobe;
 
 pub use loader::{Sensor, SensorConfig, SensorError};

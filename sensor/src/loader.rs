@@ -10,7 +10,7 @@ use std::{
 
 use aya::{
     maps::{PerCpuArray, RingBuf},
-    programs::{FEntry, Lsm, RawTracePoint, TracePoint},
+    programs::{RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use nightjar_common::{cause, kind, missed_index};
@@ -100,6 +100,8 @@ pub enum SensorError {
     MissingMap(&'static str),
     #[error("eBPF program {0} is missing from the object")]
     MissingProgram(&'static str),
+    #[error("a loader thread panicked")]
+    LoaderThread,
     #[error("ring buffer: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -107,6 +109,10 @@ pub enum SensorError {
 /// Tracepoints the base sensor attaches: (program, category, tracepoint).
 const PROCESS_TRACEPOINTS: [(&str, &str, &str); 2] =
     [("sched_process_exec", "sched", "sched_process_exec"), ("sched_process_exit", "sched", "sched_process_exit")];
+/// Policy programs every start loads (attached per tracepoint as policies need them).
+const POLICY_PROGRAMS: [&str; 5] = ["policy_tp", "policy_sys_enter", "policy_sys_exit", "exec_binmask", "exec_policy"];
+/// Of those, the ones that always run on exec, in run order.
+const EXEC_POLICY_PROGRAMS: [&str; 2] = ["exec_binmask", "exec_policy"];
 /// Raw tracepoints (they give the task pointers): (program, tracepoint).
 const PROCESS_RAW_TRACEPOINTS: [(&str, &str); 1] = [("sched_process_fork", "sched_process_fork")];
 
@@ -174,6 +180,9 @@ impl Sensor {
             return Err(SensorError::NotRoot(features.euid));
         }
         let mut features = features;
+        // aya's loader parses the kernel BTF when it is made; ours (for struct offsets) is
+        // parsed meanwhile on this thread.
+        let loader = std::thread::spawn(EbpfLoader::new);
         let btf = crate::btf::Btf::from_sys_fs()?;
         let (mut offsets, report) = crate::offsets::compute(&btf, cfg.args_max_bytes)?;
         for m in &report.missing {
@@ -184,61 +193,44 @@ impl Sensor {
                 crate::probe::tracepoint_field_offset(tracefs, "sched", "sched_process_exit", "group_dead")
                     .unwrap_or(nightjar_common::Offsets::MISSING);
         }
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = loader.join().map_err(|_| SensorError::LoaderThread)?;
+        let mut ebpf = loader
+            // The object has no CO-RE relocations (Rust's BPF target emits none; offsets come
+            // from OFFSETS): aya need not keep the kernel BTF it parsed.
+            .btf(None)
             .map_max_entries("EVENTS", size as u32)
             .override_global("OFFSETS", &offsets, true)
             .override_global("CGROUP_FILTER", &cfg.cgroup_filter, true)
             .load(BPF_OBJECT)?;
-        for (prog, tp) in PROCESS_RAW_TRACEPOINTS {
-            let p: &mut RawTracePoint = ebpf
-                .program_mut(prog)
-                .ok_or(SensorError::MissingProgram(prog))?
-                .try_into()
-                .map_err(|source| SensorError::Program { name: prog, source })?;
-            p.load().map_err(|source| SensorError::Program { name: prog, source })?;
-            p.attach(tp).map_err(|source| SensorError::Program { name: prog, source })?;
-            tracing::info!(program = prog, hook = %format!("raw_tracepoint:{tp}"), "attached");
-        }
-        for (prog, category, tp) in PROCESS_TRACEPOINTS {
+        drop(loader);
+        attach_process_hooks(&mut ebpf)?;
+        // With the process hooks attached, the /proc scan runs while the kernel verifies the
+        // policy programs (a process born meanwhile is seen by one or the other).
+        let (scan, loaded) = std::thread::scope(|s| {
+            let scan = cfg.proc_scan.then(|| s.spawn(crate::procfs::scan));
+            let loaded = load_in_parallel(&mut ebpf, &POLICY_PROGRAMS);
+            (scan.map(|h| h.join()), loaded)
+        });
+        loaded?;
+        // Policy programs are attached per tracepoint as policies need them, but for the exec
+        // ones; attach order is run order: the binary mask first, then the exec hooks.
+        for prog in EXEC_POLICY_PROGRAMS {
             let p: &mut TracePoint = ebpf
                 .program_mut(prog)
                 .ok_or(SensorError::MissingProgram(prog))?
                 .try_into()
                 .map_err(|source| SensorError::Program { name: prog, source })?;
-            p.load().map_err(|source| SensorError::Program { name: prog, source })?;
-            p.attach(category, tp).map_err(|source| SensorError::Program { name: prog, source })?;
-            tracing::info!(program = prog, hook = %format!("tracepoint:{category}:{tp}"), "attached");
+            p.attach("sched", "sched_process_exec").map_err(|source| SensorError::Program { name: prog, source })?;
         }
-        // Policy programs: loaded now, attached per tracepoint as policies need them.
-        {
-            for prog in ["policy_tp", "policy_sys_enter", "policy_sys_exit"] {
-                let p: &mut TracePoint = ebpf
-                    .program_mut(prog)
-                    .ok_or(SensorError::MissingProgram(prog))?
-                    .try_into()
-                    .map_err(|source| SensorError::Program { name: prog, source })?;
-                p.load().map_err(|source| SensorError::Program { name: prog, source })?;
-            }
-            for prog in ["exec_binmask", "exec_policy"] {
-                let p: &mut TracePoint = ebpf
-                    .program_mut(prog)
-                    .ok_or(SensorError::MissingProgram(prog))?
-                    .try_into()
-                    .map_err(|source| SensorError::Program { name: prog, source })?;
-                p.load().map_err(|source| SensorError::Program { name: prog, source })?;
-                // Attach order is run order: the binary mask first, then the exec hooks.
-                p.attach("sched", "sched_process_exec")
-                    .map_err(|source| SensorError::Program { name: prog, source })?;
-            }
-        }
-        let (kernel, aya_btf) = kernel_hooks(&mut ebpf, &mut features);
+        let (kernel, aya_btf) = kernel_hooks(&btf, &mut features);
+        drop(btf);
         let host_ns = crate::hooks::process::host_namespaces();
         let tracefs = features.tracefs.clone().unwrap_or_else(|| "/sys/kernel/tracing".into());
         let policies = PolicyEngine::new(Env { tracefs, host_ns, kernel }, aya_btf);
         let mut process = ProcessHook::new(node_name, cfg.process_cache_max);
-        if cfg.proc_scan {
-            // After attaching, so a process born meanwhile is seen by one or the other.
-            let n = process.seed_from_proc(&crate::procfs::scan());
+        if let Some(scan) = scan {
+            let snapshot = scan.map_err(|_| SensorError::LoaderThread)?;
+            let n = process.seed_from_proc(&snapshot);
             tracing::info!(processes = n, "process cache seeded from /proc");
         }
         let (command_tx, commands) = mpsc::channel(16);
@@ -494,56 +486,72 @@ fn export_missed(missed: &PerCpuArray<aya::maps::MapData, u64>, stats: &SensorSt
     total
 }
 
-/// Which kernel-function and LSM backends this kernel lets the policy engine use: kprobes
-/// from the probe, fentry and BPF-LSM by loading a trivial program of each kind (a kernel
-/// may list them and still refuse the load, e.g. with EPERM under lockdown).
-fn kernel_hooks(ebpf: &mut Ebpf, features: &mut KernelFeatures) -> (KernelHooks, Option<aya::Btf>) {
-    let btf = if features.btf {
-        aya::Btf::from_sys_fs()
-            .map_err(|e| tracing::warn!(error = %e, "kernel BTF unreadable by aya: no fentry or BPF-LSM"))
-            .ok()
-    } else {
-        None
-    };
-    let why = |e: &aya::programs::ProgramError| {
-        let mut s = e.to_string();
-        let mut cur = std::error::Error::source(e);
-        while let Some(c) = cur {
-            s.push_str(&format!(": {c}"));
-            cur = c.source();
+/// Loads and attaches the process lifecycle programs (exec, exit, fork).
+fn attach_process_hooks(ebpf: &mut Ebpf) -> Result<(), SensorError> {
+    for (prog, tp) in PROCESS_RAW_TRACEPOINTS {
+        let p: &mut RawTracePoint = ebpf
+            .program_mut(prog)
+            .ok_or(SensorError::MissingProgram(prog))?
+            .try_into()
+            .map_err(|source| SensorError::Program { name: prog, source })?;
+        p.load().map_err(|source| SensorError::Program { name: prog, source })?;
+        p.attach(tp).map_err(|source| SensorError::Program { name: prog, source })?;
+        tracing::info!(program = prog, hook = %format!("raw_tracepoint:{tp}"), "attached");
+    }
+    for (prog, category, tp) in PROCESS_TRACEPOINTS {
+        let p: &mut TracePoint = ebpf
+            .program_mut(prog)
+            .ok_or(SensorError::MissingProgram(prog))?
+            .try_into()
+            .map_err(|source| SensorError::Program { name: prog, source })?;
+        p.load().map_err(|source| SensorError::Program { name: prog, source })?;
+        p.attach(category, tp).map_err(|source| SensorError::Program { name: prog, source })?;
+        tracing::info!(program = prog, hook = %format!("tracepoint:{category}:{tp}"), "attached");
+    }
+    Ok(())
+}
+
+/// Loads the tracepoint programs `names`, each on its own thread: the kernel's verifier
+/// takes most of the start-up time and runs on the loading thread, so this uses every core.
+fn load_in_parallel(ebpf: &mut Ebpf, names: &[&'static str]) -> Result<(), SensorError> {
+    let mut found: Vec<(&'static str, &mut TracePoint)> = Vec::new();
+    for (name, prog) in ebpf.programs_mut() {
+        if let Some(n) = names.iter().copied().find(|n| *n == name) {
+            let tp: &mut TracePoint = prog.try_into().map_err(|source| SensorError::Program { name: n, source })?;
+            found.push((n, tp));
         }
-        s
-    };
+    }
+    if let Some(missing) = names.iter().copied().find(|n| !found.iter().any(|(f, _)| f == n)) {
+        return Err(SensorError::MissingProgram(missing));
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = found
+            .into_iter()
+            .map(|(name, p)| (name, s.spawn(move || p.load().map_err(|source| SensorError::Program { name, source }))))
+            .collect();
+        handles.into_iter().try_for_each(|(_, h)| h.join().map_err(|_| SensorError::LoaderThread)?)
+    })
+}
+
+/// Which kernel-function and LSM backends this kernel lets the policy engine use: kprobes
+/// from the probe, fentry and BPF-LSM by loading a two-instruction program of each kind
+/// (a kernel may list them and still refuse the load, e.g. with EPERM under lockdown).
+/// aya's own parse of the kernel BTF, which fentry and LSM program loads need, is done only
+/// when one of them is usable.
+fn kernel_hooks(btf: &crate::btf::Btf, features: &mut KernelFeatures) -> (KernelHooks, Option<aya::Btf>) {
     features.fentry = false;
     let mut lsm_unavailable = String::new();
-    if let Some(btf) = &btf {
-        match ebpf.program_mut("probe_fentry").map(<&mut FEntry>::try_from) {
-            Some(Ok(p)) => match p.load("security_file_open", btf) {
-                Ok(()) => {
-                    features.fentry = true;
-                    let _ = p.unload();
-                }
-                Err(e) => {
-                    tracing::info!(error = %why(&e), "fentry programs do not load here: kprobes or tracepoints serve kernel functions")
-                }
-            },
-            _ => tracing::warn!("probe_fentry is missing from the eBPF object"),
+    if features.btf {
+        match crate::progprobe::fentry(btf, "security_file_open") {
+            Ok(()) => features.fentry = true,
+            Err(e) => {
+                tracing::info!(error = %e, "fentry programs do not load here: kprobes or tracepoints serve kernel functions")
+            }
         }
         if features.bpf_lsm {
-            match ebpf.program_mut("probe_lsm").map(<&mut Lsm>::try_from) {
-                Some(Ok(p)) => match p.load("file_open", btf) {
-                    Ok(()) => {
-                        let _ = p.unload();
-                    }
-                    Err(e) => {
-                        lsm_unavailable = format!("BPF-LSM programs do not load: {}", why(&e));
-                        features.bpf_lsm = false;
-                    }
-                },
-                _ => {
-                    lsm_unavailable = "probe_lsm is missing from the eBPF object".into();
-                    features.bpf_lsm = false;
-                }
+            if let Err(e) = crate::progprobe::lsm(btf, "file_open") {
+                lsm_unavailable = format!("BPF-LSM programs do not load: {e}");
+                features.bpf_lsm = false;
             }
         } else {
             lsm_unavailable =
@@ -556,6 +564,17 @@ fn kernel_hooks(ebpf: &mut Ebpf, features: &mut KernelFeatures) -> (KernelHooks,
     if !lsm_unavailable.is_empty() {
         tracing::info!(reason = %lsm_unavailable, "BPF-LSM unavailable: Override cannot be used; tracepoints serve LSM hooks");
     }
+    let aya_btf = if features.fentry || features.bpf_lsm {
+        aya::Btf::from_sys_fs()
+            .map_err(|e| tracing::warn!(error = %e, "kernel BTF unreadable by aya: no fentry or BPF-LSM"))
+            .ok()
+    } else {
+        None
+    };
+    if aya_btf.is_none() {
+        features.fentry = false;
+        features.bpf_lsm = false;
+    }
     let kernel = KernelHooks {
         fentry: features.fentry,
         kprobes: features.kprobes,
@@ -565,7 +584,7 @@ fn kernel_hooks(ebpf: &mut Ebpf, features: &mut KernelFeatures) -> (KernelHooks,
     }
     .with_symbols();
     tracing::info!(fentry = kernel.fentry, kprobes = kernel.kprobes, bpf_lsm = kernel.lsm, "policy hook backends");
-    (kernel, btf)
+    (kernel, aya_btf)
 }
 
 const KIND_NAMES: [(u16, &str); 4] =
