@@ -336,6 +336,24 @@ def scenario_remote_sinks():
         row(f"{what} ({events} events)", fmt(ours, "ev/s"), fmt(base, "ev/s") + f" {bname}", f"{med(ours)/med(base):.2f}")
 
 
+
+def scenario_buffers():
+    print("6. sink buffers: disk vs memory, and replay after an outage", flush=True)
+    mem, disk, fill, replay = [], [], [], []
+    events = os.environ.get("BENCH_BUFFER_EVENTS", "300000")
+    for _ in range(RUNS):
+        o = cargo_bench("nightjar-sinks", "buffers", env={"NIGHTJAR_BENCH_EVENTS": events})
+        for line in o.splitlines():
+            cols = re.split(r"\s{2,}", line.strip())
+            if len(cols) == 2 and re.fullmatch(r"[\d.]+", cols[1]):
+                {"memory buffer": mem, "disk buffer (fsync interval)": disk,
+                 "disk buffer fill (outage, no reader)": fill,
+                 "disk buffer replay after restart": replay}.get(cols[0], []).append(float(cols[1]))
+    if not (mem and disk and fill and replay):
+        raise ScenarioFailed("buffers bench output not understood")
+    row(f"disk buffer events/s ({events} events)", fmt(disk, "ev/s"), fmt(mem, "ev/s") + " (memory buffer)", f"{med(disk)/med(mem):.2f}")
+    row("disk buffer replay after an outage, events/s", fmt(replay, "ev/s"), fmt(fill, "ev/s") + " (filling it)", f"{med(replay)/med(fill):.2f}")
+
 def main():
     if os.geteuid() != 0:
         sys.exit("bench: run as root (the agent loads eBPF programs)")
@@ -351,6 +369,7 @@ def main():
         ("3 pipeline and local sinks", scenario_pipeline),
         ("4 remote sinks", scenario_remote_sinks),
         ("5 memory", lambda: scenario_memory(tmp)),
+        ("6 sink buffers", scenario_buffers),
     ]
     only = os.environ.get("BENCH_ONLY")
     for name, fn in scenarios:

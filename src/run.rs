@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::Context;
 use pipeline::{fanout::Output, stages};
+use sinks::{run::Running, Health};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -32,8 +33,13 @@ pub fn main(global: &Global, args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cfg, policies, args)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let res = rt.block_on(run(cfg, policies, args));
+    // A sink's blocking thread stuck in a write (stdout into a pipe nobody reads) must not
+    // hold the exit: what it had is already counted as undelivered.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    match res {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) if e.downcast_ref::<BadInput>().is_some() => {
             eprintln!("nightjar: {}", error_chain(&e));
             ExitCode::from(crate::EXIT_USAGE)
@@ -84,6 +90,10 @@ fn raise_fd_limit() {
 struct AgentHealth {
     ready: Arc<AtomicBool>,
     sensor: Arc<OnceLock<Arc<sensor::loader::SensorStats>>>,
+    /// Every running sink (degraded when it has not delivered for its health timeout).
+    sinks: Vec<Arc<sinks::SinkHealth>>,
+    /// Sinks that could not be built, and why.
+    failed_sinks: Vec<(&'static str, String)>,
 }
 
 impl AgentHealth {
@@ -99,6 +109,14 @@ impl AgentHealth {
                     "the kernel dropped {n} events in the last {} s (its ring buffer is full: the pipeline is behind)",
                     sensor::loader::MISSED_WINDOW_SECS
                 ));
+            }
+        }
+        degraded.extend(self.failed_sinks.iter().map(|(n, why)| format!("sink {n} disabled: {why}")));
+        for h in &self.sinks {
+            match h.health() {
+                Health::Healthy => {}
+                Health::Degraded(why) => degraded.push(format!("sink {} degraded: {why}", h.name)),
+                Health::Disabled(why) => degraded.push(format!("sink {} disabled: {why}", h.name)),
             }
         }
         if degraded.is_empty() {
@@ -146,12 +164,25 @@ pub fn init_logging(cfg: &Config) {
     };
 }
 
-async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) -> anyhow::Result<()> {
+/// Returns whether everything accepted was delivered or persisted (the exit status).
+async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) -> anyhow::Result<bool> {
     let node = cfg.node_name();
     pipeline::metrics::set_tetragon_names(cfg.metrics.tetragon_names);
-    let health = AgentHealth::default();
-    let _metrics_task = if cfg.metrics.enabled {
-        let handle = pipeline::metrics::install_recorder()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // The recorder before anything counts (the sinks set their gauges when they start).
+    let metrics_handle = if cfg.metrics.enabled { Some(pipeline::metrics::install_recorder()?) } else { None };
+    // Sinks first: each with its buffer and driver. A server that is down only delays its
+    // sink (it buffers); a sink that cannot be built is reported, the others keep working.
+    let (running, mut outputs, failed) = sinks::run::start(sinks::build_all(&cfg.sinks), &cfg.sinks.data_dir, &stop_rx);
+    for (name, why) in &failed {
+        tracing::error!(sink = name, error = %why, "sink disabled: it could not be built");
+    }
+    if running.is_empty() {
+        anyhow::bail!("no sink could start; enable at least one under `sinks:`");
+    }
+    let sink_health: Vec<Arc<sinks::SinkHealth>> = running.iter().map(|r| r.health.clone()).collect();
+    let health = AgentHealth { sinks: sink_health.clone(), failed_sinks: failed.clone(), ..AgentHealth::default() };
+    let _metrics_task = if let Some(handle) = metrics_handle {
         let h = health.clone();
         let health: pipeline::metrics::HealthFn = Arc::new(move || h.check());
         let (addr, task) = pipeline::metrics::serve(cfg.metrics.listen, handle, health).await?;
@@ -161,42 +192,21 @@ async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) 
         None
     };
 
-    // Sinks first: a sink that cannot start is reported, the others keep working.
-    let mut outputs = Vec::new();
-    let mut drivers = Vec::new();
-    let mut built_sinks = sinks::build_all(&cfg.sinks);
-    built_sinks.extend(sinks::build_remote(&cfg.sinks).await);
-    // What `nightjar status` says of each sink: its live health, or why it did not start.
-    let mut sink_status: Vec<(&'static str, Result<Option<sinks::HealthHandle>, String>)> = Vec::new();
-    for (name, built) in built_sinks {
-        sink_status.push((name, built.as_ref().map(|b| b.health.clone()).map_err(|e| e.to_string())));
-        match built {
-            Ok(b) => {
-                let (tx, rx) = mpsc::channel(b.queue.capacity.max(1));
-                outputs.push(Output { name, tx, policy: b.queue.policy });
-                drivers.push((name, tokio::spawn(sinks::driver::run(b.sink, rx, b.batch))));
-            }
-            Err(e) => tracing::error!(sink = name, error = %e, "sink disabled: it could not start"),
-        }
-    }
-    if outputs.is_empty() {
-        anyhow::bail!("no sink could start; enable at least one under `sinks:`");
-    }
     // `nightjar getevents` subscribers: one more output that never blocks the pipeline.
     // It also counts what reaches the fan-out, for the events/s of `nightjar status`.
     let (events_tx, _) = tokio::sync::broadcast::channel::<Arc<pipeline::Event>>(4096);
     let counted = Arc::new(AtomicU64::new(0));
     let rate = Arc::new(AtomicU64::new(0));
     {
-        let (tx, mut rx) = mpsc::channel::<Arc<pipeline::Event>>(4096);
-        outputs.push(Output { name: "getevents", tx, policy: pipeline::fanout::QueuePolicy::DropNewest });
+        let (tx, mut rx) = mpsc::channel::<pipeline::fanout::Entry>(4096);
+        outputs.push(Output::new("getevents", tx, pipeline::fanout::QueuePolicy::DropNewest));
         let events_tx = events_tx.clone();
         let seen = counted.clone();
         tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
                 seen.fetch_add(1, Ordering::Relaxed);
                 // No subscriber is not a loss: nobody asked for the stream.
-                let _ = events_tx.send(e);
+                let _ = events_tx.send(e.event);
             }
         });
         let (counted, rate) = (counted.clone(), rate.clone());
@@ -211,8 +221,6 @@ async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) 
             }
         });
     }
-    let queues: Vec<(&'static str, mpsc::WeakSender<Arc<pipeline::Event>>)> =
-        outputs.iter().map(|o| (o.name, o.tx.downgrade())).collect();
 
     // The stages before the sensor: a bad filter is reported before any hook is attached.
     let (tx, rx) = mpsc::channel(cfg.pipeline.channel_capacity.max(1));
@@ -234,38 +242,22 @@ async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) 
     };
     let node_for_status = node.clone();
     let health_for_status = health.clone();
+    let status_sinks = sink_health.clone();
+    let status_failed = failed.clone();
     let extra: crate::control::StatusExtra = Arc::new(move || {
-        let sinks: serde_json::Map<String, serde_json::Value> = sink_status
-            .iter()
-            .map(|(name, st)| {
-                let s = match st {
-                    Ok(None) => "running".to_owned(),
-                    Ok(Some(h)) => match h.lock().map(|h| h.clone()) {
-                        Ok(sinks::Health::Healthy) => "healthy".to_owned(),
-                        Ok(sinks::Health::Degraded(why)) => format!("degraded: {why}"),
-                        Err(_) => "unknown".to_owned(),
-                    },
-                    Err(e) => format!("disabled: {e}"),
-                };
-                ((*name).to_owned(), serde_json::Value::String(s))
-            })
-            .collect();
-        let q: serde_json::Map<String, serde_json::Value> = queues
-            .iter()
-            .filter_map(|(n, w)| {
-                let tx = w.upgrade()?;
-                Some((
-                    n.to_string(),
-                    serde_json::json!({"depth": tx.max_capacity() - tx.capacity(), "capacity": tx.max_capacity()}),
-                ))
-            })
-            .collect();
+        let mut sinks: serde_json::Map<String, serde_json::Value> =
+            status_sinks.iter().map(|h| (h.name.to_owned(), h.status_json())).collect();
+        for (name, why) in &status_failed {
+            sinks.insert(
+                (*name).to_owned(),
+                serde_json::json!({ "state": format!("disabled: {why}"), "healthy": false }),
+            );
+        }
         serde_json::json!({
             "node_name": node_for_status,
             "health": health_for_status.check().err().unwrap_or_else(|| "ok".into()),
             "events_total": counted.load(Ordering::Relaxed),
             "events_per_second": rate.load(Ordering::Relaxed),
-            "queues": q,
             "sinks": sinks,
         })
     });
@@ -275,11 +267,13 @@ async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) 
         .await
         .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // The tail's checkpoint moves only as far as every sink has the lines (end-to-end ack).
+    let tail_checkpoint = pipeline::sources::tetragon_file::Tracker::new(cfg.sources.tetragon_file.checkpoint.clone());
     let source_task = cfg.sources.tetragon_file.enabled.then(|| {
         tracing::info!(path = %cfg.sources.tetragon_file.path.display(), "tailing the Tetragon export");
         tokio::spawn(pipeline::sources::tetragon_file::run(
             cfg.sources.tetragon_file.clone(),
+            tail_checkpoint.clone(),
             tx.clone(),
             stop_rx.clone(),
         ))
@@ -297,10 +291,11 @@ async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) 
     tracing::info!("shutting down: stopping the sensor, draining the pipeline, flushing sinks");
     let _ = stop_tx.send(true);
     let deadline = Duration::from_secs(cfg.pipeline.shutdown_timeout_secs);
+    let (drivers, healths): (Vec<_>, Vec<_>) = running.into_iter().map(|r: Running| (r.driver, r.health)).unzip();
     let drained = tokio::time::timeout(deadline, async {
         if let Some(t) = source_task {
             match t.await {
-                Ok(Ok(r)) => tracing::info!(events = r.events, bad_lines = r.bad_lines, rotations = r.rotations, truncations = r.truncations, "tetragon_file source stopped"),
+                Ok(Ok(r)) => tracing::info!(events = r.events, bad_lines = r.bad_lines, long_lines = r.long_lines, rotations = r.rotations, truncations = r.truncations, "tetragon_file source stopped"),
                 Ok(Err(e)) => tracing::error!(error = %e, "tetragon_file source stopped with an error"),
                 Err(e) => tracing::error!(error = %e, "tetragon_file source failed"),
             }
@@ -311,34 +306,67 @@ async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) 
             Ok(Ok(())) => {}
         }
         let report = pipeline.join().await;
-        let mut undelivered = 0;
         for s in &report.stages {
             // Filtered, deduplicated or rate-limited events are discarded by design, not lost.
             tracing::info!(stage = s.stage, received = s.received, passed = s.passed, generated = s.generated, dropped = ?s.dropped, "stage finished");
         }
-        for (name, d) in drivers {
-            if let Ok(r) = d.await {
-                tracing::info!(sink = name, delivered = r.delivered, failed = r.failed, "sink finished");
-                undelivered += r.failed;
-            }
+        for d in drivers {
+            let _ = d.await;
         }
-        for (name, _queued, full, closed) in &report.fanout.outputs {
-            undelivered += full + closed;
-            if full + closed > 0 {
-                tracing::warn!(sink = name, dropped = full + closed, "events dropped for this sink");
-            }
-        }
-        (report.received(), undelivered)
+        report.received()
     })
     .await;
-    match drained {
-        Ok((received, undelivered)) => {
-            tracing::info!(received, undelivered, "shutdown complete");
-        }
-        Err(_) => tracing::error!(?deadline, "shutdown deadline passed; some events may not have been flushed"),
+    if drained.is_err() {
+        tracing::error!(?deadline, "shutdown deadline passed before every sink was done");
+        // What is dropped undelivered from now on must not count as acknowledged.
+        tail_checkpoint.freeze();
     }
+    if cfg.sources.tetragon_file.enabled {
+        if let Err(e) = tail_checkpoint.save() {
+            tracing::error!(error = %e, "cannot save the tetragon_file checkpoint");
+        }
+    }
+    let clean = shutdown_report(&healths);
+    tracing::info!(received = drained.unwrap_or_default(), clean, "shutdown complete");
     let _ = std::fs::remove_file(&cfg.control.socket);
-    Ok(())
+    Ok(clean)
+}
+
+/// Logs what each sink delivered, dropped, kept on disk and lost; true when nothing it
+/// accepted was lost (undelivered from memory, failed for good).
+fn shutdown_report(sinks: &[Arc<sinks::SinkHealth>]) -> bool {
+    let mut clean = true;
+    for h in sinks {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (delivered, failed, dead) = (get(&h.delivered), get(&h.failed), get(&h.dead_lettered));
+        let queued = get(&h.fanout.queued);
+        let dropped = get(&h.fanout.dropped_full) + get(&h.fanout.dropped_closed) + get(&h.stats.dropped);
+        let (persisted, undelivered) = match h.buffer_type {
+            sinks::buffer::BufferType::Disk => {
+                // On disk: delivered after the next start. Lost: queued but never written.
+                let written = get(&h.stats.accepted);
+                (get(&h.stats.events), queued.saturating_sub(written + get(&h.stats.dropped)))
+            }
+            sinks::buffer::BufferType::Memory => (0, queued.saturating_sub(delivered + failed + dead)),
+        };
+        let lost = undelivered + failed;
+        if lost > 0 {
+            clean = false;
+            tracing::error!(
+                sink = h.name,
+                delivered,
+                dead_lettered = dead,
+                dropped,
+                persisted,
+                undelivered,
+                failed,
+                "sink finished with events accepted and not delivered"
+            );
+        } else {
+            tracing::info!(sink = h.name, delivered, dead_lettered = dead, dropped, persisted, "sink finished");
+        }
+    }
+    clean
 }
 
 async fn wait_for_stop(duration: Option<u64>) {

@@ -63,13 +63,20 @@ fn print_agent(v: &Value) {
     }
     let pl = &v["pipeline"];
     println!("events:        {} total, {}/s", pl["events_total"], pl["events_per_second"]);
-    println!("queues:");
-    for (name, q) in pl["queues"].as_object().into_iter().flatten() {
-        println!("  {name}: {}/{}", q["depth"], q["capacity"]);
-    }
     println!("sinks:");
     for (name, st) in v["pipeline"]["sinks"].as_object().into_iter().flatten() {
-        println!("  {name}: {}", st.as_str().unwrap_or("?"));
+        let b = &st["buffer"];
+        let buffer = match b["type"].as_str() {
+            Some(t) => format!(
+                " ({t} buffer: {} events, {} bytes, oldest {:.0}s; delivered {})",
+                b["events"],
+                b["bytes"],
+                b["oldest_event_age_secs"].as_f64().unwrap_or(0.0),
+                st["delivered"]
+            ),
+            None => String::new(),
+        };
+        println!("  {name}: {}{buffer}", st["state"].as_str().unwrap_or("?"));
     }
     println!("records read:  {}", v["records"]);
     println!("missed events: {}", v["missed"]);

@@ -38,8 +38,12 @@ impl fmt::Display for ConfigError {
         }
         // One line, and no location twice: serde_norway repeats it in its message.
         let msg = strip_location(&self.message);
-        // serde_norway may also start its message with the key path.
-        let msg = msg.strip_prefix(self.key_path.as_str()).and_then(|r| r.strip_prefix(": ")).unwrap_or(&msg);
+        // serde_norway may also start its message with the key path, or a parent's.
+        let msg = msg
+            .split_once(": ")
+            .filter(|(p, _)| !p.is_empty() && self.key_path.starts_with(p) && !p.contains(' '))
+            .map(|(_, rest)| rest)
+            .unwrap_or(&msg);
         f.write_str(&msg.replace('\n', " "))
     }
 }
@@ -152,15 +156,48 @@ pub fn from_str<T: DeserializeOwned>(source_name: &str, text: &str) -> Result<T,
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key_path = e.path().to_string();
         let inner = e.into_inner();
-        let loc = inner.location();
+        let mut loc = inner.location().map(|l| (l.line(), l.column()));
+        // A value's own check (a bound, a URL) fails after serde_norway moved on: it then
+        // reports no position or the document's start. Find the key in the text instead.
+        let last = key_path.rsplit('.').next().unwrap_or("");
+        let points_at_key = loc
+            .and_then(|(l, _)| text.lines().nth(l.saturating_sub(1)))
+            .is_some_and(|line| last.is_empty() || line.contains(last));
+        if !points_at_key {
+            // Only forward: a syntax error is reported where the parser stopped, after
+            // the key it was in.
+            if let Some(found) = locate(text, &key_path).filter(|f| loc.is_none_or(|l| f.0 > l.0)) {
+                loc = Some(found);
+            }
+        }
         ConfigError {
             source_name: source_name.to_owned(),
-            line: loc.as_ref().map(|l| l.line()),
-            column: loc.as_ref().map(|l| l.column()),
+            line: loc.map(|l| l.0),
+            column: loc.map(|l| l.1),
             key_path,
             message: inner.to_string(),
         }
     })
+}
+
+/// Line and column (1-based) of the key at `key_path` (`sinks.file.mode`) in block-style
+/// YAML: each segment is looked for as `segment:` on a line more indented than its parent,
+/// after it.
+pub fn locate(text: &str, key_path: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut from, mut min_indent, mut found) = (0usize, 0usize, None);
+    for seg in key_path.split('.').filter(|s| !s.is_empty() && *s != "?") {
+        let hit = (from..lines.len()).find(|&i| {
+            let l = lines[i];
+            let indent = l.len() - l.trim_start().len();
+            indent >= min_indent && l.trim_start().strip_prefix(seg).is_some_and(|r| r.trim_start().starts_with(':'))
+        })?;
+        let indent = lines[hit].len() - lines[hit].trim_start().len();
+        found = Some((hit + 1, indent + 1));
+        from = hit + 1;
+        min_indent = indent + 1;
+    }
+    found
 }
 
 /// Parses a YAML `Value` (already built from a file plus overrides) into `T`.
@@ -507,6 +544,14 @@ mod tests {
         from_str::<Value>("ok.yaml", &ok).unwrap();
         let e = from_str::<Value>("bad.yaml", "a: [\n").unwrap_err();
         assert!(!e.to_string().contains("nested"), "{e}");
+    }
+
+    #[test]
+    fn locate_finds_nested_keys() {
+        let t = "a:\n  b: 1\nc:\n  b: 2\n  d:\n    e: x\n";
+        assert_eq!(locate(t, "c.b"), Some((4, 3)));
+        assert_eq!(locate(t, "c.d.e"), Some((6, 5)));
+        assert_eq!(locate(t, "c.z"), None);
     }
 
     #[test]

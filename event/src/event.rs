@@ -26,6 +26,8 @@ pub struct Event {
     pub time: Option<Timestamp>,
     /// Other top-level fields (`cluster_name`, `aggregation_info`, ...).
     pub extra: Extra,
+    /// The source's acknowledgement token (never serialized): see [`crate::ack`].
+    pub ack: crate::ack::AckSlot,
 }
 
 /// The event's payload, named by its top-level key.
@@ -59,7 +61,13 @@ impl EventKind {
 
 impl Event {
     pub fn new(kind: EventKind, node_name: impl Into<String>, time: Timestamp) -> Self {
-        Event { kind, node_name: Some(node_name.into()), time: Some(time), extra: Extra::new() }
+        Event {
+            kind,
+            node_name: Some(node_name.into()),
+            time: Some(time),
+            extra: Extra::new(),
+            ack: Default::default(),
+        }
     }
 
     /// The process the event is about, when it has one.
@@ -188,7 +196,7 @@ impl<'de> Deserialize<'de> for Event {
                 let kind = kind.ok_or_else(|| {
                     de::Error::custom(format!("no event payload (expected one of {})", KNOWN_KINDS.join(", ")))
                 })?;
-                Ok(Event { kind, node_name, time, extra })
+                Ok(Event { kind, node_name, time, extra, ack: Default::default() })
             }
         }
         d.deserialize_map(V)

@@ -2,6 +2,7 @@
 //! errors, and metric names with the counter helpers every crate increments (`metrics` facade).
 //! Must not know about: BPF or the sensor, the pipeline's stages, any sink, or how metrics are served.
 
+pub mod ack;
 pub mod config;
 pub mod event;
 pub mod metrics;

@@ -10,7 +10,14 @@ pub mod names {
     pub const PROCESS_EXEC: &str = "nightjar_process_exec_total";
     pub const MISSED_EVENTS: &str = "nightjar_missed_events_total";
     pub const STAGE_DROPPED: &str = "nightjar_stage_dropped_total";
-    pub const QUEUE_DEPTH: &str = "nightjar_queue_depth";
+    pub const BUFFER_EVENTS: &str = "nightjar_buffer_events";
+    pub const BUFFER_BYTES: &str = "nightjar_buffer_bytes";
+    pub const BUFFER_MAX_EVENTS: &str = "nightjar_buffer_max_events";
+    pub const BUFFER_MAX_BYTES: &str = "nightjar_buffer_max_bytes";
+    pub const BUFFER_OLDEST_AGE: &str = "nightjar_buffer_oldest_event_age_seconds";
+    pub const BUFFER_REPLAYED: &str = "nightjar_buffer_replayed_events_total";
+    pub const BUFFER_CORRUPT: &str = "nightjar_buffer_corrupt_skipped_total";
+    pub const SINK_UP: &str = "nightjar_sink_up";
     pub const SINK_EVENTS: &str = "nightjar_sink_events_total";
     pub const SINK_BATCH_SECONDS: &str = "nightjar_sink_batch_seconds";
     pub const SINK_RETRIES: &str = "nightjar_sink_retries_total";
@@ -86,7 +93,18 @@ pub fn describe() {
     describe_counter!(names::PROCESS_EXEC, "Process executions observed.");
     describe_counter!(names::MISSED_EVENTS, "Events the kernel could not hand to the agent, by cause and kind.");
     describe_counter!(names::STAGE_DROPPED, "Events a pipeline stage discarded, by stage and reason.");
-    describe_gauge!(names::QUEUE_DEPTH, "Events waiting in a sink's queue.");
+    describe_gauge!(names::BUFFER_EVENTS, "Events in a sink's buffer, not yet acknowledged by the sink.");
+    describe_gauge!(names::BUFFER_BYTES, "Bytes a sink's disk buffer holds on disk.");
+    describe_gauge!(names::BUFFER_MAX_EVENTS, "Size of a sink's memory buffer in events (0: a disk buffer).");
+    describe_gauge!(names::BUFFER_MAX_BYTES, "Size of a sink's disk buffer in bytes (0: a memory buffer).");
+    describe_gauge!(
+        names::BUFFER_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest event a sink has not delivered yet (0 when it is caught up)."
+    );
+    describe_counter!(names::BUFFER_REPLAYED, "Events read back from a disk buffer written by an earlier run.");
+    describe_counter!(names::BUFFER_CORRUPT, "Records of a disk buffer found corrupt or truncated and skipped.");
+    describe_gauge!(names::SINK_UP, "1 when a sink is delivering, 0 while it retries or is disabled.");
     describe_counter!(
         names::SINK_EVENTS,
         "Events handled by a sink, by outcome (delivered, retried, failed, dead_lettered, dropped)."
@@ -109,14 +127,21 @@ pub fn describe() {
 }
 
 /// Every metric name the agent exports (dashboards and alert rules are checked against it).
-pub const ALL_NAMES: [&str; 16] = [
+pub const ALL_NAMES: [&str; 23] = [
     names::POLICY_FILTERED,
     names::EVENTS,
     names::POLICY_EVENTS,
     names::PROCESS_EXEC,
     names::MISSED_EVENTS,
     names::STAGE_DROPPED,
-    names::QUEUE_DEPTH,
+    names::BUFFER_EVENTS,
+    names::BUFFER_BYTES,
+    names::BUFFER_MAX_EVENTS,
+    names::BUFFER_MAX_BYTES,
+    names::BUFFER_OLDEST_AGE,
+    names::BUFFER_REPLAYED,
+    names::BUFFER_CORRUPT,
+    names::SINK_UP,
     names::SINK_EVENTS,
     names::SINK_BATCH_SECONDS,
     names::SINK_RETRIES,

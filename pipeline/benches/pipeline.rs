@@ -2,7 +2,7 @@
 //! enrich, filter with allow/deny lists and redaction, rate limit) → fan-out → a null sink,
 //! against a baseline measured in the same run (source → fan-out → null sink, no stages).
 //! `cargo bench -p nightjar-pipeline --bench pipeline` prints the figures.
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use nightjar_pipeline::{
     event::{Process, ProcessExec, ProcessKprobe},
@@ -68,13 +68,13 @@ fn run(cfg: &PipelineConfig, events: Vec<Event>) -> (f64, u64) {
     rt.block_on(async {
         let n = events.len();
         let (in_tx, in_rx) = mpsc::channel(8192);
-        let (q_tx, mut q_rx) = mpsc::channel::<Arc<Event>>(10_000);
+        let (q_tx, mut q_rx) = mpsc::channel::<nightjar_pipeline::fanout::Entry>(10_000);
         let started = Instant::now();
         let p = stages::spawn(
             cfg,
             &Context { node_name: "bench-node".into() },
             in_rx,
-            vec![Output { name: "null", tx: q_tx, policy: QueuePolicy::Block }],
+            vec![Output::new("null", q_tx, QueuePolicy::Block)],
         )
         .expect("pipeline");
         let null_sink = tokio::spawn(async move {

@@ -1,39 +1,58 @@
-//! Fan-out: every event goes to every sink's bounded queue, under that queue's policy.
-//! `block` waits for room (backpressure reaches the sensor and then the kernel, which counts
-//! what it cannot keep); `drop_newest` discards the event for that sink and counts it.
-use std::sync::Arc;
+//! Fan-out: every event goes to every sink's buffer, under that buffer's policy. `block`
+//! waits for room in that buffer (a disk buffer takes everything until its size limit, so
+//! a slow sink does not hold the others up until it is full); `drop_newest` discards the
+//! event for that sink and counts it. The fan-out never waits for a sink's I/O.
+//!
+//! The event's acknowledgement token ([`crate::ack`]) is taken out of the event here and
+//! handed to each sink's buffer beside the shared event, so a buffer can keep the token
+//! (until the event is durable) without keeping the event.
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::{metrics, Event};
+use crate::{ack::Ack, metrics, Event};
 
+/// What a sink's buffer does when it is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueuePolicy {
+    /// Wait for room: backpressure, up to the kernel (which counts what it cannot keep).
     Block,
+    /// Discard the event for this sink, counted.
     DropNewest,
 }
 
-/// A sink's queue: capacity in events and what to do when it is full.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QueueConfig {
-    pub capacity: usize,
-    pub policy: QueuePolicy,
+/// One event on its way to one sink, with the source's token (if any).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub event: Arc<Event>,
+    pub ack: Option<Ack>,
 }
 
-impl Default for QueueConfig {
-    fn default() -> Self {
-        QueueConfig { capacity: 10_000, policy: QueuePolicy::Block }
-    }
+/// Live counts of one output, readable while the pipeline runs (shutdown report, status).
+#[derive(Debug, Default)]
+pub struct OutputCounters {
+    pub queued: AtomicU64,
+    pub dropped_full: AtomicU64,
+    pub dropped_closed: AtomicU64,
 }
 
 /// One output of the fan-out.
 pub struct Output {
     pub name: &'static str,
-    pub tx: mpsc::Sender<Arc<Event>>,
+    pub tx: mpsc::Sender<Entry>,
     pub policy: QueuePolicy,
+    pub counters: Arc<OutputCounters>,
+}
+
+impl Output {
+    pub fn new(name: &'static str, tx: mpsc::Sender<Entry>, policy: QueuePolicy) -> Self {
+        Output { name, tx, policy, counters: Arc::default() }
+    }
 }
 
 /// Counts of what the fan-out did, for tests and the shutdown report.
@@ -56,38 +75,46 @@ pub async fn run_counting(rx: mpsc::Receiver<Event>, outputs: Vec<Output>) -> Fa
 }
 
 async fn run_inner(mut rx: mpsc::Receiver<Event>, outputs: Vec<Output>, count: bool) -> FanoutReport {
-    let mut report = FanoutReport { received: 0, outputs: outputs.iter().map(|o| (o.name, 0, 0, 0)).collect() };
-    while let Some(ev) = rx.recv().await {
-        report.received += 1;
+    let mut received = 0u64;
+    while let Some(mut ev) = rx.recv().await {
+        received += 1;
         if count {
             crate::stages::count_entry(&ev);
         }
+        let ack = ev.ack.take();
         let ev = Arc::new(ev);
-        for (i, o) in outputs.iter().enumerate() {
-            let counts = &mut report.outputs[i];
+        for o in &outputs {
+            let entry = Entry { event: ev.clone(), ack: ack.clone() };
             let res = match o.policy {
-                QueuePolicy::Block => o.tx.send(ev.clone()).await.map_err(|_| "sink_closed"),
-                QueuePolicy::DropNewest => o.tx.try_send(ev.clone()).map_err(|e| match e {
+                QueuePolicy::Block => o.tx.send(entry).await.map_err(|_| "sink_closed"),
+                QueuePolicy::DropNewest => o.tx.try_send(entry).map_err(|e| match e {
                     mpsc::error::TrySendError::Full(_) => "queue_full",
                     mpsc::error::TrySendError::Closed(_) => "sink_closed",
                 }),
             };
+            let c = &o.counters;
             match res {
-                Ok(()) => counts.1 += 1,
-                Err(reason) => {
-                    if reason == "queue_full" {
-                        counts.2 += 1;
-                    } else {
-                        counts.3 += 1;
-                    }
-                    metrics::count_sink_drop(o.name, reason);
+                Ok(()) => c.queued.fetch_add(1, Ordering::Relaxed),
+                Err("queue_full") => {
+                    metrics::count_sink_drop(o.name, "queue_full");
+                    c.dropped_full.fetch_add(1, Ordering::Relaxed)
                 }
-            }
-            ::metrics::gauge!(metrics::names::QUEUE_DEPTH, "queue" => o.name)
-                .set((o.tx.max_capacity() - o.tx.capacity()) as f64);
+                Err(reason) => {
+                    metrics::count_sink_drop(o.name, reason);
+                    c.dropped_closed.fetch_add(1, Ordering::Relaxed)
+                }
+            };
         }
     }
-    report
+    let outputs = outputs
+        .iter()
+        .map(|o| {
+            let c = &o.counters;
+            let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            (o.name, get(&c.queued), get(&c.dropped_full), get(&c.dropped_closed))
+        })
+        .collect();
+    FanoutReport { received, outputs }
 }
 
 /// The `type` label of an event (its top-level key), as a static string for the known kinds.
@@ -119,8 +146,8 @@ mod tests {
         let task = tokio::spawn(run(
             rx,
             vec![
-                Output { name: "fast", tx: fast_tx, policy: QueuePolicy::Block },
-                Output { name: "stalled", tx: slow_tx, policy: QueuePolicy::DropNewest },
+                Output::new("fast", fast_tx, QueuePolicy::Block),
+                Output::new("stalled", slow_tx, QueuePolicy::DropNewest),
             ],
         ));
         let reader = tokio::spawn(async move {

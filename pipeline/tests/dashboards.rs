@@ -72,7 +72,8 @@ fn every_dashboard_query_names_an_exported_metric() {
         "nightjar_events_total",
         "nightjar_policy_events_total",
         "nightjar_missed_events_total",
-        "nightjar_queue_depth",
+        "nightjar_buffer_events",
+        "nightjar_buffer_oldest_event_age_seconds",
         "nightjar_sink_events_total",
     ] {
         assert!(seen.contains(must), "no panel shows {must}");
@@ -93,5 +94,5 @@ fn alert_rules_name_exported_metrics() {
             n += 1;
         }
     }
-    assert_eq!(n, 4);
+    assert_eq!(n, 6);
 }

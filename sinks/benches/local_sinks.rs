@@ -12,8 +12,8 @@ use std::{
 };
 
 use nightjar_sinks::{
-    file::{FileConfig, FileSink, FsyncPolicy},
-    parquet::{ParquetConfig, ParquetSink},
+    file::{FileConfig, FsyncPolicy},
+    parquet::ParquetConfig,
     SendOutcome, Sink,
 };
 use pipeline::{config::ByteSize, time::Timestamp, Event};
@@ -55,7 +55,7 @@ async fn drive(sink: &mut dyn Sink, evs: &[Arc<Event>], batch: usize) -> Duratio
     let t = Instant::now();
     for chunk in evs.chunks(batch) {
         match sink.send(chunk).await {
-            SendOutcome::Delivered => {}
+            SendOutcome::Delivered | SendOutcome::Held => {}
             other => panic!("{} sink failed: {other:?}", sink.name()),
         }
     }
@@ -111,16 +111,16 @@ fn main() {
         ),
     ] {
         let d = rt.block_on(async {
-            let mut s = FileSink::new(&cfg).expect("file sink");
-            drive(&mut s, &evs, 512).await
+            let mut s = nightjar_sinks::SinkConfig::build(&cfg).expect("file sink");
+            drive(s.as_mut(), &evs, 512).await
         });
         let out = dir_size(cfg.path.parent().unwrap());
         rows.push((label.into(), d, out));
     }
     let pq = ParquetConfig { enabled: true, path: dir.join("pq"), ..ParquetConfig::default() };
     let d = rt.block_on(async {
-        let mut s = ParquetSink::new(&pq).expect("parquet sink");
-        drive(&mut s, &evs, 2048).await
+        let mut s = nightjar_sinks::SinkConfig::build(&pq).expect("parquet sink");
+        drive(s.as_mut(), &evs, 2048).await
     });
     rows.push(("parquet sink (defaults: zstd 3, 10k-row groups)".into(), d, dir_size(&pq.path)));
 

@@ -49,7 +49,7 @@ async fn drive(sink: &mut dyn Sink, evs: &[Arc<Event>], batch: usize) -> Duratio
     let t = Instant::now();
     for chunk in evs.chunks(batch) {
         match sink.send(chunk).await {
-            SendOutcome::Delivered => {}
+            SendOutcome::Delivered | SendOutcome::Held => {}
             other => panic!("{} sink failed: {other:?}", sink.name()),
         }
     }
@@ -139,7 +139,8 @@ fn main() {
         ..KafkaConfig::default()
     };
     let kafka_d = rt.block_on(async {
-        let mut s = kafka::start(&cfg).await.expect("kafka sink");
+        let mut s = kafka::build(&cfg).expect("kafka sink");
+        s.start().await.expect("kafka brokers");
         drive(&mut s, &evs, cfg.batch.max_events).await
     });
     // kcat -P: one message per line, key before a tab, the same static headers.
@@ -184,7 +185,8 @@ fn main() {
         ..ElasticsearchConfig::default()
     };
     let es_d = rt.block_on(async {
-        let mut s = elasticsearch::start(&ecfg).await.expect("es sink");
+        let mut s = elasticsearch::build(&ecfg).expect("es sink");
+        s.start().await.expect("es server");
         drive(&mut s, &evs, ecfg.batch.max_events).await
     });
     let enc = EsEncoder { index: "bench-curl".into(), data_stream: None, schema: ecfg.schema };

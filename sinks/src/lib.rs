@@ -1,50 +1,59 @@
 //! Owns: the `Sink` trait and every sink (one folder each: stdout, rotated JSON file,
-//! Parquet), and the driver that batches a sink's queue and retries its sends.
-//! Must not know about: the sensor, BPF, or how events were produced.
+//! Parquet, Elasticsearch, Kafka), their buffers (memory or disk) and the driver that
+//! batches, sends, retries and acknowledges. Must not know about: the sensor, BPF, or how
+//! events were produced.
 
+pub mod blocking;
+pub mod bounds;
+pub mod buffer;
 pub mod driver;
 pub mod elasticsearch;
 pub mod file;
+pub mod health;
 pub mod kafka;
 pub mod parquet;
 pub mod retry;
+pub mod run;
 pub mod secret;
 pub mod stdout;
-#[cfg(test)]
-mod test_servers;
+/// Real servers on loopback for tests (`test-servers` feature: the end-to-end tests).
+#[cfg(any(test, feature = "test-servers"))]
+pub mod test_servers;
 #[cfg(test)]
 mod test_util;
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
+pub use health::{Health, SinkHealth};
 use pipeline::Event;
+use serde::{Deserialize, Serialize};
 
 /// What a send achieved.
 #[derive(Debug)]
 pub enum SendOutcome {
     /// Every event of the batch is delivered.
     Delivered,
+    /// The sink took the batch but it is not durable or visible yet (Parquet rows in an
+    /// open file): [`Sink::settle`] reports it later.
+    Held,
     /// Nothing was delivered, and trying again may work (connection refused, disk full).
     Retryable(String),
     /// Nothing was delivered, and trying again will not help.
     Fatal(String),
-    /// The sink is done with the batch, item by item (Elasticsearch `_bulk` item errors,
-    /// Kafka delivery reports): it retried what it could itself; the driver does not retry.
-    Partial {
-        delivered: u64,
-        /// Items that can never succeed, written to the sink's dead-letter file.
-        dead_lettered: u64,
-        /// Items neither delivered nor dead-lettered (retries exhausted, dead-letter write failed).
-        failed: u64,
-    },
+    /// Item by item (Elasticsearch `_bulk` item errors): some delivered, some
+    /// dead-lettered or failed for good, and the items at `retry` (indices into the batch)
+    /// may work later; the driver retries those.
+    Partial { delivered: u64, dead_lettered: u64, failed: u64, retry: Vec<usize>, error: String },
 }
 
-/// Health as `nightjar status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub enum Health {
-    Healthy,
-    Degraded(String),
+/// Why a sink could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartError {
+    /// The server is not there yet (down, unreachable): retried; events are buffered.
+    Retryable(String),
+    /// The server refuses this configuration (bad credentials...): the sink is disabled.
+    Config(String),
 }
 
 /// A destination for events.
@@ -52,47 +61,91 @@ pub enum Health {
 pub trait Sink: Send {
     /// Name used in metrics labels and logs (`stdout`, `file`, ...).
     fn name(&self) -> &'static str;
-    /// Sends one batch.
+    /// Checks the destination before the first send (Elasticsearch: the server answers,
+    /// accepts the credentials, has the template; Kafka: the brokers answer).
+    async fn start(&mut self) -> Result<(), StartError> {
+        Ok(())
+    }
+    /// Sends one batch. Never retries: the driver does.
     async fn send(&mut self, batch: &[Arc<Event>]) -> SendOutcome;
     /// Makes everything sent so far durable/visible.
     async fn flush(&mut self) -> Result<(), String>;
-    fn health(&self) -> Health;
     /// How often the driver calls [`Sink::tick`] while the sink waits for events (None:
     /// never). For housekeeping that must not wait for the next batch: periodic fsync,
     /// closing files that reached their age, reopening after SIGHUP.
     fn tick_interval(&self) -> Option<std::time::Duration> {
         None
     }
-    /// Periodic housekeeping; an error is logged and reflected in `health`.
+    /// Periodic housekeeping; an error is logged and shown in the sink's health.
     async fn tick(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    /// When every batch it answered [`SendOutcome::Held`] is settled (made durable, or
+    /// lost): how many of those events were delivered and how many failed.
+    fn settle(&mut self) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+/// How a sink's events travel: its buffer, batches, retries and health timeout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub buffer: buffer::BufferConfig,
+    pub batch: driver::BatchConfig,
+    pub retry: retry::RetryConfig,
+    pub health_timeout_secs: u64,
+}
+
+/// What every sink's config offers: whether it is on, its delivery settings, and how to
+/// build the sink (no I/O beyond opening local files; servers are checked by
+/// [`Sink::start`], so a server that is down does not disable its sink).
+pub trait SinkConfig {
+    const NAME: &'static str;
+    fn enabled(&self) -> bool;
+    fn delivery(&self) -> Delivery;
+    fn build(&self) -> Result<Box<dyn Sink>, BuildError>;
+}
+
+/// Checks across a sink's keys (and what its libraries would refuse), run when the config
+/// is read so that `config --check` and `run` report them the same way, located.
+pub trait Check {
+    fn check(&self) -> Result<(), String> {
         Ok(())
     }
 }
 
-use pipeline::fanout::QueueConfig;
-use serde::{Deserialize, Serialize};
+fn checked<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Check>(d: D) -> Result<T, D::Error> {
+    let v = T::deserialize(d)?;
+    v.check().map_err(serde::de::Error::custom)?;
+    Ok(v)
+}
 
 /// `sinks:` section: one key per sink.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinksConfig {
+    /// Where disk buffers live: one directory per sink (`<data_dir>/elasticsearch/`...).
+    pub data_dir: PathBuf,
     pub stdout: stdout::StdoutConfig,
     pub file: file::FileConfig,
     pub parquet: parquet::ParquetConfig,
+    #[serde(deserialize_with = "checked")]
     pub elasticsearch: elasticsearch::ElasticsearchConfig,
+    #[serde(deserialize_with = "checked")]
     pub kafka: kafka::KafkaConfig,
 }
 
-/// A sink's health shared with `nightjar status` while the sink runs in its driver.
-pub type HealthHandle = std::sync::Arc<std::sync::Mutex<Health>>;
-
-/// A sink built from config, with its queue and batch settings.
-pub struct BuiltSink {
-    pub sink: Box<dyn Sink>,
-    /// Live health (remote sinks); None: the sink reports through its metrics only.
-    pub health: Option<HealthHandle>,
-    pub queue: QueueConfig,
-    pub batch: driver::BatchConfig,
+impl Default for SinksConfig {
+    fn default() -> Self {
+        SinksConfig {
+            data_dir: PathBuf::from("/var/lib/nightjar/buffer"),
+            stdout: Default::default(),
+            file: Default::default(),
+            parquet: Default::default(),
+            elasticsearch: Default::default(),
+            kafka: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,76 +158,25 @@ pub enum BuildError {
     Elasticsearch(#[from] elasticsearch::EsStartError),
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaStartError),
+    #[error("sink {sink}: {source}")]
+    Buffer { sink: &'static str, source: buffer::DiskError },
 }
 
-/// Builds the enabled remote sinks (Elasticsearch, Kafka): each checks its server at
-/// start, concurrently. A sink that cannot start is an error naming it and the cause;
-/// the others are unaffected.
-pub async fn build_remote(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltSink, BuildError>)> {
-    let es = async {
-        if !cfg.elasticsearch.enabled {
-            return None;
-        }
-        Some(elasticsearch::start(&cfg.elasticsearch).await.map_err(BuildError::from).map(|s| BuiltSink {
-            health: Some(s.health_handle()),
-            sink: Box::new(s) as Box<dyn Sink>,
-            queue: cfg.elasticsearch.queue.clone(),
-            batch: cfg.elasticsearch.batch.clone(),
-        }))
-    };
-    let kafka = async {
-        if !cfg.kafka.enabled {
-            return None;
-        }
-        Some(kafka::start(&cfg.kafka).await.map_err(BuildError::from).map(|s| BuiltSink {
-            health: Some(s.health_handle()),
-            sink: Box::new(s) as Box<dyn Sink>,
-            queue: cfg.kafka.queue.clone(),
-            batch: cfg.kafka.batch.clone(),
-        }))
-    };
-    let (es, kafka) = tokio::join!(es, kafka);
-    let mut out = Vec::new();
-    out.extend(es.map(|r| ("elasticsearch", r)));
-    out.extend(kafka.map(|r| ("kafka", r)));
-    out
+/// A sink built from its config, with its delivery settings.
+pub struct Built {
+    pub name: &'static str,
+    pub sink: Result<Box<dyn Sink>, BuildError>,
+    pub delivery: Delivery,
 }
 
-/// Builds every enabled sink. A sink that cannot start is an error naming it.
-pub fn build_all(cfg: &SinksConfig) -> Vec<(&'static str, Result<BuiltSink, BuildError>)> {
-    let mut out = Vec::new();
-    if cfg.stdout.enabled {
-        out.push((
-            "stdout",
-            Ok(BuiltSink {
-                sink: Box::new(stdout::StdoutSink::new(&cfg.stdout)) as Box<dyn Sink>,
-                health: None,
-                queue: cfg.stdout.queue.clone(),
-                batch: cfg.stdout.batch.clone(),
-            }),
-        ));
-    }
-    if cfg.file.enabled {
-        out.push((
-            "file",
-            file::FileSink::new(&cfg.file).map_err(BuildError::from).map(|s| BuiltSink {
-                sink: Box::new(s) as Box<dyn Sink>,
-                health: None,
-                queue: cfg.file.queue.clone(),
-                batch: cfg.file.batch.clone(),
-            }),
-        ));
-    }
-    if cfg.parquet.enabled {
-        out.push((
-            "parquet",
-            parquet::ParquetSink::new(&cfg.parquet).map_err(BuildError::from).map(|s| BuiltSink {
-                sink: Box::new(s) as Box<dyn Sink>,
-                health: None,
-                queue: cfg.parquet.queue.clone(),
-                batch: cfg.parquet.batch.clone(),
-            }),
-        ));
-    }
-    out
+fn built<C: SinkConfig>(c: &C) -> Option<Built> {
+    c.enabled().then(|| Built { name: C::NAME, sink: c.build(), delivery: c.delivery() })
+}
+
+/// Builds every enabled sink. A sink that cannot be built is an error naming it.
+pub fn build_all(cfg: &SinksConfig) -> Vec<Built> {
+    [built(&cfg.stdout), built(&cfg.file), built(&cfg.parquet), built(&cfg.elasticsearch), built(&cfg.kafka)]
+        .into_iter()
+        .flatten()
+        .collect()
 }

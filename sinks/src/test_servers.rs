@@ -1,7 +1,8 @@
-//! Real servers for the remote sinks' tests, on loopback free ports, stopped by PID when
-//! dropped: osmem-server (Elasticsearch API) and tansu (Kafka), both installed by
+//! Real servers for the remote sinks' tests (this crate's and the end-to-end ones, with
+//! the `test-servers` feature), on loopback free ports, stopped by PID when dropped:
+//! osmem-server (Elasticsearch API) and tansu (Kafka), both installed by
 //! `scripts/setup.sh` into ~/.cache/nightjar/bin; and a loopback TCP proxy that can cut
-//! the path to a server and restore it.
+//! the path to a server, hold it (connections accepted, nothing answered), and restore it.
 use std::{
     io::{BufRead, BufReader},
     net::{SocketAddr, TcpListener},
@@ -9,7 +10,7 @@ use std::{
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, OnceLock,
+        Arc,
     },
     time::{Duration, Instant},
 };
@@ -116,6 +117,7 @@ pub fn create_topic(broker: SocketAddr, topic: &str, partitions: u32) {
 pub struct Proxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
+    hold: Arc<AtomicBool>,
     generation: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
@@ -128,10 +130,11 @@ impl Proxy {
     pub fn start_on(listener: TcpListener, target: SocketAddr) -> Proxy {
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
+        let hold = Arc::new(AtomicBool::new(false));
         let generation = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         listener.set_nonblocking(true).unwrap();
-        let (c, g, s) = (cut.clone(), generation.clone(), stop.clone());
+        let (c, h, g, s) = (cut.clone(), hold.clone(), generation.clone(), stop.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let client = match listener.accept() {
@@ -145,6 +148,12 @@ impl Proxy {
                     drop(client);
                     continue;
                 }
+                if h.load(Ordering::SeqCst) {
+                    // Held: accepted, read and never answered (until restore or drop).
+                    let (h, s) = (h.clone(), s.clone());
+                    std::thread::spawn(move || swallow(client, &h, &s));
+                    continue;
+                }
                 let Ok(server) = std::net::TcpStream::connect(target) else { continue };
                 let _ = client.set_nonblocking(false);
                 let my_gen = g.load(Ordering::SeqCst);
@@ -154,7 +163,7 @@ impl Proxy {
                 }
             }
         });
-        Proxy { addr, cut, generation, stop }
+        Proxy { addr, cut, hold, generation, stop }
     }
 
     pub fn cut(&self) {
@@ -162,8 +171,29 @@ impl Proxy {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Connections are accepted and their requests read, but nothing is answered.
+    pub fn hold(&self) {
+        self.hold.store(true, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+        self.hold.store(false, Ordering::SeqCst);
+    }
+}
+
+fn swallow(mut c: std::net::TcpStream, hold: &AtomicBool, stop: &AtomicBool) {
+    use std::io::Read;
+    let _ = c.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = vec![0u8; 64 << 10];
+    while hold.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+        match c.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
     }
 }
 
@@ -195,24 +225,4 @@ impl Drop for Proxy {
         self.stop.store(true, Ordering::SeqCst);
         self.cut();
     }
-}
-
-/// Installs the process-wide recorder (call from inside a tokio runtime, before counting).
-pub fn install_metrics() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let h = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("install recorder");
-        let _ = HANDLE.set(h);
-    });
-}
-
-static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
-
-/// Sum of a counter's series whose labels include `labels` (e.g. `sink="kafka"`).
-pub fn counter(name: &str, labels: &[&str]) -> f64 {
-    let text = HANDLE.get().map(|h| h.render()).unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

@@ -2,7 +2,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    sync::Arc,
+    sync::{Arc, OnceLock},
 };
 
 use pipeline::{
@@ -141,4 +141,53 @@ impl Drop for FsUid {
         // SAFETY: as above, back to root for this thread.
         unsafe { libc::setfsuid(0) };
     }
+}
+
+/// A sink behind a memory buffer and its driver, as the agent runs it: feed events in,
+/// close the feed, await the report.
+pub struct Feed(tokio::sync::mpsc::Sender<pipeline::fanout::Entry>);
+
+impl Feed {
+    pub async fn send(&self, event: Arc<Event>) {
+        self.0.send(pipeline::fanout::Entry { event, ack: None }).await.expect("the driver is gone");
+    }
+}
+
+pub fn drive(
+    sink: Box<dyn crate::Sink>,
+    batch: crate::driver::BatchConfig,
+    retry: crate::retry::RetryConfig,
+) -> (Feed, tokio::task::JoinHandle<crate::driver::DriverReport>, Arc<crate::SinkHealth>) {
+    let cfg = crate::buffer::BufferConfig::memory(10_000, pipeline::fanout::QueuePolicy::Block);
+    let o = crate::buffer::open("test", &cfg, Path::new("/nonexistent")).expect("memory buffer");
+    let health = Arc::new(crate::SinkHealth::new(
+        "test",
+        crate::buffer::BufferType::Memory,
+        std::time::Duration::from_secs(10),
+        o.stats.clone(),
+    ));
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    std::mem::forget(_stop_tx);
+    let d = crate::driver::Driver::new(sink, o.reader, batch, retry, health.clone(), stop);
+    (Feed(o.writer.tx), tokio::spawn(d.run()), health)
+}
+
+/// Installs the process-wide recorder (call from inside a tokio runtime, before counting).
+pub fn install_metrics() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let h = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("install recorder");
+        let _ = HANDLE.set(h);
+    });
+}
+
+static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
+
+/// Sum of a counter's series whose labels include `labels` (e.g. `sink="kafka"`).
+pub fn counter(name: &str, labels: &[&str]) -> f64 {
+    let text = HANDLE.get().map(|h| h.render()).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -17,7 +17,7 @@ fn check(yaml: &str, want_line: &str, want_text: &str) {
 
 #[test]
 fn unknown_key() {
-    check("sinks:\n  file:\n    pathh: /tmp/x\n", "3:", "sinks.file: unknown field `pathh`");
+    check("sinks:\n  file:\n    pathh: /tmp/x\n", "3:", "sinks.file.pathh: unknown field `pathh`");
 }
 
 #[test]

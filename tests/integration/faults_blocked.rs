@@ -151,7 +151,10 @@ fn blocked_pipeline_keeps_the_agent_truthful_and_answering() {
         .args(["--set", "sinks.elasticsearch.install_template=false", "--set", "sinks.elasticsearch.gzip=false"])
         .args(["--set", "sinks.elasticsearch.request.timeout_ms=300000"])
         .args(["--set", &format!("sinks.elasticsearch.dead_letter_path={}", dir.path().join("dl.log").display())])
-        .args(["--set", "sinks.elasticsearch.queue.capacity=100", "--set", "sinks.elasticsearch.batch.max_events=50"]);
+        // A small blocking memory buffer: the stall reaches the kernel (a disk buffer would
+        // take it all).
+        .args(["--set", "sinks.elasticsearch.buffer.type=memory", "--set", "sinks.elasticsearch.buffer.max_events=100"])
+        .args(["--set", "sinks.elasticsearch.batch.max_events=50"]);
     let r = start(dir.path(), (cmd, metrics));
 
     let script = format!(

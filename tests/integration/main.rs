@@ -3,6 +3,7 @@ mod common;
 
 mod compose;
 mod config_errors;
+mod delivery_faults;
 mod faults_blocked;
 mod faults_control;
 mod faults_input;
@@ -18,4 +19,6 @@ mod prometheus;
 mod remote_sinks;
 mod run_smoke;
 mod shutdown;
+mod sink_config_checks;
+mod tail_faults;
 mod tetragon_tail;

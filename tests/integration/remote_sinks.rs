@@ -1,11 +1,12 @@
-//! A remote sink that cannot start (nothing listens at its address) is reported with its
-//! name and cause; the agent runs on and the other sinks keep writing.
+//! Remote sinks whose servers are down when the agent starts are not disabled: they
+//! buffer (on disk, by default), say so in `nightjar status`, and the other sinks keep
+//! writing. SIGTERM keeps what they hold on disk and exits 0 (nothing was lost).
 use std::time::Duration;
 
 use crate::common::*;
 
 #[test]
-fn unreachable_remote_sinks_are_named_and_the_file_sink_keeps_working() {
+fn remote_sinks_down_at_start_buffer_and_the_file_sink_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("events.log");
     let port = free_port();
@@ -15,22 +16,34 @@ fn unreachable_remote_sinks_are_named_and_the_file_sink_keeps_working() {
         agent_run(dir.path())
             .args(["--set", &format!("metrics.listen=127.0.0.1:{port}")])
             .args(["--set", &format!("sinks.file.path={}", log.display())])
+            .args(["--set", &format!("sinks.data_dir={}", dir.path().join("buffers").display())])
             .args(["--set", "sinks.elasticsearch.enabled=true"])
             .args(["--set", &format!("sinks.elasticsearch.endpoint=http://127.0.0.1:{dead}")])
             .args(["--set", "sinks.kafka.enabled=true"])
             .args(["--set", &format!("sinks.kafka.brokers=127.0.0.1:{dead}")]),
     );
-    let up = wait_for(Duration::from_secs(60), || http_get(addr, "/healthz").ok().filter(|(s, _)| *s == 200));
-    assert!(up.is_some(), "agent never became healthy");
+    let up = wait_for(Duration::from_secs(60), || http_get(addr, "/metrics").ok().filter(|(s, _)| *s == 200));
+    assert!(up.is_some(), "agent never served metrics");
     let marker = std::process::Command::new("/bin/true").status().unwrap();
     assert!(marker.success());
     let written = wait_for(Duration::from_secs(20), || {
         std::fs::read_to_string(&log).ok().filter(|t| t.contains("process_exec")).map(|_| ())
     });
+    let status = nightjar()
+        .args(["status", "--json", "--set", &format!("control.socket={}", dir.path().join("nj.sock").display())])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
     let out = agent.terminate();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(written.is_some(), "the file sink wrote no process_exec; stderr: {stderr}");
     assert!(out.status.success(), "agent exit {}: {stderr}", out.status);
-    assert!(stderr.contains(&format!("sink elasticsearch: cannot reach http://127.0.0.1:{dead}/")), "{stderr}");
+    for sink in ["elasticsearch", "kafka"] {
+        let st = v["pipeline"]["sinks"][sink]["state"].as_str().unwrap_or_default();
+        assert!(st.contains("retrying") || st.contains("degraded"), "{sink}: {st:?} in {v}");
+        assert_eq!(v["pipeline"]["sinks"][sink]["buffer"]["type"], "disk", "{v}");
+    }
+    assert!(stderr.contains(&format!("cannot reach http://127.0.0.1:{dead}/")), "{stderr}");
     assert!(stderr.contains(&format!("sink kafka: cannot reach brokers 127.0.0.1:{dead}")), "{stderr}");
+    assert!(!stderr.contains("sink disabled"), "a server that is down disables nothing: {stderr}");
 }

@@ -19,7 +19,7 @@ fn sigterm_flushes_everything_accepted_before_it() {
             .args(["--set", "sinks.stdout.enabled=false"])
             // Batches close only at shutdown: nothing reaches the file before the signal.
             .args(["--set", "sinks.file.batch.max_age_ms=600000"])
-            .args(["--set", "sinks.file.batch.max_events=10000000"])
+            .args(["--set", "sinks.file.batch.max_events=1000000"])
             .args(["--set", "sinks.file.batch.max_bytes=0"])
             .args(["--set", "pipeline.shutdown_timeout_secs=60"]),
     );

@@ -7,10 +7,15 @@ use base64::Engine;
 
 use crate::common::*;
 
-const NODE: &str = "tetragon-tail-test";
+pub const NODE: &str = "tetragon-tail-test";
 
-fn write_lines(log: &Path, from: usize, n: usize) {
+pub fn write_lines(log: &Path, from: usize, n: usize) {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    write_lines_to(&mut f, from, n);
+}
+
+/// Tetragon-format exec lines `from..from+n` (pid = i) into an open file.
+pub fn write_lines_to(f: &mut std::fs::File, from: usize, n: usize) {
     for i in from..from + n {
         let id = base64::engine::general_purpose::STANDARD.encode(format!("{NODE}:{i}:{i}"));
         writeln!(
@@ -22,7 +27,7 @@ fn write_lines(log: &Path, from: usize, n: usize) {
 }
 
 /// Times each tailed line (by pid) reached the sink so far.
-fn delivered(sink: &Path) -> HashMap<u64, usize> {
+pub fn delivered(sink: &Path) -> HashMap<u64, usize> {
     let mut out = HashMap::new();
     for l in std::fs::read_to_string(sink).unwrap_or_default().lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else { continue };
@@ -36,10 +41,16 @@ fn delivered(sink: &Path) -> HashMap<u64, usize> {
 }
 
 fn start(dir: &Path, log: &Path, sink: &Path) -> Agent {
+    start_with(dir, log, sink, &[]).0
+}
+
+/// The agent tailing `log` into the file sink `sink`, with more `--set KEY=VALUE`s;
+/// returns it and its metrics port once it is up.
+pub fn start_with(dir: &Path, log: &Path, sink: &Path, extra: &[&str]) -> (Agent, u16) {
     let port = free_port();
+    let mut cmd = nightjar();
     let agent = Agent::spawn(
-        nightjar()
-            .arg("run")
+        cmd.arg("run")
             .args(["--set", "sensor.enabled=false"])
             .args(["--set", "sources.tetragon_file.enabled=true"])
             .args(["--set", &format!("sources.tetragon_file.path={}", log.display())])
@@ -49,15 +60,17 @@ fn start(dir: &Path, log: &Path, sink: &Path) -> Agent {
             .args(["--set", "sinks.file.max_size=0"])
             .args(["--set", "sinks.stdout.enabled=false"])
             .args(["--set", &format!("control.socket={}", dir.join("nj.sock").display())])
-            .args(["--set", &format!("metrics.listen=127.0.0.1:{port}")]),
+            .args(["--set", &format!("metrics.listen=127.0.0.1:{port}")])
+            .args(["--set", &format!("sinks.data_dir={}", dir.join("buffers").display())])
+            .args(extra.iter().flat_map(|e| ["--set", e])),
     );
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let up = wait_for(Duration::from_secs(30), || http_get(addr, "/healthz").ok().filter(|(s, _)| *s == 200));
-    assert!(up.is_some(), "agent never became healthy");
-    agent
+    let up = wait_for(Duration::from_secs(30), || http_get(addr, "/metrics").ok().filter(|(s, _)| *s == 200));
+    assert!(up.is_some(), "agent never served metrics");
+    (agent, port)
 }
 
-fn wait_all(sink: &Path, n: usize) -> HashMap<u64, usize> {
+pub fn wait_all(sink: &Path, n: usize) -> HashMap<u64, usize> {
     wait_for(Duration::from_secs(30), || {
         let d = delivered(sink);
         (d.len() >= n).then_some(d)

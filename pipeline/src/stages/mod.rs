@@ -348,7 +348,6 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
     use crate::{
@@ -393,15 +392,10 @@ mod tests {
     async fn run_with_stalled_sink(policy: QueuePolicy) -> (u64, u64, PipelineReport) {
         const N: usize = 2000;
         let (in_tx, in_rx) = mpsc::channel(16);
-        let (q_tx, mut q_rx) = mpsc::channel::<Arc<Event>>(8);
+        let (q_tx, mut q_rx) = mpsc::channel::<crate::fanout::Entry>(8);
         let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
-        let p = spawn(
-            &config(),
-            &Context { node_name: "n".into() },
-            in_rx,
-            vec![Output { name: "stalled", tx: q_tx, policy }],
-        )
-        .unwrap();
+        let p = spawn(&config(), &Context { node_name: "n".into() }, in_rx, vec![Output::new("stalled", q_tx, policy)])
+            .unwrap();
         let sink = tokio::spawn(async move {
             let mut got = 0u64;
             // Take a few, then stall: with `block`, until the stall ends by itself
@@ -466,13 +460,9 @@ mod tests {
         };
         let (in_tx, in_rx) = mpsc::channel(4);
         let (q_tx, mut q_rx) = mpsc::channel(100);
-        let p = spawn(
-            &cfg,
-            &Context { node_name: "n".into() },
-            in_rx,
-            vec![Output { name: "q", tx: q_tx, policy: QueuePolicy::Block }],
-        )
-        .unwrap();
+        let p =
+            spawn(&cfg, &Context { node_name: "n".into() }, in_rx, vec![Output::new("q", q_tx, QueuePolicy::Block)])
+                .unwrap();
         for ev in events(10) {
             in_tx.send(ev).await.unwrap();
         }

@@ -1,10 +1,15 @@
 //! `sinks.elasticsearch`: what the user writes.
 use std::path::PathBuf;
 
-use pipeline::fanout::QueueConfig;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{driver::BatchConfig, retry::RequestConfig, secret::SecretSource};
+use crate::{
+    buffer::BufferConfig,
+    driver::BatchConfig,
+    retry::{RequestConfig, RetryConfig},
+    secret::SecretSource,
+    BuildError, Delivery, Sink, SinkConfig,
+};
 
 /// Shape of the documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,8 +67,10 @@ impl Default for TlsConfig {
 pub struct ElasticsearchConfig {
     pub enabled: bool,
     /// Base URL: http://host:9200 or https://...
+    #[serde(deserialize_with = "endpoint")]
     pub endpoint: String,
     /// Index name; strftime fields of the event's time (UTC): %Y %m %d %H.
+    #[serde(deserialize_with = "index")]
     pub index: String,
     /// When not empty, write to this data stream instead (`create`, `@timestamp` added).
     pub data_stream: String,
@@ -75,8 +82,10 @@ pub struct ElasticsearchConfig {
     pub gzip: bool,
     /// Most documents in one `_bulk` request (a driver batch is split into requests
     /// sent concurrently, up to `request.concurrency`).
+    #[serde(deserialize_with = "crate::bounds::batch_events")]
     pub bulk_max_events: usize,
     /// Most bytes (uncompressed NDJSON) in one `_bulk` request.
+    #[serde(deserialize_with = "crate::bounds::memory_bytes")]
     pub bulk_max_bytes: usize,
     /// Documents the server refuses for good (400 mapping errors) are appended here,
     /// one JSON line each with the server's reason.
@@ -84,8 +93,12 @@ pub struct ElasticsearchConfig {
     pub auth: AuthConfig,
     pub tls: TlsConfig,
     pub request: RequestConfig,
-    pub queue: QueueConfig,
+    pub buffer: BufferConfig,
     pub batch: BatchConfig,
+    pub retry: RetryConfig,
+    /// Degraded in `/healthz` and `nightjar status` when nothing was delivered for this long.
+    #[serde(deserialize_with = "crate::bounds::secs")]
+    pub health_timeout_secs: u64,
 }
 
 impl Default for ElasticsearchConfig {
@@ -105,8 +118,61 @@ impl Default for ElasticsearchConfig {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             request: RequestConfig::default(),
-            queue: QueueConfig::default(),
-            batch: BatchConfig { max_events: 4000, max_bytes: 0, max_age_ms: 1000, max_retries: 5 },
+            buffer: BufferConfig::disk_default(),
+            batch: BatchConfig { max_events: 4000, max_bytes: 0, max_age_ms: 1000 },
+            retry: RetryConfig::default(),
+            health_timeout_secs: 10,
         }
+    }
+}
+
+/// Checks an endpoint is an http(s) URL with a host.
+pub fn validate_endpoint(s: &str) -> Result<(), String> {
+    match reqwest::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(u) => Err(format!("endpoint {s:?} is not an http:// or https:// URL with a host (scheme {:?})", u.scheme())),
+        Err(e) => Err(format!("endpoint {s:?} is not a URL ({e}): expected e.g. http://127.0.0.1:9200")),
+    }
+}
+
+fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    validate_endpoint(&s).map_err(serde::de::Error::custom)?;
+    Ok(s)
+}
+
+fn index<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    super::encoder::validate_index(&s).map_err(serde::de::Error::custom)?;
+    Ok(s)
+}
+
+impl crate::Check for ElasticsearchConfig {
+    /// A credential's environment variable that is not set is a configuration error, found
+    /// with the config (a secret file is mounted where the agent runs: read at start).
+    fn check(&self) -> Result<(), String> {
+        let s = &self.auth.secret;
+        if !self.enabled || self.auth.kind == AuthKind::None || s.env.is_empty() {
+            return Ok(());
+        }
+        s.load("auth.secret").map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+impl SinkConfig for ElasticsearchConfig {
+    const NAME: &'static str = "elasticsearch";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn delivery(&self) -> Delivery {
+        Delivery {
+            buffer: self.buffer.clone(),
+            batch: self.batch.clone(),
+            retry: self.retry.clone(),
+            health_timeout_secs: self.health_timeout_secs,
+        }
+    }
+    fn build(&self) -> Result<Box<dyn Sink>, BuildError> {
+        Ok(Box::new(super::build(self)?))
     }
 }

@@ -14,7 +14,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, C
 use serde::Deserialize;
 
 use super::config::{AuthKind, ElasticsearchConfig};
-use crate::retry::{Classify, Events};
+use crate::retry::Classify;
 
 /// One `_bulk` request: the (maybe gzipped) body and which items it carries, in order.
 #[derive(Debug, Clone)]
@@ -22,12 +22,6 @@ pub struct BulkRequest {
     pub body: Bytes,
     /// Indexes into the sink's item list, in body order.
     pub items: Arc<Vec<usize>>,
-}
-
-impl Events for BulkRequest {
-    fn events(&self) -> u64 {
-        self.items.len() as u64
-    }
 }
 
 /// Status and error of one item, in request order.

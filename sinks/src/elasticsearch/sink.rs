@@ -1,25 +1,25 @@
-//! Drives one batch: encode, split into `_bulk` requests sent concurrently through the
-//! tower stack, then item by item: 2xx and 409 (same `_id` already there) are delivered,
-//! 429/5xx are retried with backoff, anything else goes to the dead-letter file.
-use std::{
-    io::Write,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-};
+//! One batch: encode, split into `_bulk` requests sent concurrently through the tower
+//! stack, then item by item: 2xx and 409 (same `_id` already there) are delivered,
+//! 429/5xx go back to the driver (which retries them), anything else goes to the
+//! dead-letter file.
+use std::{io::Write, path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
 use futures_util::{stream::FuturesUnordered, StreamExt};
-use pipeline::{metrics::names, Event};
+use pipeline::Event;
+use reqwest::header::CONTENT_TYPE;
 use tower::{util::BoxCloneService, BoxError, ServiceExt};
 
 use super::{
+    config::ElasticsearchConfig,
     encoder::{Encoder, Item},
     request_builder::RequestBuilder,
-    service::{BulkRequest, BulkResponse, EsError},
+    service::{BulkRequest, BulkResponse, EsClient, EsError},
+    template,
 };
 use crate::{
-    retry::{retryable, Backoff, RequestConfig},
-    Health, SendOutcome, Sink,
+    retry::{retryable, Classify},
+    SendOutcome, Sink, StartError,
 };
 
 pub type BulkSvc = BoxCloneService<BulkRequest, BulkResponse, BoxError>;
@@ -63,21 +63,41 @@ pub struct ElasticsearchSink {
     pub(super) encoder: Encoder,
     pub(super) builder: RequestBuilder,
     pub(super) svc: BulkSvc,
-    pub(super) request: RequestConfig,
+    pub(super) client: EsClient,
+    pub(super) cfg: ElasticsearchConfig,
     pub(super) dead_letter: DeadLetter,
-    pub(super) health: Arc<Mutex<Health>>,
 }
 
 impl ElasticsearchSink {
-    fn set_health(&self, h: Health) {
-        if let Ok(mut g) = self.health.lock() {
-            *g = h;
+    /// GET / (is it there, does it take the credentials), then the index template.
+    async fn check(client: EsClient, cfg: ElasticsearchConfig, data_stream: Option<String>) -> Result<(), StartError> {
+        let client = &client;
+        let root = client.url("/");
+        let timeout = std::time::Duration::from_millis(cfg.request.timeout_ms.max(1));
+        match client.call(client.http.get(&root).timeout(timeout), &root).await {
+            Ok(_) => {}
+            Err(EsError::Status { status: status @ (401 | 403), url, .. }) => {
+                return Err(StartError::Config(format!(
+                    "authentication refused by {url} (HTTP {status}): check sinks.elasticsearch.auth"
+                )))
+            }
+            Err(e) => return Err(StartError::Retryable(e.to_string())),
         }
-    }
-
-    /// A handle on the sink's health, for `nightjar status` once the sink is moved to its driver.
-    pub fn health_handle(&self) -> Arc<Mutex<Health>> {
-        self.health.clone()
+        if cfg.install_template {
+            let name = &cfg.template_name;
+            let url = client.url(&format!("_index_template/{name}"));
+            let body = template::index_template(cfg.schema, &cfg.index, data_stream.as_deref());
+            let req =
+                client.http.put(&url).header(CONTENT_TYPE, "application/json").body(body.to_string()).timeout(timeout);
+            match client.call(req, &url).await {
+                Ok(_) => tracing::info!(sink = NAME, template = %name, "index template installed"),
+                Err(e @ EsError::Status { status: 400..=499, .. }) if !e.is_retryable() => {
+                    return Err(StartError::Config(format!("cannot install index template {name}: {e}")))
+                }
+                Err(e) => return Err(StartError::Retryable(format!("cannot install index template {name}: {e}"))),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -87,89 +107,78 @@ impl Sink for ElasticsearchSink {
         NAME
     }
 
+    async fn start(&mut self) -> Result<(), StartError> {
+        Self::check(self.client.clone(), self.cfg.clone(), self.encoder.data_stream.clone()).await
+    }
+
+    /// One round: every item once. 2xx and 409 (that `_id` is there) are delivered,
+    /// 429/5xx and retryable request errors go back to the driver to retry, anything else
+    /// is dead-lettered.
     async fn send(&mut self, batch: &[Arc<Event>]) -> SendOutcome {
         let items: Vec<Item> = batch.iter().map(|e| self.encoder.encode(e)).collect();
-        let mut pending: Vec<usize> = (0..items.len()).collect();
+        let all: Vec<usize> = (0..items.len()).collect();
         let (mut delivered, mut dead, mut failed) = (0u64, 0u64, 0u64);
-        let mut backoff = Backoff::new(&self.request);
         let mut last_err = String::new();
-        let mut fatal = false;
-        for round in 0..=self.request.max_retries {
-            let mut futs: FuturesUnordered<_> = self
-                .builder
-                .build(&items, &pending)
-                .into_iter()
-                .map(|r| {
-                    let svc = self.svc.clone();
-                    async move {
-                        let which = r.items.clone();
-                        (which, svc.oneshot(r).await)
-                    }
-                })
-                .collect();
-            let mut retry = Vec::new();
-            while let Some((which, res)) = futs.next().await {
-                match res {
-                    Ok(resp) => {
-                        for (&k, ir) in which.iter().zip(resp.items) {
-                            match ir.status {
-                                // 409 on `create`: a document with this `_id` is there already.
-                                200..=299 | 409 => delivered += 1,
-                                429 | 500..=599 => {
-                                    last_err = format!("item status {}: {}", ir.status, ir.error.unwrap_or_default());
-                                    retry.push(k);
-                                }
-                                status => {
-                                    let err = ir.error.unwrap_or_default();
-                                    tracing::warn!(sink = NAME, _id = %items[k].id, status, error = %err, "document refused, dead-lettered");
-                                    match self.dead_letter.write(&items[k], status, &err) {
-                                        Ok(()) => dead += 1,
-                                        Err(e) => {
-                                            tracing::error!(sink = NAME, path = %self.dead_letter.path.display(), error = %e, "cannot write the dead-letter file; document lost");
-                                            failed += 1;
-                                        }
+        let mut futs: FuturesUnordered<_> = self
+            .builder
+            .build(&items, &all)
+            .into_iter()
+            .map(|r| {
+                let svc = self.svc.clone();
+                async move {
+                    let which = r.items.clone();
+                    (which, svc.oneshot(r).await)
+                }
+            })
+            .collect();
+        let mut retry = Vec::new();
+        while let Some((which, res)) = futs.next().await {
+            match res {
+                Ok(resp) => {
+                    for (&k, ir) in which.iter().zip(resp.items) {
+                        match ir.status {
+                            200..=299 | 409 => delivered += 1,
+                            429 | 500..=599 => {
+                                last_err = format!("item status {}: {}", ir.status, ir.error.unwrap_or_default());
+                                retry.push(k);
+                            }
+                            status => {
+                                let err = ir.error.unwrap_or_default();
+                                tracing::warn!(sink = NAME, _id = %items[k].id, status, error = %err, "document refused, dead-lettered");
+                                match self.dead_letter.write(&items[k], status, &err) {
+                                    Ok(()) => dead += 1,
+                                    Err(e) => {
+                                        tracing::error!(sink = NAME, path = %self.dead_letter.path.display(), error = %e, "cannot write the dead-letter file; document lost");
+                                        failed += 1;
                                     }
                                 }
                             }
                         }
                     }
-                    Err(e) => {
-                        last_err = e.to_string();
-                        if retryable::<EsError>(&e) {
-                            retry.extend(which.iter().copied());
-                        } else {
-                            tracing::error!(sink = NAME, events = which.len(), error = %e, "request refused");
-                            fatal = true;
-                            failed += which.len() as u64;
-                        }
+                }
+                Err(e) => {
+                    last_err = e.to_string();
+                    if retryable::<EsError>(&e) {
+                        retry.extend(which.iter().copied());
+                    } else {
+                        tracing::error!(sink = NAME, events = which.len(), error = %e, "request refused");
+                        failed += which.len() as u64;
                     }
                 }
             }
-            pending = retry;
-            if pending.is_empty() || round == self.request.max_retries {
-                break;
-            }
-            metrics::counter!(names::SINK_EVENTS, "sink" => NAME, "outcome" => "retried")
-                .increment(pending.len() as u64);
-            metrics::counter!(names::SINK_RETRIES, "sink" => NAME).increment(1);
-            let wait = backoff.next_wait();
-            tracing::warn!(sink = NAME, items = pending.len(), error = %last_err, wait_ms = wait.as_millis() as u64, "retrying items");
-            tokio::time::sleep(wait).await;
         }
-        failed += pending.len() as u64;
-        if failed == 0 {
-            self.set_health(Health::Healthy);
-        } else {
-            self.set_health(Health::Degraded(last_err.clone()));
+        let n = items.len() as u64;
+        if retry.len() as u64 == n && n > 0 {
+            return SendOutcome::Retryable(last_err);
         }
-        if delivered == 0 && dead == 0 && failed == items.len() as u64 && !items.is_empty() {
-            // Nothing landed: let the driver retry the whole batch (same `_id`s) or count it.
-            return if fatal { SendOutcome::Fatal(last_err) } else { SendOutcome::Retryable(last_err) };
+        if failed == n && n > 0 {
+            return SendOutcome::Fatal(last_err);
         }
-        if dead == 0 && failed == 0 {
+        if dead == 0 && failed == 0 && retry.is_empty() {
             return SendOutcome::Delivered;
         }
-        SendOutcome::Partial { delivered, dead_lettered: dead, failed }
+        retry.sort_unstable();
+        SendOutcome::Partial { delivered, dead_lettered: dead, failed, retry, error: last_err }
     }
 
     async fn flush(&mut self) -> Result<(), String> {
@@ -177,9 +186,5 @@ impl Sink for ElasticsearchSink {
             Some(f) => f.sync_data().map_err(|e| e.to_string()),
             None => Ok(()),
         }
-    }
-
-    fn health(&self) -> Health {
-        self.health.lock().map(|h| h.clone()).unwrap_or(Health::Degraded("health lock poisoned".into()))
     }
 }

@@ -1,9 +1,9 @@
 use std::path::PathBuf;
 
-use pipeline::{config::ByteSize, fanout::QueueConfig};
+use pipeline::config::ByteSize;
 use serde::{Deserialize, Serialize};
 
-use crate::driver::BatchConfig;
+use crate::{buffer::BufferConfig, driver::BatchConfig, retry::RetryConfig, BuildError, Delivery, Sink, SinkConfig};
 
 /// When the file sink asks the kernel to put written data on disk (`fdatasync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,7 +21,8 @@ pub enum FsyncPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
-    /// Retry the batch with backoff (`batch.max_retries`), then count it failed.
+    /// Retry the batch with backoff (`retry`), until it is written unless
+    /// `retry.max_retries` says otherwise; the buffer holds what comes meanwhile.
     Retry,
     /// Count the batch failed at once and go on with the next one.
     Drop,
@@ -34,24 +35,41 @@ pub struct FileConfig {
     pub enabled: bool,
     pub path: PathBuf,
     /// Rotate when the file would grow past this size (0: never).
+    #[serde(deserialize_with = "crate::bounds::file_size")]
     pub max_size: ByteSize,
     /// Rotate when the file is older than this many seconds (0: never); checked when a
     /// batch is written, so an idle sink does not make empty files.
+    #[serde(deserialize_with = "crate::bounds::secs")]
     pub rotate_interval_secs: u64,
     /// Rotated files kept (`nightjar.log.1[.gz]` … `.N`); 0 keeps none.
+    #[serde(deserialize_with = "backups")]
     pub max_backups: u32,
     /// Gzip rotated files (`nightjar.log.1.gz`), in the background.
     pub compress: bool,
     /// Permission bits of a new file (and of its backups).
+    #[serde(deserialize_with = "crate::bounds::mode")]
     pub mode: u32,
     pub fsync: FsyncPolicy,
     /// Period of `fsync: interval`, milliseconds.
+    #[serde(deserialize_with = "crate::bounds::millis")]
     pub fsync_interval_ms: u64,
     /// Close and reopen the file on SIGHUP, after an external logrotate moved it away.
     pub reopen_on_sighup: bool,
     pub on_error: OnError,
-    pub queue: QueueConfig,
+    pub buffer: BufferConfig,
     pub batch: BatchConfig,
+    pub retry: RetryConfig,
+    /// Degraded in `/healthz` and `nightjar status` when nothing was delivered for this long.
+    #[serde(deserialize_with = "crate::bounds::secs")]
+    pub health_timeout_secs: u64,
+}
+
+fn backups<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = crate::bounds::count(d)?;
+    if v > 1000 {
+        return Err(serde::de::Error::custom(format!("{v} is out of range: expected 0 to 1000 backups")));
+    }
+    Ok(v)
 }
 
 impl Default for FileConfig {
@@ -68,8 +86,30 @@ impl Default for FileConfig {
             fsync_interval_ms: 1000,
             reopen_on_sighup: true,
             on_error: OnError::Retry,
-            queue: QueueConfig::default(),
+            buffer: BufferConfig::default(),
             batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+            health_timeout_secs: 10,
         }
+    }
+}
+
+impl SinkConfig for FileConfig {
+    const NAME: &'static str = "file";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn delivery(&self) -> Delivery {
+        Delivery {
+            buffer: self.buffer.clone(),
+            batch: self.batch.clone(),
+            retry: self.retry.clone(),
+            health_timeout_secs: self.health_timeout_secs,
+        }
+    }
+    fn build(&self) -> Result<Box<dyn Sink>, BuildError> {
+        let s = super::FileSink::new(self)?;
+        let tick = s.tick_interval();
+        Ok(Box::new(crate::blocking::OffThread::new(Self::NAME, s, Some(tick))))
     }
 }

@@ -1,15 +1,22 @@
 use std::{
+    fs::File,
     io::Read,
     os::unix::fs::{MetadataExt, PermissionsExt},
     process::Command,
-    sync::atomic::AtomicU64,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use flate2::read::GzDecoder;
 use pipeline::config::ByteSize;
 
-use super::*;
-use crate::{driver, test_util::*};
+use pipeline::Event;
+
+use super::{rotate, FileConfig, FileSink, FsyncPolicy, OnError};
+use crate::{blocking::BlockingSink, driver, retry::RetryConfig, test_util::*, SendOutcome};
 
 fn read_all_lines(cfg: &FileConfig) -> Vec<String> {
     let mut lines = Vec::new();
@@ -37,9 +44,9 @@ async fn writes_lines_rotates_and_keeps_gzipped_backups() {
     };
     let mut s = FileSink::new(&cfg).unwrap();
     for i in 0..100 {
-        assert!(matches!(s.send(&[seq_event(i)]).await, SendOutcome::Delivered));
+        assert!(matches!(s.send(&[seq_event(i)]), SendOutcome::Delivered));
     }
-    s.flush().await.unwrap();
+    s.flush().unwrap();
     for p in [cfg.path.clone(), rotate::gz(&cfg.path, 1), rotate::gz(&cfg.path, 2)] {
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", p.display());
@@ -64,12 +71,12 @@ async fn rotates_by_interval() {
         ..FileConfig::default()
     };
     let mut s = FileSink::new(&cfg).unwrap();
-    assert!(matches!(s.send(&[seq_event(0)]).await, SendOutcome::Delivered));
+    assert!(matches!(s.send(&[seq_event(0)]), SendOutcome::Delivered));
     // Make the open file look a second old instead of sleeping.
-    s.opened_at -= Duration::from_secs(2);
-    assert!(matches!(s.send(&[seq_event(1)]).await, SendOutcome::Delivered));
-    assert!(matches!(s.send(&[seq_event(2)]).await, SendOutcome::Delivered));
-    s.flush().await.unwrap();
+    s.writer_mut().opened_at -= Duration::from_secs(2);
+    assert!(matches!(s.send(&[seq_event(1)]), SendOutcome::Delivered));
+    assert!(matches!(s.send(&[seq_event(2)]), SendOutcome::Delivered));
+    s.flush().unwrap();
     let backup = std::fs::read_to_string(rotate::plain(&cfg.path, 1)).unwrap();
     let live = std::fs::read_to_string(&cfg.path).unwrap();
     assert_eq!(backup.lines().map(seq_of).collect::<Vec<_>>(), [0]);
@@ -84,9 +91,9 @@ async fn n_events_read_back_with_jq_and_serde() {
     let mut s = FileSink::new(&cfg).unwrap();
     let events: Vec<_> = (0..n).map(seq_event).collect();
     for chunk in events.chunks(64) {
-        assert!(matches!(s.send(chunk).await, SendOutcome::Delivered));
+        assert!(matches!(s.send(chunk), SendOutcome::Delivered));
     }
-    s.flush().await.unwrap();
+    s.flush().unwrap();
     // serde, through the event model.
     let text = std::fs::read_to_string(&cfg.path).unwrap();
     let back: Vec<Event> = text.lines().map(|l| Event::from_json(l).unwrap()).collect();
@@ -139,7 +146,7 @@ fn tail_follower_sees_every_line_once_across_rotations() {
                 while i < total {
                     let n = (i % 37 + 1).min(total - i);
                     let batch: Vec<_> = (i..i + n).map(seq_event).collect();
-                    assert!(matches!(sink.send(&batch).await, SendOutcome::Delivered));
+                    assert!(matches!(sink.send(&batch), SendOutcome::Delivered));
                     i += n;
                     let now = std::fs::metadata(&path).unwrap().ino();
                     if now != ino {
@@ -154,7 +161,7 @@ fn tail_follower_sees_every_line_once_across_rotations() {
                         }
                     }
                 }
-                sink.flush().await.unwrap();
+                sink.flush().unwrap();
                 done.store(true, Ordering::Release);
                 rotations
             })
@@ -219,8 +226,8 @@ async fn sighup_reopens_after_external_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = FileConfig { path: dir.path().join("n.log"), ..FileConfig::default() };
     let mut s = FileSink::new(&cfg).unwrap();
-    let flag = s.reopen_handle();
-    assert!(matches!(s.send(&[seq_event(0), seq_event(1)]).await, SendOutcome::Delivered));
+    let flag = s.writer().reopen_handle();
+    assert!(matches!(s.send(&[seq_event(0), seq_event(1)]), SendOutcome::Delivered));
     let moved = dir.path().join("n.log-20260101");
     std::fs::rename(&cfg.path, &moved).unwrap();
     // SAFETY: sends SIGHUP to this process; the sink installed tokio's handler in new().
@@ -232,8 +239,8 @@ async fn sighup_reopens_after_external_rotation() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(flag.load(Ordering::Acquire), "SIGHUP never reached the sink");
-    assert!(matches!(s.send(&[seq_event(2)]).await, SendOutcome::Delivered));
-    s.flush().await.unwrap();
+    assert!(matches!(s.send(&[seq_event(2)]), SendOutcome::Delivered));
+    s.flush().unwrap();
     let old = std::fs::read_to_string(&moved).unwrap();
     let new = std::fs::read_to_string(&cfg.path).unwrap();
     assert_eq!(old.lines().map(seq_of).collect::<Vec<_>>(), [0, 1]);
@@ -261,7 +268,7 @@ async fn full_disk_is_retryable_or_dropped_and_never_tears_a_line() {
         let mut failure = None;
         for i in 0..10_000u64 {
             let batch: Vec<_> = (i * 10..i * 10 + 10).map(seq_event).collect();
-            match s.send(&batch).await {
+            match s.send(&batch) {
                 SendOutcome::Delivered => delivered += 10,
                 other => {
                     failure = Some(other);
@@ -274,7 +281,6 @@ async fn full_disk_is_retryable_or_dropped_and_never_tears_a_line() {
             other => panic!("{on_error:?}: unexpected {other:?}"),
         };
         assert!(msg.contains(&path.display().to_string()) && msg.contains("No space left"), "{msg}");
-        assert!(matches!(s.health(), Health::Degraded(_)));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.is_empty() || text.ends_with('\n'), "torn last line");
         assert_eq!(text.lines().map(seq_of).collect::<Vec<_>>(), (0..delivered).collect::<Vec<_>>());
@@ -287,16 +293,17 @@ async fn full_disk_is_retryable_or_dropped_and_never_tears_a_line() {
     std::fs::write(&filler, vec![b'x'; 80 << 10]).ok();
     let cfg = FileConfig {
         path: path.clone(),
-        batch: driver::BatchConfig { max_events: 100, max_age_ms: 10, max_retries: 2, ..Default::default() },
+        batch: driver::BatchConfig { max_events: 100, max_age_ms: 10, ..Default::default() },
         ..FileConfig::default()
     };
-    let sink = FileSink::new(&cfg).unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(1000);
+    let sink = crate::SinkConfig::build(&cfg).unwrap();
+    let retry = RetryConfig { max_retries: 2, initial_backoff_ms: 10, max_backoff_ms: 20 };
+    let (feed, drv, _) = drive(sink, cfg.batch.clone(), retry);
     for i in 0..300 {
-        tx.send(seq_event(i)).await.unwrap();
+        feed.send(seq_event(i)).await;
     }
-    drop(tx);
-    let report = driver::run(Box::new(sink), rx, cfg.batch.clone()).await;
+    drop(feed);
+    let report = drv.await.unwrap();
     assert_eq!((report.delivered, report.failed), (0, 300));
 }
 
@@ -306,15 +313,15 @@ async fn permission_errors_are_clear_and_retryable() {
     let ok_path = dir.path().join("ok.log");
     let cfg = FileConfig { path: ok_path.clone(), ..FileConfig::default() };
     let mut s = FileSink::new(&cfg).unwrap();
-    assert!(matches!(s.send(&[seq_event(0)]).await, SendOutcome::Delivered));
+    assert!(matches!(s.send(&[seq_event(0)]), SendOutcome::Delivered));
     {
         let _nobody = FsUid::set(65534);
         let denied = FileConfig { path: dir.path().join("sub/x.log"), ..FileConfig::default() };
         let e = FileSink::new(&denied).err().expect("must fail as nobody").to_string();
         assert!(e.contains("cannot create directory") && e.contains("Permission denied"), "{e}");
         // The open file stays writable; a reopen (SIGHUP) is refused and retried.
-        s.reopen_handle().store(true, Ordering::Release);
-        match s.send(&[seq_event(1)]).await {
+        s.writer().reopen_handle().store(true, Ordering::Release);
+        match s.send(&[seq_event(1)]) {
             SendOutcome::Retryable(m) => {
                 assert!(m.contains("cannot open") && m.contains("ok.log") && m.contains("Permission denied"), "{m}")
             }
@@ -322,8 +329,8 @@ async fn permission_errors_are_clear_and_retryable() {
         }
     }
     // Back to root: the retry of the same batch goes through.
-    assert!(matches!(s.send(&[seq_event(1)]).await, SendOutcome::Delivered));
-    s.flush().await.unwrap();
+    assert!(matches!(s.send(&[seq_event(1)]), SendOutcome::Delivered));
+    s.flush().unwrap();
     let text = std::fs::read_to_string(&ok_path).unwrap();
     assert_eq!(text.lines().map(seq_of).collect::<Vec<_>>(), [0, 1]);
 }

@@ -1,10 +1,15 @@
 //! `sinks.kafka`: what the user writes.
 use std::{collections::BTreeMap, path::PathBuf};
 
-use pipeline::fanout::QueueConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::{driver::BatchConfig, retry::RequestConfig, secret::SecretSource};
+use crate::{
+    buffer::BufferConfig,
+    driver::BatchConfig,
+    retry::{RequestConfig, RetryConfig},
+    secret::SecretSource,
+    BuildError, Delivery, Sink, SinkConfig,
+};
 
 /// What the message key is taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,20 +67,31 @@ pub struct KafkaConfig {
     pub idempotence: bool,
     /// none | gzip | snappy | lz4 | zstd
     pub compression: String,
+    #[serde(deserialize_with = "crate::bounds::millis")]
     pub linger_ms: u64,
     /// Most bytes in one produce batch per partition.
+    #[serde(deserialize_with = "batch_size")]
     pub batch_size: u64,
     /// How long librdkafka keeps retrying a message before its delivery report fails
     /// (then the sink's own retries start, see `request`).
+    #[serde(deserialize_with = "crate::bounds::millis")]
     pub message_timeout_ms: u64,
     pub security: KafkaSecurity,
     /// Any other librdkafka producer property, passed through as is (wins over the above).
     pub options: BTreeMap<String, String>,
     /// concurrency: messages awaiting their delivery report at once; timeout_ms: longest
-    /// wait for one report (must exceed message_timeout_ms); retries after a failed report.
+    /// wait for one report (must exceed message_timeout_ms).
     pub request: RequestConfig,
-    pub queue: QueueConfig,
+    pub buffer: BufferConfig,
     pub batch: BatchConfig,
+    pub retry: RetryConfig,
+    /// Degraded in `/healthz` and `nightjar status` when nothing was delivered for this long.
+    #[serde(deserialize_with = "crate::bounds::secs")]
+    pub health_timeout_secs: u64,
+}
+
+fn batch_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    crate::bounds::memory_bytes(d).map(|v| v as u64)
 }
 
 impl Default for KafkaConfig {
@@ -94,9 +110,45 @@ impl Default for KafkaConfig {
             message_timeout_ms: 300_000,
             security: KafkaSecurity::default(),
             options: BTreeMap::new(),
-            request: RequestConfig { concurrency: 100_000, timeout_ms: 330_000, ..RequestConfig::default() },
-            queue: QueueConfig::default(),
-            batch: BatchConfig { max_events: 4000, max_bytes: 0, max_age_ms: 100, max_retries: 5 },
+            request: RequestConfig { concurrency: 100_000, timeout_ms: 330_000 },
+            buffer: BufferConfig::disk_default(),
+            batch: BatchConfig { max_events: 4000, max_bytes: 0, max_age_ms: 100 },
+            retry: RetryConfig::default(),
+            health_timeout_secs: 10,
         }
+    }
+}
+
+impl crate::Check for KafkaConfig {
+    /// What librdkafka and the sink would refuse at start: checked with the config.
+    fn check(&self) -> Result<(), String> {
+        if !self.enabled {
+            return Ok(());
+        }
+        // A secret file is mounted where the agent runs, maybe not where the config is
+        // checked: only a missing environment variable is a config error here.
+        let pw = &self.security.sasl_password;
+        if self.security.protocol.starts_with("sasl") && !pw.env.is_empty() && std::env::var_os(&pw.env).is_none() {
+            return Err(format!("security.sasl_password: environment variable {} is not set", pw.env));
+        }
+        super::check_config(self).map_err(|e| e.to_string().trim_start_matches("sink kafka: ").to_owned())
+    }
+}
+
+impl SinkConfig for KafkaConfig {
+    const NAME: &'static str = "kafka";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn delivery(&self) -> Delivery {
+        Delivery {
+            buffer: self.buffer.clone(),
+            batch: self.batch.clone(),
+            retry: self.retry.clone(),
+            health_timeout_secs: self.health_timeout_secs,
+        }
+    }
+    fn build(&self) -> Result<Box<dyn Sink>, BuildError> {
+        Ok(Box::new(super::build(self)?))
     }
 }

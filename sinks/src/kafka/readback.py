@@ -12,7 +12,7 @@ bootstrap, topic, expected, key_field, timeout = sys.argv[1], sys.argv[2], int(s
 c = Consumer({"bootstrap.servers": bootstrap, "group.id": "nightjar-readback-" + topic,
               "auto.offset.reset": "earliest", "enable.auto.commit": True})
 c.subscribe([topic])
-count, pids, bad_key, bad_headers, errors = 0, set(), [], [], []
+count, pids, times, bad_key, bad_headers, errors = 0, set(), set(), [], [], []
 deadline = time.time() + timeout
 quiet_until = None
 while time.time() < deadline:
@@ -28,6 +28,7 @@ while time.time() < deadline:
         kind = next(k for k in ev if k.startswith("process_") or k == "rate_limit_info")
         proc = ev[kind].get("process", {})
         pids.add(proc.get("pid"))
+        times.add(ev.get("time"))
         pod = proc.get("pod")
         if key_field == "namespace_pod":
             want = f"{pod['namespace']}/{pod['name']}" if pod else ev["node_name"]
@@ -46,4 +47,4 @@ while time.time() < deadline:
     if count >= expected and quiet_until is None:
         quiet_until = time.time() + 5
 c.close()
-print(json.dumps({"count": count, "distinct_pids": len(pids), "bad_key": bad_key, "bad_headers": bad_headers, "errors": errors[:5]}))
+print(json.dumps({"count": count, "distinct_pids": len(pids), "distinct_times": len(times), "bad_key": bad_key, "bad_headers": bad_headers, "errors": errors[:5]}))

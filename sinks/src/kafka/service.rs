@@ -1,6 +1,6 @@
 //! The I/O: a `tower::Service` that hands one record to librdkafka and resolves with its
 //! delivery report. librdkafka's own retries (idempotent producer: no duplicates) cover
-//! short outages; a failed report is retried by the shared tower retry layer.
+//! short outages; a failed report goes back to the sink's driver, which retries it.
 use std::{
     future::Future,
     pin::Pin,
@@ -22,13 +22,7 @@ use rdkafka::{
 };
 
 use super::encoder::Record;
-use crate::retry::{Classify, Events};
-
-impl Events for Record {
-    fn events(&self) -> u64 {
-        1
-    }
-}
+use crate::retry::Classify;
 
 #[derive(Debug, thiserror::Error)]
 #[error("delivery failed: {0}")]

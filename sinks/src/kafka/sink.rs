@@ -1,6 +1,9 @@
-//! Drives one batch: every record through the tower stack, then the delivery reports
-//! decide: delivered, or failed (counted and logged, never silently dropped).
-use std::sync::{Arc, Mutex};
+//! One batch: every record through the tower stack, then the delivery reports decide:
+//! delivered, or back to the driver to retry (or failed for good: counted and logged).
+use std::{
+    sync::{atomic::AtomicBool, Arc},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use futures_util::{stream::FuturesUnordered, StreamExt};
@@ -12,7 +15,7 @@ use super::{
     encoder::{Encoder, Record},
     service::{DeliveryError, Producer},
 };
-use crate::{retry::retryable, Health, SendOutcome, Sink};
+use crate::{retry::retryable, SendOutcome, Sink, StartError};
 
 pub type ProduceSvc = BoxCloneService<Record, (), BoxError>;
 
@@ -20,13 +23,11 @@ pub struct KafkaSink {
     pub(super) encoder: Encoder,
     pub(super) svc: ProduceSvc,
     pub(super) producer: Arc<Producer>,
-    pub(super) health: Arc<Mutex<Health>>,
-}
-
-impl KafkaSink {
-    pub fn health_handle(&self) -> Arc<Mutex<Health>> {
-        self.health.clone()
-    }
+    /// librdkafka said every broker is down.
+    pub(super) all_down: Arc<AtomicBool>,
+    pub(super) brokers: String,
+    /// Longest metadata check at start.
+    pub(super) wait: Duration,
 }
 
 #[async_trait]
@@ -35,32 +36,45 @@ impl Sink for KafkaSink {
         "kafka"
     }
 
+    async fn start(&mut self) -> Result<(), StartError> {
+        super::check_brokers(self.producer.clone(), self.all_down.clone(), self.wait, self.brokers.clone()).await
+    }
+
     async fn send(&mut self, batch: &[Arc<Event>]) -> SendOutcome {
-        let mut futs: FuturesUnordered<_> =
-            batch.iter().map(|e| self.svc.clone().oneshot(self.encoder.encode(e))).collect();
+        let mut futs: FuturesUnordered<_> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let f = self.svc.clone().oneshot(self.encoder.encode(e));
+                async move { (i, f.await) }
+            })
+            .collect();
         let (mut delivered, mut failed, mut all_retryable) = (0u64, 0u64, true);
+        let mut failed_idx = Vec::new();
         let mut last_err = String::new();
-        while let Some(r) = futs.next().await {
+        while let Some((i, r)) = futs.next().await {
             match r {
                 Ok(()) => delivered += 1,
                 Err(e) => {
                     all_retryable &= retryable::<DeliveryError>(&e);
                     if failed == 0 {
-                        tracing::error!(sink = "kafka", error = %e, "message not delivered");
+                        tracing::warn!(sink = "kafka", error = %e, "message not delivered");
                     }
                     last_err = e.to_string();
                     failed += 1;
+                    failed_idx.push(i);
                 }
             }
         }
-        if let Ok(mut h) = self.health.lock() {
-            *h = if failed == 0 { Health::Healthy } else { Health::Degraded(last_err.clone()) };
-        }
+        failed_idx.sort_unstable();
         match (delivered, failed) {
             (_, 0) => SendOutcome::Delivered,
             (0, _) if all_retryable => SendOutcome::Retryable(last_err),
             (0, _) => SendOutcome::Fatal(last_err),
-            _ => SendOutcome::Partial { delivered, dead_lettered: 0, failed },
+            _ if all_retryable => {
+                SendOutcome::Partial { delivered, dead_lettered: 0, failed: 0, retry: failed_idx, error: last_err }
+            }
+            _ => SendOutcome::Partial { delivered, dead_lettered: 0, failed, retry: Vec::new(), error: last_err },
         }
     }
 
@@ -70,9 +84,5 @@ impl Sink for KafkaSink {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
-    }
-
-    fn health(&self) -> Health {
-        self.health.lock().map(|h| h.clone()).unwrap_or(Health::Degraded("health lock poisoned".into()))
     }
 }

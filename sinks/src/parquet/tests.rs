@@ -2,8 +2,12 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pipeline::config::ByteSize;
 use serde_json::json;
 
-use super::*;
-use crate::test_util::*;
+use std::{fs::File, path::Path, time::Duration};
+
+use pipeline::time::Timestamp;
+
+use super::{partition_of, ParquetConfig, ParquetSink};
+use crate::{blocking::BlockingSink, test_util::*, SendOutcome};
 
 pub const READBACK_PY: &str = include_str!("readback.py");
 
@@ -43,14 +47,14 @@ async fn n_events_read_back_with_pyarrow_and_duckdb() {
     let events: Vec<_> = (0..n).map(|i| seq_event_at(i, BASE_NANOS + i as i128 * 2_000_000_000)).collect();
     let mut s = ParquetSink::new(&cfg).unwrap();
     for chunk in events.chunks(256) {
-        assert!(matches!(s.send(chunk).await, SendOutcome::Delivered));
+        assert!(matches!(s.send(chunk), SendOutcome::Held));
     }
     // Before the flush, nothing a reader would pick up is incomplete.
     for f in files(&cfg.path) {
         let name = f.rsplit('/').next().unwrap();
         assert!(name.ends_with(".parquet") || (name.starts_with(".part-") && name.ends_with(".parquet.tmp")), "{f}");
     }
-    s.flush().await.unwrap();
+    s.flush().unwrap();
     let all = files(&cfg.path);
     assert!(all.iter().all(|f| f.ends_with(".parquet")), "temporary files left after flush: {all:?}");
     let root = cfg.path.display().to_string();
@@ -110,24 +114,24 @@ async fn files_close_by_age_and_killed_writer_leaves_only_a_temporary_file() {
     let cfg = ParquetConfig { max_file_age_secs: 60, ..cfg(dir.path()) };
     let mut s = ParquetSink::new(&cfg).unwrap();
     let batch: Vec<_> = (0..100).map(seq_event).collect();
-    assert!(matches!(s.send(&batch).await, SendOutcome::Delivered));
+    assert!(matches!(s.send(&batch), SendOutcome::Held));
     let only_tmp = files(dir.path());
     assert_eq!(only_tmp.len(), 1, "{only_tmp:?}");
     assert!(only_tmp[0].starts_with("dt=2026-01-01/hour=10/.part-") && only_tmp[0].ends_with(".parquet.tmp"));
     // Not yet old: a tick keeps it open. Aged: the tick completes it.
-    s.tick().await.unwrap();
+    s.tick().unwrap();
     assert_eq!(files(dir.path()), only_tmp);
-    for f in s.open.values_mut() {
+    for f in s.open_files() {
         f.opened -= Duration::from_secs(61);
     }
-    s.tick().await.unwrap();
+    s.tick().unwrap();
     let done = files(dir.path());
     assert_eq!(done.len(), 1);
     assert!(done[0].ends_with(".parquet") && !done[0].contains("/."), "{done:?}");
     assert_eq!(rows_in(&dir.path().join(&done[0])), 100);
 
     // A writer that dies mid-file (what SIGKILL does: no footer, no rename).
-    assert!(matches!(s.send(&batch).await, SendOutcome::Delivered));
+    assert!(matches!(s.send(&batch), SendOutcome::Held));
     std::mem::forget(s);
     let partial: Vec<_> = files(dir.path()).into_iter().filter(|f| f.ends_with(".tmp")).collect();
     assert_eq!(partial.len(), 1);
@@ -152,8 +156,8 @@ async fn full_disk_is_a_clear_retryable_error_and_leaves_only_complete_files() {
     let mut failure = None;
     for i in 0..2000u64 {
         let batch: Vec<_> = (i * 100..i * 100 + 100).map(seq_event).collect();
-        match s.send(&batch).await {
-            SendOutcome::Delivered => {}
+        match s.send(&batch) {
+            SendOutcome::Held => {}
             other => {
                 failure = Some(other);
                 break;
@@ -167,7 +171,6 @@ async fn full_disk_is_a_clear_retryable_error_and_leaves_only_complete_files() {
         }
         other => panic!("expected a retryable error, got {other:?}"),
     }
-    assert!(matches!(s.health(), Health::Degraded(_)));
     // What is named *.parquet is complete and readable.
     let complete: Vec<_> = files(mnt.path()).into_iter().filter(|f| f.ends_with(".parquet")).collect();
     assert!(!complete.is_empty());
@@ -178,8 +181,8 @@ async fn full_disk_is_a_clear_retryable_error_and_leaves_only_complete_files() {
     for f in &complete {
         std::fs::remove_file(mnt.path().join(f)).unwrap();
     }
-    assert!(matches!(s.send(&[seq_event(0)]).await, SendOutcome::Delivered));
-    s.flush().await.unwrap();
+    assert!(matches!(s.send(&[seq_event(0)]), SendOutcome::Held));
+    s.flush().unwrap();
 }
 
 #[test]

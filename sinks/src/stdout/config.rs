@@ -1,7 +1,7 @@
-use pipeline::fanout::QueueConfig;
+use pipeline::fanout::QueuePolicy;
 use serde::{Deserialize, Serialize};
 
-use crate::driver::BatchConfig;
+use crate::{buffer::BufferConfig, driver::BatchConfig, retry::RetryConfig, BuildError, Delivery, Sink, SinkConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -16,8 +16,14 @@ pub enum StdoutFormat {
 pub struct StdoutConfig {
     pub enabled: bool,
     pub format: StdoutFormat,
-    pub queue: QueueConfig,
+    /// Memory, dropping (counted) when full by default: a terminal or pipe that stops
+    /// reading never holds up the other sinks.
+    pub buffer: BufferConfig,
     pub batch: BatchConfig,
+    pub retry: RetryConfig,
+    /// Degraded in `/healthz` and `nightjar status` when nothing was delivered for this long.
+    #[serde(deserialize_with = "crate::bounds::secs")]
+    pub health_timeout_secs: u64,
 }
 
 impl Default for StdoutConfig {
@@ -25,8 +31,28 @@ impl Default for StdoutConfig {
         StdoutConfig {
             enabled: true,
             format: StdoutFormat::Compact,
-            queue: QueueConfig::default(),
+            buffer: BufferConfig::memory(10_000, QueuePolicy::DropNewest),
             batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+            health_timeout_secs: 10,
         }
+    }
+}
+
+impl SinkConfig for StdoutConfig {
+    const NAME: &'static str = "stdout";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn delivery(&self) -> Delivery {
+        Delivery {
+            buffer: self.buffer.clone(),
+            batch: self.batch.clone(),
+            retry: self.retry.clone(),
+            health_timeout_secs: self.health_timeout_secs,
+        }
+    }
+    fn build(&self) -> Result<Box<dyn Sink>, BuildError> {
+        Ok(Box::new(crate::blocking::OffThread::new(Self::NAME, super::StdoutSink::new(self), None)))
     }
 }

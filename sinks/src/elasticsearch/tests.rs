@@ -1,18 +1,16 @@
 //! Against a real Elasticsearch-API server (osmem-server) on loopback.
 use std::{sync::Arc, time::Duration};
 
+use super::{build, ElasticsearchConfig};
+use crate::{
+    driver::BatchConfig,
+    retry::{RequestConfig, RetryConfig},
+    test_servers::{free_port, Proxy, Server},
+    test_util::{counter, drive, install_metrics, seq_event, Feed},
+    SendOutcome, Sink, StartError,
+};
 use pipeline::{time::Timestamp, Event, EventKind};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-
-use super::{start, ElasticsearchConfig};
-use crate::{
-    driver::{self, BatchConfig},
-    retry::RequestConfig,
-    test_servers::{counter, free_port, install_metrics, Proxy, Server},
-    test_util::seq_event,
-    SendOutcome, Sink,
-};
 
 fn cfg(endpoint: String, dir: &std::path::Path) -> ElasticsearchConfig {
     ElasticsearchConfig {
@@ -21,14 +19,9 @@ fn cfg(endpoint: String, dir: &std::path::Path) -> ElasticsearchConfig {
         index: "nj-%Y.%m.%d".into(),
         template_name: "nj-test".into(),
         dead_letter_path: dir.join("dead.log"),
-        request: RequestConfig {
-            initial_backoff_ms: 50,
-            max_backoff_ms: 2000,
-            max_retries: 30,
-            timeout_ms: 10_000,
-            ..RequestConfig::default()
-        },
-        batch: BatchConfig { max_events: 2000, max_bytes: 8 << 20, max_age_ms: 200, max_retries: 5 },
+        request: RequestConfig { timeout_ms: 10_000, ..RequestConfig::default() },
+        retry: RetryConfig { initial_backoff_ms: 50, max_backoff_ms: 2000, max_retries: 0 },
+        batch: BatchConfig { max_events: 2000, max_bytes: 8 << 20, max_age_ms: 200 },
         ..ElasticsearchConfig::default()
     }
 }
@@ -50,13 +43,13 @@ async fn count(base: &str, query: Option<Value>) -> u64 {
 }
 
 /// Feeds events `0..n` into a driver at `per_sec` (0: as fast as the queue takes them).
-async fn feed(tx: mpsc::Sender<Arc<Event>>, n: u64, per_sec: u64) {
+async fn feed(tx: Feed, n: u64, per_sec: u64) {
     let start = tokio::time::Instant::now();
     for i in 0..n {
         if per_sec > 0 && i % 100 == 0 {
             tokio::time::sleep_until(start + Duration::from_micros(i * 1_000_000 / per_sec)).await;
         }
-        tx.send(seq_event(i)).await.unwrap();
+        tx.send(seq_event(i)).await;
     }
 }
 
@@ -65,10 +58,9 @@ async fn hundred_thousand_events_all_land_once() {
     let srv = Server::osmem();
     let dir = tempfile::tempdir().unwrap();
     let c = cfg(srv.url(), dir.path());
-    let sink = start(&c).await.unwrap();
+    let sink = build(&c).unwrap();
     const N: u64 = 100_000;
-    let (tx, rx) = mpsc::channel(10_000);
-    let drv = tokio::spawn(driver::run(Box::new(sink), rx, c.batch.clone()));
+    let (tx, drv, _) = drive(Box::new(sink), c.batch.clone(), c.retry.clone());
     feed(tx, N, 0).await;
     let report = tokio::time::timeout(Duration::from_secs(600), drv).await.unwrap().unwrap();
     assert_eq!((report.delivered, report.failed, report.dead_lettered), (N, 0, 0));
@@ -87,11 +79,10 @@ async fn outage_of_twenty_seconds_loses_and_duplicates_nothing() {
     let proxy = Proxy::start(srv.addr);
     let dir = tempfile::tempdir().unwrap();
     let c = cfg(format!("http://{}", proxy.addr), dir.path());
-    let sink = start(&c).await.unwrap();
-    let retries_before = counter("nightjar_sink_retries_total", &["sink=\"elasticsearch\""]);
+    let sink = build(&c).unwrap();
+    let retries_before = counter("nightjar_sink_retries_total", &["sink=\"test\""]);
     const N: u64 = 150_000; // 30 s at 5,000 events/s
-    let (tx, rx) = mpsc::channel(10_000);
-    let drv = tokio::spawn(driver::run(Box::new(sink), rx, c.batch.clone()));
+    let (tx, drv, _) = drive(Box::new(sink), c.batch.clone(), c.retry.clone());
     let feeder = tokio::spawn(feed(tx, N, 5_000));
     tokio::time::sleep(Duration::from_secs(5)).await;
     proxy.cut();
@@ -111,7 +102,8 @@ async fn a_malformed_document_is_dead_lettered_and_the_rest_land() {
     let srv = Server::osmem();
     let dir = tempfile::tempdir().unwrap();
     let c = cfg(srv.url(), dir.path());
-    let mut sink = start(&c).await.unwrap();
+    let mut sink = build(&c).unwrap();
+    sink.start().await.unwrap();
     let mut batch: Vec<Arc<Event>> = (0..10).map(seq_event).collect();
     // A pid that is not a number: the template maps process.pid as long.
     let bad = json!({ "process": { "exec_id": "bad-exec", "pid": "not-a-number", "binary": "/bin/x" } });
@@ -124,7 +116,10 @@ async fn a_malformed_document_is_dead_lettered_and_the_rest_land() {
         )),
     );
     let out = sink.send(&batch).await;
-    assert!(matches!(out, SendOutcome::Partial { delivered: 10, dead_lettered: 1, failed: 0 }), "{out:?}");
+    assert!(
+        matches!(&out, SendOutcome::Partial { delivered: 10, dead_lettered: 1, failed: 0, retry, .. } if retry.is_empty()),
+        "{out:?}"
+    );
     assert_eq!(count(&srv.url(), None).await, 10);
     sink.flush().await.unwrap();
     let dl = std::fs::read_to_string(dir.path().join("dead.log")).unwrap();
@@ -141,12 +136,16 @@ async fn a_malformed_document_is_dead_lettered_and_the_rest_land() {
 }
 
 #[tokio::test]
-async fn unreachable_host_at_start_names_the_sink_and_cause() {
+async fn unreachable_host_at_start_is_retryable_and_names_the_cause() {
     let dir = tempfile::tempdir().unwrap();
     let c = cfg(format!("http://127.0.0.1:{}", free_port()), dir.path());
-    let e = start(&c).await.err().expect("must fail").to_string();
-    assert!(e.starts_with("sink elasticsearch: cannot reach http://127.0.0.1:"), "{e}");
-    assert!(e.to_lowercase().contains("connection refused"), "{e}");
+    match build(&c).unwrap().start().await {
+        Err(StartError::Retryable(e)) => {
+            assert!(e.starts_with("cannot reach http://127.0.0.1:"), "{e}");
+            assert!(e.to_lowercase().contains("connection refused"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Wrong credentials at start. Neither test server here does authentication
@@ -192,9 +191,11 @@ async fn wrong_credentials_at_start_name_the_sink_and_cause_without_the_secret()
         user: "elastic".into(),
         secret: crate::secret::SecretSource { env: String::new(), file: secret },
     };
-    c.request.max_retries = 0;
-    let e = start(&c).await.err().expect("a 401 must fail the start").to_string();
-    assert!(e.starts_with("sink elasticsearch: authentication refused by http://127.0.0.1:"), "{e}");
+    let e = match build(&c).unwrap().start().await {
+        Err(StartError::Config(e)) => e,
+        other => panic!("a 401 is a configuration error: {other:?}"),
+    };
+    assert!(e.starts_with("authentication refused by http://127.0.0.1:"), "{e}");
     assert!(e.contains("HTTP 401") && e.contains("sinks.elasticsearch.auth"), "{e}");
     assert!(!e.contains("not-the-password"), "the error must not show the secret: {e}");
     // The credentials were sent, as Basic elastic:not-the-password.

@@ -1,15 +1,13 @@
 //! Against a real Kafka-protocol broker (tansu) on loopback, read back by Python
 //! confluent-kafka as a consumer group.
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
-use pipeline::Event;
-use tokio::sync::mpsc;
-
-use super::{start, KafkaConfig, KeyField};
+use super::{build, KafkaConfig, KeyField};
 use crate::{
-    driver::{self, BatchConfig},
-    test_servers::{counter, create_topic, free_port, install_metrics, Proxy, Server},
-    test_util::{run_python, seq_event},
+    driver::BatchConfig,
+    test_servers::{create_topic, free_port, Proxy, Server},
+    test_util::{counter, drive, install_metrics, run_python, seq_event, Feed},
+    Sink, StartError,
 };
 
 const READBACK: &str = include_str!("readback.py");
@@ -20,18 +18,18 @@ fn cfg(brokers: SocketAddr, topic: &str) -> KafkaConfig {
         brokers: brokers.to_string(),
         topic: topic.into(),
         key: KeyField::NamespacePod,
-        batch: BatchConfig { max_events: 4000, max_bytes: 20 << 20, max_age_ms: 100, max_retries: 5 },
+        batch: BatchConfig { max_events: 4000, max_bytes: 20 << 20, max_age_ms: 100 },
         ..KafkaConfig::default()
     }
 }
 
-async fn feed(tx: mpsc::Sender<Arc<Event>>, n: u64, per_sec: u64) {
+async fn feed(tx: Feed, n: u64, per_sec: u64) {
     let start = tokio::time::Instant::now();
     for i in 0..n {
         if per_sec > 0 && i % 100 == 0 {
             tokio::time::sleep_until(start + Duration::from_micros(i * 1_000_000 / per_sec)).await;
         }
-        tx.send(seq_event(i)).await.unwrap();
+        tx.send(seq_event(i)).await;
     }
 }
 
@@ -47,10 +45,9 @@ async fn hundred_thousand_events_read_back_exactly_once_with_keys_and_headers() 
     let broker = Server::tansu(None);
     create_topic(broker.addr, "nj-events", 3);
     let c = cfg(broker.addr, "nj-events");
-    let sink = start(&c).await.unwrap();
+    let sink = build(&c).unwrap();
     const N: u64 = 100_000;
-    let (tx, rx) = mpsc::channel(10_000);
-    let drv = tokio::spawn(driver::run(Box::new(sink), rx, c.batch.clone()));
+    let (tx, drv, _) = drive(Box::new(sink), c.batch.clone(), c.retry.clone());
     feed(tx, N, 0).await;
     let report = tokio::time::timeout(Duration::from_secs(600), drv).await.unwrap().unwrap();
     assert_eq!((report.delivered, report.failed), (N, 0));
@@ -70,11 +67,10 @@ async fn outage_of_twenty_seconds_loses_and_duplicates_nothing() {
     let proxy = Proxy::start_on(listener, broker.addr);
     create_topic(broker.addr, "nj-outage", 3);
     let c = cfg(proxy_addr, "nj-outage");
-    let sink = start(&c).await.unwrap();
+    let sink = build(&c).unwrap();
     let retries_before = counter("nightjar_sink_retries_total", &["sink=\"kafka\""]);
     const N: u64 = 150_000; // 30 s at 5,000 events/s
-    let (tx, rx) = mpsc::channel(10_000);
-    let drv = tokio::spawn(driver::run(Box::new(sink), rx, c.batch.clone()));
+    let (tx, drv, _) = drive(Box::new(sink), c.batch.clone(), c.retry.clone());
     let feeder = tokio::spawn(feed(tx, N, 5_000));
     tokio::time::sleep(Duration::from_secs(5)).await;
     proxy.cut();
@@ -100,10 +96,14 @@ async fn outage_of_twenty_seconds_loses_and_duplicates_nothing() {
 }
 
 #[tokio::test]
-async fn unreachable_brokers_at_start_name_the_sink_and_cause() {
+async fn unreachable_brokers_at_start_are_retryable_and_name_the_cause() {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut c = cfg(addr, "t");
     c.request.timeout_ms = 340_000;
-    let e = start(&c).await.err().expect("must fail").to_string();
-    assert!(e.starts_with(&format!("sink kafka: cannot reach brokers {addr}:")), "{e}");
+    match build(&c).unwrap().start().await {
+        Err(StartError::Retryable(e)) => {
+            assert!(e.starts_with(&format!("sink kafka: cannot reach brokers {addr}:")), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
