@@ -24,6 +24,14 @@ pub struct Config {
     pub sources: pipeline::sources::SourcesConfig,
     pub pipeline: PipelineConfig,
     pub sinks: sinks::SinksConfig,
+    pub export: ExportConfig,
+}
+
+/// `export:` what every exported event carries beyond Tetragon's schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    pub extensions: pipeline::event::Extensions,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

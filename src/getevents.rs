@@ -5,7 +5,7 @@ use std::{
     process::ExitCode,
 };
 
-use pipeline::{Event, EventKind};
+use pipeline::Event;
 use regex::Regex;
 use sinks::stdout::{format_event, Colour, StdoutFormat};
 
@@ -31,18 +31,23 @@ impl Filters {
                 .map(|r| Regex::new(r).map_err(|e| format!("--{name} {r:?} is not a valid regex: {e}")))
                 .transpose()
         };
-        const TYPES: [&str; 6] =
-            ["process_exec", "process_exit", "process_kprobe", "process_tracepoint", "process_lsm", "rate_limit_info"];
+        let mut event_types = Vec::new();
         for t in &a.event_types {
-            if !TYPES.contains(&t.as_str()) {
-                return Err(format!("--event-types: unknown type {t:?} (expected {})", TYPES.join(", ")));
+            match pipeline::Kind::from_event_type(t) {
+                Some(k) => event_types.push(k.key().to_owned()),
+                None => {
+                    return Err(format!(
+                        "--event-types: unknown type {t:?} (expected {})",
+                        pipeline::Kind::event_type_names()
+                    ))
+                }
             }
         }
         Ok(Filters {
             namespaces: a.namespace.clone(),
             pod: re("pod", &a.pod)?,
             process: re("process", &a.process)?,
-            event_types: a.event_types.clone(),
+            event_types,
             policy_names: a.policy_names.clone(),
             hosts: a.host.clone(),
         })
@@ -72,12 +77,7 @@ impl Filters {
             }
         }
         if !self.policy_names.is_empty() {
-            let policy = match &e.kind {
-                EventKind::ProcessKprobe(k) => k.policy_name.as_deref(),
-                EventKind::ProcessTracepoint(t) => t.policy_name.as_deref(),
-                EventKind::Other { value, .. } => value.get("policy_name").and_then(|v| v.as_str()),
-                _ => None,
-            };
+            let policy = pipeline::stages::key::policy_name(e);
             if !policy.is_some_and(|p| self.policy_names.iter().any(|n| n == p)) {
                 return false;
             }

@@ -168,6 +168,7 @@ pub fn init_logging(cfg: &Config) {
 async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) -> anyhow::Result<bool> {
     let node = cfg.node_name();
     pipeline::metrics::set_tetragon_names(cfg.metrics.tetragon_names);
+    pipeline::event::set_extensions(cfg.export.extensions);
     let (stop_tx, stop_rx) = watch::channel(false);
     // The recorder before anything counts (the sinks set their gauges when they start).
     let metrics_handle = if cfg.metrics.enabled { Some(pipeline::metrics::install_recorder()?) } else { None };
@@ -176,6 +177,9 @@ async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) 
     let (running, mut outputs, failed) = sinks::run::start(sinks::build_all(&cfg.sinks), &cfg.sinks.data_dir, &stop_rx);
     for (name, why) in &failed {
         tracing::error!(sink = name, error = %why, "sink disabled: it could not be built");
+    }
+    for r in &running {
+        pipeline::metrics::init_sink_series(r.name);
     }
     if running.is_empty() {
         anyhow::bail!("no sink could start; enable at least one under `sinks:`");

@@ -5,7 +5,9 @@
 pub mod ack;
 pub mod config;
 pub mod event;
+pub mod kinds;
 pub mod metrics;
 pub mod time;
 
-pub use event::{Event, EventKind};
+pub use event::{Event, EventKind, Origin};
+pub use kinds::{Kind, KINDS};

@@ -80,6 +80,39 @@ pub fn set_policy_filtered(policy: &str, hook: &str, total: u64) {
     metrics::counter!(names::POLICY_FILTERED, "policy" => policy.to_owned(), "hook" => hook.to_owned()).absolute(total);
 }
 
+/// Sink outcomes, as `sink_events_total{outcome}` labels them.
+pub const SINK_OUTCOMES: [&str; 5] = ["delivered", "retried", "failed", "dead_lettered", "dropped"];
+
+/// Registers every series an alert may take `increase()` of at 0 before its first
+/// increment (a counter born at 1 shows no increase): the event types of the kinds table.
+pub fn init_event_series() {
+    for k in &crate::KINDS {
+        metrics::counter!(names::EVENTS, "type" => k.key).increment(0);
+        if tetragon() {
+            metrics::counter!(names::TETRAGON_EVENTS, "type" => k.key).increment(0);
+        }
+    }
+}
+
+/// The `policy_events_total` series of a loaded policy at 0, one per action its events carry.
+pub fn init_policy_series(policy: &str, actions: &[&str]) {
+    for a in actions {
+        metrics::counter!(names::POLICY_EVENTS, "policy" => policy.to_owned(), "action" => (*a).to_owned())
+            .increment(0);
+        if tetragon() {
+            metrics::counter!(names::TETRAGON_POLICY_EVENTS, "policy" => policy.to_owned(), "hook" => (*a).to_owned())
+                .increment(0);
+        }
+    }
+}
+
+/// The `sink_events_total` series of a sink at 0, one per outcome.
+pub fn init_sink_series(sink: &'static str) {
+    for outcome in SINK_OUTCOMES {
+        metrics::counter!(names::SINK_EVENTS, "sink" => sink, "outcome" => outcome).increment(0);
+    }
+}
+
 /// A stage discarded `n` events for `reason`.
 pub fn count_stage_drop(stage: &'static str, reason: &'static str, n: u64) {
     metrics::counter!(names::STAGE_DROPPED, "stage" => stage, "reason" => reason).increment(n);

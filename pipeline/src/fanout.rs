@@ -117,16 +117,10 @@ async fn run_inner(mut rx: mpsc::Receiver<Event>, outputs: Vec<Output>, count: b
     FanoutReport { received, outputs }
 }
 
-/// The `type` label of an event (its top-level key), as a static string for the known kinds.
+/// The `type` label of an event: its key in the kinds table, `other` for a kind the table
+/// does not know (a bounded label set).
 pub fn ev_type(e: &Event) -> &'static str {
-    match e.kind.key() {
-        "process_exec" => "process_exec",
-        "process_exit" => "process_exit",
-        "process_kprobe" => "process_kprobe",
-        "process_tracepoint" => "process_tracepoint",
-        "rate_limit_info" => "rate_limit_info",
-        _ => "other",
-    }
+    e.kind.kind().map(nightjar_event::Kind::key).unwrap_or("other")
 }
 
 #[cfg(test)]

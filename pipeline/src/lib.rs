@@ -8,4 +8,4 @@ pub mod sources;
 pub mod stages;
 
 /// The event model, config loading and time live in `nightjar-event`; these paths stay.
-pub use nightjar_event::{ack, config, event, time, Event, EventKind};
+pub use nightjar_event::{ack, config, event, kinds, time, Event, EventKind, Kind, KINDS};

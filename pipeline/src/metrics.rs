@@ -22,6 +22,7 @@ pub enum MetricsError {
 pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
     let handle = PrometheusBuilder::new().install_recorder().map_err(|e| MetricsError::Install(e.to_string()))?;
     describe();
+    init_event_series();
     metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let up = handle.clone();
     tokio::spawn(async move {

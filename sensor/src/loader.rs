@@ -548,7 +548,18 @@ fn kernel_hooks(btf: &crate::btf::Btf, features: &mut KernelFeatures) -> (Kernel
                 tracing::info!(error = %e, "fentry programs do not load here: kprobes or tracepoints serve kernel functions")
             }
         }
-        if features.bpf_lsm {
+        if let Some(unknown) = &features.lsm_list_unreadable {
+            // A BPF-LSM program loads whether or not `bpf` is an active LSM, but runs only if
+            // it is: without the list, Override cannot be promised.
+            features.bpf_lsm = false;
+            lsm_unavailable = match crate::progprobe::lsm(btf, "file_open") {
+                Ok(()) => format!(
+                    "{unknown}; BPF-LSM programs load, but run only when bpf is an active LSM \
+                     (mount securityfs so that nightjar can check)"
+                ),
+                Err(e) => format!("BPF-LSM programs do not load: {e}; {unknown}"),
+            };
+        } else if features.bpf_lsm {
             if let Err(e) = crate::progprobe::lsm(btf, "file_open") {
                 lsm_unavailable = format!("BPF-LSM programs do not load: {e}");
                 features.bpf_lsm = false;

@@ -17,6 +17,11 @@ pub struct KernelFeatures {
     /// `bpf` is in the active LSM list (and, once the sensor has loaded, BPF-LSM
     /// programs load here).
     pub bpf_lsm: bool,
+    /// Why the active LSM list could not be read (securityfs not mounted, say): that is not
+    /// `bpf` being absent from it, and it leaves BPF-LSM unusable (a program loads whether
+    /// or not `bpf` is active, and runs only if it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsm_list_unreadable: Option<String>,
     /// fentry programs load here: learned by the sensor at start (loading one), so false
     /// from `probe()` alone.
     #[serde(default)]
@@ -43,9 +48,7 @@ pub fn probe(mount_missing: bool) -> Result<KernelFeatures, ProbeError> {
         ));
     }
     let kprobes = tracefs.as_deref().map(|t| t.join("kprobe_events").exists()).unwrap_or(false);
-    let bpf_lsm = std::fs::read_to_string("/sys/kernel/security/lsm")
-        .map(|s| s.trim().split(',').any(|l| l == "bpf"))
-        .unwrap_or(false);
+    let (bpf_lsm, lsm_list_unreadable) = lsm_list(std::fs::read_to_string(LSM_LIST));
     Ok(KernelFeatures {
         kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
@@ -54,10 +57,25 @@ pub fn probe(mount_missing: bool) -> Result<KernelFeatures, ProbeError> {
         tracefs,
         kprobes,
         bpf_lsm,
+        lsm_list_unreadable,
         fentry: false,
         // SAFETY: geteuid has no preconditions and cannot fail.
         euid: unsafe { libc::geteuid() },
     })
+}
+
+const LSM_LIST: &str = "/sys/kernel/security/lsm";
+
+/// Whether `bpf` is an active LSM, from the list securityfs shows; when the list cannot be
+/// read, why (which is not the same as `bpf` being absent from it).
+fn lsm_list(read: std::io::Result<String>) -> (bool, Option<String>) {
+    match read {
+        Ok(s) => (s.trim().split(',').any(|l| l == "bpf"), None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (false, Some(format!("the active LSM list is unknown: {LSM_LIST} does not exist (securityfs is not mounted at /sys/kernel/security)")))
+        }
+        Err(e) => (false, Some(format!("the active LSM list is unknown: cannot read {LSM_LIST}: {e}"))),
+    }
 }
 
 fn find_tracefs() -> Option<PathBuf> {
@@ -129,6 +147,15 @@ mod tests {
             };
             assert!(have, "this kernel should offer {want}; the probe says {f:?}");
         }
+    }
+
+    #[test]
+    fn an_unreadable_lsm_list_is_not_an_absent_bpf() {
+        assert_eq!(lsm_list(Ok("lockdown,capability,bpf\n".into())), (true, None));
+        assert_eq!(lsm_list(Ok("lockdown,capability".into())), (false, None));
+        let (bpf, why) = lsm_list(Err(std::io::ErrorKind::NotFound.into()));
+        assert!(!bpf);
+        assert!(why.is_some_and(|w| w.contains("securityfs is not mounted")));
     }
 
     #[test]

@@ -109,3 +109,36 @@ impl Drop for Agent {
         }
     }
 }
+
+/// Tetragon's own `tetra` CLI (`../shared/tools/tetra.xz`, unpacked once into the target
+/// dir), or why it is not there.
+pub fn tetra() -> Result<PathBuf, String> {
+    static TETRA: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    TETRA
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            // NIGHTJAR_SHARED: the shared dir when it is not beside the checkout (a worktree).
+            let shared =
+                std::env::var_os("NIGHTJAR_SHARED").map(PathBuf::from).unwrap_or_else(|| root.join("../shared"));
+            let xz = shared.join("tools/tetra.xz");
+            if !xz.exists() {
+                return Err(format!("{} is not there", xz.display()));
+            }
+            let dir = root.join("target/tetra");
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let bin = dir.join("tetra");
+            if !bin.exists() {
+                let tmp = dir.join(format!("tetra.{}", std::process::id()));
+                let out = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+                let st = Command::new("xz").arg("-dc").arg(&xz).stdout(out).status().map_err(|e| e.to_string())?;
+                if !st.success() {
+                    return Err(format!("xz -dc {} failed: {st}", xz.display()));
+                }
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+                std::fs::rename(&tmp, &bin).map_err(|e| e.to_string())?;
+            }
+            Ok(bin)
+        })
+        .clone()
+}

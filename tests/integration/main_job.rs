@@ -48,9 +48,12 @@ fn cat_shadow_shows_a_compact_line_lands_in_the_file_and_streams_to_getevents() 
     assert!(Command::new("/bin/cat").arg("/etc/shadow").output().unwrap().status.success());
     assert!(Command::new("/bin/cat").arg("/etc/hostname").output().unwrap().status.success());
 
-    let want = "📂 open    /usr/bin/cat /etc/shadow /etc/shadow [monitor-sensitive-files POST]";
-    let line = wait_for(Duration::from_secs(20), || rx.try_iter().find(|l| l.contains(want)));
-    assert!(line.is_some(), "no compact line {want:?} on the agent's stdout");
+    // tetra's line for a security_file_open kprobe: `❓ syscall NODE BINARY FUNCTION`, then
+    // root's `🛑 CAP_SYS_ADMIN` trailer.
+    let want = " /usr/bin/cat security_file_open";
+    let line =
+        wait_for(Duration::from_secs(20), || rx.try_iter().find(|l| l.starts_with("❓ syscall ") && l.contains(want)));
+    assert!(line.is_some(), "no compact line with {want:?} on the agent's stdout");
 
     // status, while it runs
     let st = run_ok(nightjar().arg("status").args(["--set", &format!("control.socket={}", socket.display())]));

@@ -51,6 +51,18 @@ fn prometheus_scrapes_the_agent_and_promtool_accepts_the_exposition() {
     );
     let up = wait_for(Duration::from_secs(60), || http_get(addr, "/healthz").ok().filter(|(s, _)| *s == 200));
     assert!(up.is_some(), "agent never became healthy");
+    // Before any event: every known series is there at 0, so `increase()` alerts see the
+    // first Sigkill after a start.
+    let (_, first) = http_get(addr, "/metrics").unwrap();
+    for series in [
+        r#"nightjar_policy_events_total{policy="monitor-sensitive-files",action="KPROBE_ACTION_POST"}"#,
+        r#"nightjar_policy_events_total{policy="detect-privilege-escalation",action="KPROBE_ACTION_POST"}"#,
+        r#"nightjar_sink_events_total{sink="file",outcome="delivered"}"#,
+        r#"nightjar_sink_events_total{sink="file",outcome="dropped"}"#,
+        r#"nightjar_events_total{type="process_lsm"}"#,
+    ] {
+        assert!(first.lines().any(|l| l.starts_with(series)), "{series} missing at start:\n{first}");
+    }
     for _ in 0..5 {
         assert!(Command::new("/bin/true").status().unwrap().success());
     }

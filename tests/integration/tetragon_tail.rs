@@ -78,6 +78,20 @@ pub fn wait_all(sink: &Path, n: usize) -> HashMap<u64, usize> {
     .unwrap_or_else(|| panic!("only {} of {n} lines reached the sink", delivered(sink).len()))
 }
 
+/// Tailed events are exported as received: this host's node name and user names are not
+/// added to events that came from another exporter (enrichment is off for the source).
+fn exported_as_received(log: &Path, sink: &Path, foreign: &str) {
+    let parse = |l: &str| serde_json::from_str::<serde_json::Value>(l).unwrap();
+    let out: Vec<serde_json::Value> =
+        std::fs::read_to_string(sink).unwrap().lines().filter(|l| !l.trim().is_empty()).map(parse).collect();
+    let find = |binary: &str| {
+        out.iter().find(|v| v["process_exec"]["process"]["binary"] == binary).cloned().unwrap_or_default()
+    };
+    assert_eq!(find("/usr/bin/elsewhere"), parse(foreign), "the line without node_name changed on the way");
+    let first = std::fs::read_to_string(log).unwrap().lines().nth(1).map(parse).unwrap();
+    assert_eq!(find("/usr/bin/tail-0"), first, "a tailed line changed on the way");
+}
+
 fn stop(agent: Agent) {
     let out = agent.terminate();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -88,9 +102,13 @@ fn every_line_exactly_once_across_rotations_truncation_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tetragon.log");
     let sink = dir.path().join("out.log");
+    // A line without node_name, from a host whose users this host does not know.
+    let foreign = r#"{"process_exec":{"process":{"exec_id":"b3RoZXI6MTox","pid":99999,"uid":0,"binary":"/usr/bin/elsewhere","flags":"execve"}},"time":"2026-01-01T00:00:00Z"}"#;
+    std::fs::write(&log, format!("{foreign}\n")).unwrap();
     write_lines(&log, 0, 100); // A
     let agent = start(dir.path(), &log, &sink);
     wait_all(&sink, 100);
+    exported_as_received(&log, &sink, foreign);
 
     write_lines(&log, 100, 100); // B, then rename-rotate, then C in the new file
     std::fs::rename(&log, dir.path().join("tetragon.log.1")).unwrap();

@@ -1,6 +1,6 @@
 //! Dedup: within a time window, events with the same key (configured fields) after the first
 //! are discarded and counted (`reason="duplicate"`); when the window closes, the last
-//! duplicate is emitted once with `"aggregation_info": {"count": N}` (N duplicates folded
+//! duplicate is emitted once with `"aggregation_info": {"count": "N"}` (N duplicates folded
 //! into it), like Tetragon's aggregation. Keys live in a bounded LRU; a key evicted early
 //! has its summary emitted at eviction.
 use std::{
@@ -82,7 +82,8 @@ impl Dedup {
 
     fn summarise(e: Entry, out: &mut Out) {
         if let Some(mut ev) = e.last {
-            ev.extra.insert("aggregation_info".into(), json!({ "count": e.duplicates }));
+            // AggregationInfo.count is a uint64: a string in protobuf JSON.
+            ev.extra.insert("aggregation_info".into(), json!({ "count": e.duplicates.to_string() }));
             out.generate(ev);
         }
     }
@@ -98,8 +99,11 @@ impl Stage for Dedup {
     }
 
     fn process(&mut self, ev: Event, now: Instant, out: &mut Out) {
-        // Rate-limit reports and summaries are never folded.
-        if ev.extra.contains_key("aggregation_info") || matches!(ev.kind, crate::EventKind::RateLimitInfo(_)) {
+        // Rate-limit reports and summaries are never folded, nor kinds nightjar does not
+        // model: their key fields cannot be read, so distinct events would look alike.
+        let untyped = ev.kind.payload().is_none();
+        if untyped || ev.extra.contains_key("aggregation_info") || matches!(ev.kind, crate::EventKind::RateLimitInfo(_))
+        {
             out.pass(ev);
             return;
         }
@@ -157,6 +161,28 @@ mod tests {
     }
 
     #[test]
+    fn distinct_events_of_every_kind_are_not_folded() {
+        let mut d = Dedup::new(&DedupConfig::default()).unwrap();
+        let mut out = Out::new("dedup");
+        let t0 = Instant::now();
+        let lines = [
+            // Two LSM events of two executions: same function, policy and action.
+            r#"{"process_lsm":{"process":{"exec_id":"a"},"function_name":"file_open","policy_name":"p","action":"KPROBE_ACTION_POST"}}"#,
+            r#"{"process_lsm":{"process":{"exec_id":"b"},"function_name":"file_open","policy_name":"p","action":"KPROBE_ACTION_POST"}}"#,
+            // Two events of a kind newer than nightjar's table, with different contents.
+            r#"{"process_future":{"process":{"exec_id":"a"},"x":1}}"#,
+            r#"{"process_future":{"process":{"exec_id":"b"},"x":2}}"#,
+        ];
+        for l in lines {
+            d.process(Event::from_json(l).unwrap(), t0, &mut out);
+        }
+        assert_eq!(out.take().len(), 4, "distinct events were folded: {:?}", out.report());
+        // The same LSM event again is a duplicate.
+        d.process(Event::from_json(lines[0]).unwrap(), t0, &mut out);
+        assert_eq!(out.report().dropped.get("duplicate"), Some(&1));
+    }
+
+    #[test]
     fn duplicates_in_window_are_counted_and_summarised() {
         let mut d = Dedup::new(&DedupConfig::default()).unwrap();
         let mut out = Out::new("dedup");
@@ -172,7 +198,7 @@ mod tests {
         d.tick(t0 + Duration::from_millis(1000), &mut out);
         let summaries = out.take();
         assert_eq!(summaries.len(), 1);
-        assert_eq!(summaries[0].extra["aggregation_info"]["count"], 9);
+        assert_eq!(summaries[0].extra["aggregation_info"]["count"], "9");
         assert_eq!(d.keys(), 0);
         // A new window starts afresh.
         d.process(kprobe("a", "security_file_open"), t0 + Duration::from_millis(1001), &mut out);
@@ -192,7 +218,7 @@ mod tests {
         assert_eq!(d.keys(), 2);
         let evs = out.take();
         assert_eq!(evs.len(), 4);
-        assert_eq!(evs[3].extra["aggregation_info"]["count"], 1);
+        assert_eq!(evs[3].extra["aggregation_info"]["count"], "1");
         let r = out.report();
         assert_eq!((r.passed, r.generated, r.dropped.get("duplicate")), (3, 1, Some(&1)));
         d.finish(t, &mut out);

@@ -18,9 +18,9 @@ use super::{
     Context, Out, Stage, StageError,
 };
 use crate::{
-    event::{Container, Image, Pod, Process},
+    event::{Container, Image, Origin, Pod, Process},
     time::Timestamp,
-    Event, EventKind,
+    Event,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,21 +167,18 @@ impl Stage for Enrich {
     }
 
     fn process(&mut self, mut ev: Event, _now: Instant, out: &mut Out) {
+        // Another exporter's event says what its host knew: this host's node name, users
+        // and pods are not its facts (the tail source marks such events).
+        if ev.origin == Origin::Received {
+            out.pass(ev);
+            return;
+        }
         if ev.node_name.is_none() {
             ev.node_name = Some(self.node.clone());
         }
         let guard = self.pods.as_ref().and_then(|c| c.read().ok());
         let pods = guard.as_deref();
-        let (process, parent, ancestors) = match &mut ev.kind {
-            EventKind::ProcessExec(e) => (e.process.as_mut(), e.parent.as_mut(), e.ancestors.as_mut()),
-            EventKind::ProcessExit(e) => (e.process.as_mut(), e.parent.as_mut(), e.ancestors.as_mut()),
-            EventKind::ProcessKprobe(e) => (e.process.as_mut(), e.parent.as_mut(), e.ancestors.as_mut()),
-            EventKind::ProcessTracepoint(e) => (e.process.as_mut(), e.parent.as_mut(), e.ancestors.as_mut()),
-            _ => (None, None, None),
-        };
-        for p in process.into_iter().chain(parent).chain(ancestors.into_iter().flatten()) {
-            self.enrich_process(p, pods);
-        }
+        ev.for_each_process_mut(|p| self.enrich_process(p, pods));
         drop(guard);
         out.pass(ev);
     }
@@ -202,6 +199,7 @@ impl Stage for Enrich {
 mod tests {
     use super::*;
     use crate::event::{Credentials, ProcessExec};
+    use crate::EventKind;
     use serde_json::json;
 
     const ID: &str = "551e161c47d8ff0eb665438a7bcd5b4e3ef5a297282b40a92b7c77d6bd168eb3";
@@ -241,6 +239,21 @@ mod tests {
         (dir, cfg)
     }
 
+    #[test]
+    fn lsm_events_get_user_names_and_the_node_name() {
+        let (_dir, cfg) = files();
+        let mut e = Enrich::with_pods(&cfg, &Context { node_name: "node-a".into() }, None);
+        let ev = Event::from_json(
+            r#"{"process_lsm":{"process":{"binary":"/bin/cat","uid":1000},"function_name":"file_open"},"time":"2024-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let mut out = Out::new("enrich");
+        e.process(ev, Instant::now(), &mut out);
+        let v: serde_json::Value = serde_json::from_str(&out.take()[0].to_json()).unwrap();
+        assert_eq!(v["node_name"], "node-a");
+        assert_eq!(v["process_lsm"]["process"]["user"]["name"], "alice", "{v}");
+    }
+
     #[tokio::test]
     async fn names_node_and_pod_from_the_api_server() {
         let (dir, mut cfg) = files();
@@ -265,7 +278,9 @@ mod tests {
         stage.process(exec_in_pod("/bin/cat", "/tmp/healthy"), Instant::now(), &mut out);
         stage.process(exec_in_pod("/bin/sh", "-c id"), Instant::now(), &mut out);
         let evs = out.take();
-        let v: Value = serde_json::from_str(&evs[0].to_json()).unwrap();
+        // process.group is nightjar's: written with its extension only.
+        let ext = crate::event::Extensions { process_group: true, ..Default::default() };
+        let v: Value = crate::event::with_extensions(ext, || serde_json::from_str(&evs[0].to_json()).unwrap());
         assert_eq!(v["node_name"], "node-1");
         let p = &v["process_exec"]["process"];
         assert_eq!(p["user"]["name"], "alice");

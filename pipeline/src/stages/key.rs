@@ -21,7 +21,7 @@ pub enum KeyField {
     Arguments,
     Cwd,
     ParentBinary,
-    /// Kprobe function name, or `subsys/event` of a tracepoint.
+    /// The hook: kprobe/LSM function name, `subsys/event` of a tracepoint, `path symbol` of a uprobe.
     FunctionName,
     PolicyName,
     Action,
@@ -34,32 +34,24 @@ pub enum KeyField {
     Args,
 }
 
-/// The event's policy name (kprobe and tracepoint events).
+/// The event's policy name (every policy kind: kprobe, tracepoint, LSM, uprobe, USDT).
 pub fn policy_name(ev: &Event) -> Option<&str> {
     match &ev.kind {
-        EventKind::ProcessKprobe(k) => k.policy_name.as_deref(),
-        EventKind::ProcessTracepoint(t) => t.policy_name.as_deref(),
         EventKind::Other { value, .. } => value.get("policy_name").and_then(|v| v.as_str()),
-        _ => None,
+        _ => ev.hook().and_then(|h| h.policy_name),
     }
 }
 
-/// The event's action (`KPROBE_ACTION_POST`, `SIGKILL`, ...).
+/// The event's action (`KPROBE_ACTION_POST`, `KPROBE_ACTION_SIGKILL`, ...).
 pub fn action(ev: &Event) -> Option<&str> {
     match &ev.kind {
-        EventKind::ProcessKprobe(k) => k.action.as_deref(),
-        EventKind::ProcessTracepoint(t) => t.action.as_deref(),
         EventKind::Other { value, .. } => value.get("action").and_then(|v| v.as_str()),
-        _ => None,
+        _ => ev.hook().and_then(|h| h.action),
     }
 }
 
 fn hook_args(ev: &Event) -> Option<&[KprobeArgument]> {
-    match &ev.kind {
-        EventKind::ProcessKprobe(k) => k.args.as_deref(),
-        EventKind::ProcessTracepoint(t) => t.args.as_deref(),
-        _ => None,
-    }
+    ev.hook().map(|h| h.args)
 }
 
 fn pod_field<'a>(p: Option<&'a Process>, f: impl Fn(&'a crate::event::Pod) -> Option<&'a str>) -> Option<&'a str> {
@@ -90,15 +82,11 @@ impl KeyField {
             KeyField::Arguments => s(p.and_then(|p| p.arguments.as_deref()), out),
             KeyField::Cwd => s(p.and_then(|p| p.cwd.as_deref()), out),
             KeyField::ParentBinary => s(ev.parent().and_then(|p| p.binary.as_deref()), out),
-            KeyField::FunctionName => match &ev.kind {
-                EventKind::ProcessKprobe(k) => s(k.function_name.as_deref(), out),
-                EventKind::ProcessTracepoint(t) => {
-                    s(t.subsys.as_deref(), out);
-                    out.push('/');
-                    s(t.event.as_deref(), out);
+            KeyField::FunctionName => {
+                if let Some(f) = ev.hook().and_then(|h| h.function) {
+                    out.push_str(&f);
                 }
-                _ => {}
-            },
+            }
             KeyField::PolicyName => s(policy_name(ev), out),
             KeyField::Action => s(action(ev), out),
             KeyField::Namespace => s(pod_field(p, |pod| pod.namespace.as_deref()), out),

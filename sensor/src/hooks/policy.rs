@@ -3,15 +3,14 @@
 //! the function, the captured arguments and the action taken.
 use nightjar_common::{action, argsrc};
 use nightjar_event::{
-    event::{ArgValue, FileArg, KprobeArgument, Process, ProcessKprobe, ProcessTracepoint},
+    event::{ArgValue, FileArg, KprobeArgument, Process, ProcessKprobe, ProcessLsm, ProcessTracepoint},
     Event, EventKind,
 };
-use serde_json::{json, Value};
 
 use crate::{
     decode::Policy,
     hooks::process::ProcessHook,
-    policy::{compile::HookKind, engine::HookMeta},
+    policy::{compile::HookKind, engine::HookMeta, Loaded},
 };
 
 /// Tetragon's names for actions in events.
@@ -25,6 +24,37 @@ pub fn action_name(a: u8) -> &'static str {
     }
 }
 
+/// Tetragon's event name of a policy's `matchActions[].action` (`Sigkill` →
+/// `KPROBE_ACTION_SIGKILL`); `None` for actions that post no event.
+fn action_event_name(a: &str) -> Option<&'static str> {
+    Some(match a.to_ascii_lowercase().as_str() {
+        "post" => "KPROBE_ACTION_POST",
+        "sigkill" => "KPROBE_ACTION_SIGKILL",
+        "signal" => "KPROBE_ACTION_SIGNAL",
+        "override" => "KPROBE_ACTION_OVERRIDE",
+        _ => return None,
+    })
+}
+
+/// Puts the policy-event series of a loaded policy at 0, one per action its events can
+/// carry, so an `increase()` alert sees its first event after a start.
+pub fn init_policy_series(l: &Loaded) {
+    let spec = &l.policy.spec;
+    let selectors = spec
+        .kprobes
+        .iter()
+        .flat_map(|k| &k.selectors)
+        .chain(spec.tracepoints.iter().flat_map(|t| &t.selectors))
+        .chain(spec.lsmhooks.iter().flat_map(|h| &h.selectors));
+    let mut actions = vec!["KPROBE_ACTION_POST"];
+    for a in selectors.flat_map(|s| &s.match_actions).filter_map(|a| action_event_name(&a.action)) {
+        if !actions.contains(&a) {
+            actions.push(a);
+        }
+    }
+    nightjar_event::metrics::init_policy_series(&l.policy.metadata.name, &actions);
+}
+
 /// The action as metrics label it (`Post`, `Sigkill`, `Signal`).
 pub fn action_label(a: u8) -> &'static str {
     match a {
@@ -36,20 +66,29 @@ pub fn action_label(a: u8) -> &'static str {
     }
 }
 
+/// The value of one captured argument, in the `*_arg` field Tetragon uses for its type.
 fn arg_value(ty: &str, src: u8, data: &[u8]) -> ArgValue {
     if src == argsrc::INT {
         let mut b = [0u8; 8];
         let n = data.len().min(8);
         b[..n].copy_from_slice(&data[..n]);
-        return ArgValue::Int(i64::from_ne_bytes(b));
+        let v = i64::from_ne_bytes(b);
+        // Unsigned types were zero-extended, signed ones sign-extended, to 8 bytes.
+        return match ty {
+            "uint32" | "uint16" | "uint8" => ArgValue::Uint(v as u32),
+            "uint64" | "size_t" => ArgValue::Size(v as u64),
+            "int64" | "long" => ArgValue::Long(v),
+            _ => ArgValue::Int(v),
+        };
     }
-    let s = String::from_utf8_lossy(data).into_owned();
-    let file = || FileArg { path: Some(s.clone()), ..Default::default() };
+    let s = || String::from_utf8_lossy(data).into_owned();
+    let file = || FileArg { path: Some(s()), ..Default::default() };
     match ty {
         "file" => ArgValue::File(file()),
         "path" => ArgValue::Path(file()),
         "linux_binprm" => ArgValue::LinuxBinprm(file()),
-        _ => ArgValue::String(s),
+        "char_buf" => ArgValue::Bytes(data.to_vec()),
+        _ => ArgValue::String(s()),
     }
 }
 
@@ -72,22 +111,15 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
         .map(|(m, a)| {
             let mut k = KprobeArgument::new(arg_value(&m.ty, a.src, &a.data));
             k.label = m.label.clone();
-            if a.truncated {
-                k.extra.insert("truncated".into(), Value::Bool(true));
-            }
+            k.truncated = a.truncated;
             k
         })
         .collect();
     let act = action_name(r.action).to_owned();
     let time = procs.wall(r.hdr.ktime);
     let node = procs.cache.node().to_owned();
-    let mut extra = serde_json::Map::new();
-    if let Some(m) = &meta.message {
-        extra.insert("message".into(), Value::String(m.clone()));
-    }
-    if !meta.tags.is_empty() {
-        extra.insert("tags".into(), json!(meta.tags));
-    }
+    let message = meta.message.clone();
+    let tags = (!meta.tags.is_empty()).then(|| meta.tags.clone());
     let kind = match meta.kind {
         HookKind::Kprobe => EventKind::ProcessKprobe(Box::new(ProcessKprobe {
             process: Some(process),
@@ -96,7 +128,8 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
             args: Some(args),
             action: Some(act),
             policy_name: Some(meta.policy.clone()),
-            extra,
+            message,
+            tags,
             ..Default::default()
         })),
         HookKind::Tracepoint => {
@@ -109,24 +142,61 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
                 args: Some(args),
                 action: Some(act),
                 policy_name: Some(meta.policy.clone()),
-                extra,
+                message,
+                tags,
                 ..Default::default()
             }))
         }
-        HookKind::Lsm => {
-            let mut v = json!({
-                "process": process,
-                "function_name": meta.function,
-                "args": args,
-                "action": act,
-                "policy_name": meta.policy,
-            });
-            if let (Some(parent), Some(o)) = (parent, v.as_object_mut()) {
-                o.insert("parent".into(), json!(parent));
-                o.extend(extra);
-            }
-            EventKind::Other { key: "process_lsm".into(), value: v }
-        }
+        HookKind::Lsm => EventKind::ProcessLsm(Box::new(ProcessLsm {
+            process: Some(process),
+            parent,
+            function_name: Some(meta.function.clone()),
+            args: Some(args),
+            action: Some(act),
+            policy_name: Some(meta.policy.clone()),
+            message,
+            tags,
+            ..Default::default()
+        })),
     };
     Event::new(kind, node, time)
+}
+
+#[cfg(test)]
+mod tests {
+    use nightjar_common::PolicyRecord;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn meta(kind: HookKind) -> HookMeta {
+        HookMeta {
+            policy: "p".into(),
+            kind,
+            function: if kind == HookKind::Tracepoint {
+                "syscalls/sys_enter_setuid".into()
+            } else {
+                "file_open".into()
+            },
+            args: vec![],
+            served_by: String::new(),
+            message: Some("sensitive file opened".into()),
+            tags: vec!["files".into()],
+        }
+    }
+
+    #[test]
+    fn message_and_tags_are_kept_when_the_parent_is_unknown() {
+        // An empty process cache: neither the process nor its parent is known.
+        let procs = ProcessHook::new("n", 16);
+        let rec = Policy { fixed: PolicyRecord { pid: 4242, tid: 4242, ..Default::default() }, args: vec![] };
+        for kind in [HookKind::Kprobe, HookKind::Tracepoint, HookKind::Lsm] {
+            let ev = to_event(&rec, &meta(kind), &procs);
+            let v: Value = serde_json::from_str(&ev.to_json()).unwrap();
+            let payload = &v[ev.kind.key()];
+            assert_eq!(payload["message"], "sensitive file opened", "{kind:?}: {v}");
+            assert_eq!(payload["tags"], json!(["files"]), "{kind:?}: {v}");
+            assert_eq!(payload["process"]["pid"], 4242, "{kind:?}: {v}");
+        }
+    }
 }

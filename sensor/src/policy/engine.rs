@@ -228,6 +228,7 @@ impl PolicyEngine {
                 for h in &st.hooks {
                     tracing::info!(policy = %name, hook = %h.function, backend = %h.backend, served_by = %h.served_by, "policy hook loaded");
                 }
+                crate::hooks::policy::init_policy_series(l);
                 self.policies.insert(name, inst);
                 Ok(st)
             }

@@ -157,12 +157,7 @@ fn ecs_process(p: &Process) -> Map<String, Value> {
 /// The ECS view of an event.
 pub fn ecs(ev: &Event) -> Value {
     let kind = ev.kind.key();
-    let (category, typ) = match &ev.kind {
-        EventKind::ProcessExec(_) => ("process", "start"),
-        EventKind::ProcessExit(_) => ("process", "end"),
-        EventKind::ProcessKprobe(_) | EventKind::ProcessTracepoint(_) => ("process", "info"),
-        _ => ("host", "info"),
-    };
+    let (category, typ) = ev.kind.kind().map(|k| k.info().ecs).unwrap_or(("host", "info"));
     let mut doc = Map::new();
     if let Some(t) = ev.time {
         doc.insert("@timestamp".into(), json!(t));
@@ -170,35 +165,28 @@ pub fn ecs(ev: &Event) -> Value {
     let mut event = json!({ "kind": "event", "category": [category], "type": [typ], "module": "nightjar", "dataset": format!("nightjar.{kind}"), "action": kind });
     let mut rule = None;
     let mut extra = Map::new();
-    match &ev.kind {
-        EventKind::ProcessKprobe(k) => {
-            rule = k.policy_name.clone();
-            if let Some(a) = &k.action {
-                extra.insert("action".into(), json!(a));
-                if a == "SIGKILL" || a == "OVERRIDE" {
-                    event["type"] = json!(["denied"]);
-                    event["outcome"] = json!("failure");
-                }
-            }
-            if let Some(f) = &k.function_name {
-                extra.insert("function_name".into(), json!(f));
+    if let Some(h) = ev.hook() {
+        rule = h.policy_name.map(str::to_owned);
+        if let Some(a) = h.action {
+            extra.insert("action".into(), json!(a));
+            // Tetragon's names (`KPROBE_ACTION_SIGKILL`) and bare ones (`SIGKILL`) alike.
+            if a.ends_with("SIGKILL") || a.ends_with("OVERRIDE") {
+                event["type"] = json!(["denied"]);
+                event["outcome"] = json!("failure");
             }
         }
-        EventKind::ProcessTracepoint(t) => {
-            rule = t.policy_name.clone();
-            if let (Some(s), Some(e)) = (&t.subsys, &t.event) {
-                extra.insert("tracepoint".into(), json!(format!("{s}/{e}")));
-            }
+        if let Some(f) = &h.function {
+            let key = if matches!(ev.kind, EventKind::ProcessTracepoint(_)) { "tracepoint" } else { "function_name" };
+            extra.insert(key.into(), json!(f));
         }
-        EventKind::ProcessExit(x) => {
-            if let Some(s) = x.status {
-                extra.insert("exit_code".into(), json!(s));
-            }
-            if let Some(s) = &x.signal {
-                extra.insert("signal".into(), json!(s));
-            }
+    }
+    if let EventKind::ProcessExit(x) = &ev.kind {
+        if let Some(s) = x.status {
+            extra.insert("exit_code".into(), json!(s));
         }
-        _ => {}
+        if let Some(s) = &x.signal {
+            extra.insert("signal".into(), json!(s));
+        }
     }
     doc.insert("event".into(), event);
     if let Some(p) = ev.process() {

@@ -1,6 +1,6 @@
 //! One event → one Kafka record: topic, key, headers and the Tetragon JSON payload.
 use bytes::Bytes;
-use pipeline::{Event, EventKind};
+use pipeline::Event;
 
 use super::config::KeyField;
 
@@ -19,11 +19,7 @@ pub struct Encoder {
 }
 
 fn policy(ev: &Event) -> Option<&str> {
-    match &ev.kind {
-        EventKind::ProcessKprobe(k) => k.policy_name.as_deref(),
-        EventKind::ProcessTracepoint(t) => t.policy_name.as_deref(),
-        _ => None,
-    }
+    ev.hook().and_then(|h| h.policy_name)
 }
 
 impl Encoder {

@@ -30,7 +30,7 @@ use arrow_array::{
     ArrayRef, RecordBatch,
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
-use pipeline::{Event, EventKind};
+use pipeline::Event;
 
 /// The string columns between `event_type` and `event`, in schema order.
 const TEXT_COLUMNS: [&str; 13] = [
@@ -72,17 +72,13 @@ fn text_values(e: &Event) -> [Option<String>; 13] {
     let parent = e.parent();
     let pod = p.and_then(|p| p.pod.as_ref());
     let container = pod.and_then(|pod| pod.container.as_ref());
-    let (policy, action, function) = match &e.kind {
-        EventKind::ProcessKprobe(k) => (k.policy_name.clone(), k.action.clone(), k.function_name.clone()),
-        EventKind::ProcessTracepoint(t) => (
-            t.policy_name.clone(),
-            t.action.clone(),
-            match (&t.subsys, &t.event) {
-                (Some(s), Some(ev)) => Some(format!("{s}/{ev}")),
-                (s, ev) => s.clone().or_else(|| ev.clone()),
-            },
-        ),
-        _ => (None, None, None),
+    // Every policy kind (kprobe, tracepoint, LSM, uprobe, USDT) the same way.
+    let hook = e.hook();
+    let (policy, action, function) = match &hook {
+        Some(h) => {
+            (h.policy_name.map(str::to_owned), h.action.map(str::to_owned), h.function.as_ref().map(|f| f.to_string()))
+        }
+        None => (None, None, None),
     };
     [
         e.node_name.clone(),

@@ -9,7 +9,7 @@ pub mod sink;
 #[cfg(test)]
 mod tests;
 
-pub use compact::{compact_line, Colour};
+pub use compact::{compact_line, tetra_timestamp, Colour};
 pub use config::{StdoutConfig, StdoutFormat};
 pub use encoder::format_event;
 pub use sink::StdoutSink;

@@ -34,7 +34,7 @@ use lines::{Item, LineReader};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::{metrics, Event};
+use crate::{event::Origin, metrics, Event};
 
 /// `sources.tetragon_file` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +55,9 @@ pub struct TetragonFileConfig {
     /// Longest line accepted; longer ones are skipped whole and counted.
     #[serde(deserialize_with = "crate::config::bounded::<_, _, 1024, 67108864>")]
     pub max_line_bytes: usize,
+    /// Let the enrichment stage add this host's facts (node name, user names, pods) to the
+    /// tailed events. Off: they are exported as received.
+    pub enrich: bool,
 }
 
 impl Default for TetragonFileConfig {
@@ -66,6 +69,7 @@ impl Default for TetragonFileConfig {
             poll_interval_ms: 250,
             rotate_wait_ms: 5000,
             max_line_bytes: 1 << 20,
+            enrich: false,
         }
     }
 }
@@ -224,6 +228,9 @@ impl Reading {
             let ack = self.tracker.chunk(t.key, end);
             for mut ev in events {
                 ev.ack.0 = Some(ack.clone());
+                if !self.cfg.enrich {
+                    ev.origin = Origin::Received;
+                }
                 self.report.events += 1;
                 if self.tx.send(ev).await.is_err() {
                     return false;

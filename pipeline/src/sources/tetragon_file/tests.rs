@@ -25,6 +25,7 @@ async fn reads_whole_lines_follows_rotation_and_resumes() {
         poll_interval_ms: 10,
         rotate_wait_ms: 100,
         max_line_bytes: 4096,
+        enrich: false,
     };
     std::fs::write(&log, format!("{}{}not json\n{}", line(0), line(1), &line(2)[..10])).unwrap();
     let (tx, mut rx) = mpsc::channel(100);
