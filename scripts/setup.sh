@@ -8,7 +8,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # Debian packages the build and the tests use (prometheus: promtool and a real server
 # for the metrics integration test; iproute2: the pod test brings up its network namespace).
 need_pkgs=()
-for p in build-essential pkg-config linux-libc-dev bpftool prometheus jq kcat curl python3-venv docker-compose iproute2; do
+for p in build-essential pkg-config linux-libc-dev bpftool prometheus jq kcat curl python3-venv docker-compose iproute2 protobuf-compiler libprotobuf-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -81,6 +81,15 @@ if [ "$(cat "$npm_dir/.pins" 2>/dev/null)" != "$npm_pin" ]; then
   mkdir -p "$npm_dir"
   npm install -s --no-audit --no-fund --prefix "$npm_dir" "$npm_pin" >/dev/null
   echo "$npm_pin" >"$npm_dir/.pins"
+fi
+
+# The strict protobuf-JSON test parses the export with Google's protobuf runtime against
+# api/proto (tests/integration/strict_json.py). Additive, like the Kafka pin.
+pb_pin="protobuf==6.33.6"
+if [ "$(cat "$venv/.pins-protobuf" 2>/dev/null)" != "$pb_pin" ] || ! "$venv/bin/python" -c 'import google.protobuf' 2>/dev/null; then
+  log "python venv $venv: $pb_pin"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$pb_pin"
+  echo "$pb_pin" >"$venv/.pins-protobuf"
 fi
 
 # Real servers for the remote sink tests (see ../shared/servers.md), prebuilt binaries

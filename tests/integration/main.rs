@@ -20,5 +20,6 @@ mod remote_sinks;
 mod run_smoke;
 mod shutdown;
 mod sink_config_checks;
+mod strict_json;
 mod tail_faults;
 mod tetragon_tail;
