@@ -46,7 +46,7 @@ pub enum Command {
     /// Run the agent: load the eBPF sensor and the policies, export events to the sinks.
     Run(RunArgs),
     /// Print events: from a Tetragon/nightjar JSON export (a file or stdin).
-    Getevents(GeteventsArgs),
+    Getevents(Box<GeteventsArgs>),
     /// Work with TracingPolicy files.
     Policy(PolicyArgs),
     /// Show kernel features nightjar found and which hooks it can use.
@@ -68,35 +68,66 @@ pub enum Output {
     Compact,
 }
 
+/// `--color` of the compact view, as tetra spells it.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorMode {
+    Auto,
+    Always,
+    Never,
+}
+
+/// The flags are tetra's (`tetra getevents`), except `-f`, which is nightjar's file to read
+/// (tetra's `-f` is `--include-fields`; use the long name).
 #[derive(Args, Debug)]
 pub struct GeteventsArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value = "compact")]
     pub output: Output,
     /// Read a JSON export (one event per line: nightjar's or Tetragon's, e.g.
-    /// /var/log/tetragon/tetragon.log or a pipe from `kubectl logs`) from FILE; `-` for stdin.
-    /// Without it, stream live from the running agent's socket.
+    /// /var/log/tetragon/tetragon.log) from FILE; `-` for stdin. Without it, stdin when it
+    /// is not a terminal (`kubectl logs ... | nightjar getevents`), else the running agent.
     #[arg(short, long, value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Only events of pods in these Kubernetes namespaces (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    /// Only events of pods in these Kubernetes namespaces (comma-separated or repeated).
+    #[arg(short = 'n', long, value_delimiter = ',')]
     pub namespace: Vec<String>,
-    /// Only events of pods whose name matches this regex.
-    #[arg(long, value_name = "REGEX")]
-    pub pod: Option<String>,
-    /// Only events whose process binary matches this regex.
-    #[arg(long, value_name = "REGEX")]
-    pub process: Option<String>,
-    /// Only these event types (comma-separated: process_exec, process_exit,
-    /// process_kprobe, process_tracepoint, process_lsm, rate_limit_info).
-    #[arg(long, value_delimiter = ',')]
+    /// Only events of pods whose namespace matches one of these regexes.
+    #[arg(long, value_delimiter = ',', value_name = "REGEX")]
+    pub namespace_regex: Vec<String>,
+    /// Only events of pods whose name matches one of these regexes.
+    #[arg(long, value_delimiter = ',', value_name = "REGEX")]
+    pub pod: Vec<String>,
+    /// Only events whose process binary matches one of these regexes.
+    #[arg(long, value_delimiter = ',', value_name = "REGEX")]
+    pub process: Vec<String>,
+    /// Only these event types (comma-separated, as Tetragon spells them: PROCESS_EXEC,
+    /// PROCESS_EXIT, PROCESS_KPROBE, PROCESS_TRACEPOINT, PROCESS_LSM, ...).
+    #[arg(short = 'e', long, value_delimiter = ',')]
     pub event_types: Vec<String>,
+    /// Only process executions and exits (`--event-types PROCESS_EXEC,PROCESS_EXIT`).
+    #[arg(long)]
+    pub process_only: bool,
     /// Only events of these policies (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub policy_names: Vec<String>,
+    /// Only host events: processes that are not in a pod.
+    #[arg(long)]
+    pub host: bool,
     /// Only events from these nodes (comma-separated node names).
     #[arg(long, value_delimiter = ',')]
-    pub host: Vec<String>,
+    pub node: Vec<String>,
+    /// Prefix compact lines with the event's time.
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Colorize compact output.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: ColorMode,
+    /// Keep only these fields of each event's payload (comma-separated paths: process,parent.pod).
+    #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
+    pub include_fields: Vec<String>,
+    /// Remove these fields from each event's payload (comma-separated paths).
+    #[arg(short = 'F', long, value_delimiter = ',', value_name = "FIELDS")]
+    pub exclude_fields: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Run(args) => run::main(&cli.global, args),
-        cli::Command::Getevents(args) => getevents::main(&cli.global, args),
+        cli::Command::Getevents(args) => getevents::main(&cli.global, *args),
         cli::Command::Policy(args) => policy::main(&cli.global, args),
         cli::Command::Status(args) => status::main(&cli.global, args),
         cli::Command::Config(args) => config::print_main(&cli.global, args),

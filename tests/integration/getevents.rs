@@ -119,11 +119,17 @@ fn filters_on_a_recorded_stream_and_the_corpus() {
     assert_eq!(compact(&["--process", "/bin/nc$"], &f).len(), 1);
     assert_eq!(compact(&["--process", "cat"], &f).len(), 2);
     assert_eq!(compact(&["--policy-names", "monitor-sensitive-files"], &f).len(), 1);
-    assert_eq!(compact(&["--host", "node-b"], &f).len(), 2);
-    assert_eq!(compact(&["--host", "gke-john-632-default-pool-7041cac0-9s95"], &f).len(), 1);
+    assert_eq!(compact(&["--node", "node-b"], &f).len(), 2);
+    assert_eq!(compact(&["--node", "gke-john-632-default-pool-7041cac0-9s95"], &f).len(), 1);
     // Filters combine with AND.
-    assert_eq!(compact(&["--host", "node-b", "--event-types", "process_kprobe"], &f).len(), 1);
-    assert_eq!(compact(&["--host", "node-b", "--namespace", "default"], &f).len(), 0);
+    assert_eq!(compact(&["--node", "node-b", "--event-types", "process_kprobe"], &f).len(), 1);
+    assert_eq!(compact(&["--node", "node-b", "--namespace", "default"], &f).len(), 0);
+    // tetra's spellings: -e with upper-case types, -n, --host (events of no pod).
+    assert_eq!(compact(&["-e", "PROCESS_EXEC,PROCESS_EXIT"], &f).len(), 2);
+    assert_eq!(compact(&["--process-only"], &f).len(), 2);
+    assert_eq!(compact(&["-n", "job7189-apps"], &f).len(), 2);
+    assert_eq!(compact(&["--namespace-regex", "^job[0-9]+-"], &f).len(), 2);
+    assert_eq!(compact(&["--host"], &f), vec!["💥 exit    node-b /usr/bin/cat /etc/shadow 0"]);
     // The corpus itself, filtered.
     let k = corpus_dir().join("process_kprobe.jsonl");
     assert_eq!(compact(&["--event-types", "process_kprobe", "--pod", "tetragon-test"], &k).len(), 1);
@@ -137,4 +143,51 @@ fn bad_filters_are_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--process"), "{out:?}");
     let out = nightjar().args(["getevents", "--event-types", "process_nope", "-f"]).arg(&f).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The seed's workflow: `kubectl logs ... | nightjar getevents -o compact --namespace default
+/// --pod 'x-*'` reads the pipe (no -f) and prints exactly the matching lines.
+#[test]
+fn piped_export_is_read_from_stdin_with_tetras_flags() {
+    let pod = |ns: &str, name: &str, bin: &str, s: u8| {
+        format!(
+            r#"{{"process_exec":{{"process":{{"binary":"{bin}","arguments":"","pod":{{"namespace":"{ns}","name":"{name}"}}}}}},"node_name":"n","time":"2026-01-01T00:00:0{s}Z"}}"#
+        )
+    };
+    let input = [
+        pod("default", "x-1", "/bin/a", 1),
+        pod("default", "web-1", "/bin/b", 6),
+        pod("prod", "x-2", "/bin/c", 2),
+        pod("default", "x-3", "/bin/d", 3),
+    ]
+    .join("\n")
+        + "\n";
+    let run = |args: &[&str]| {
+        let mut child = nightjar()
+            .arg("getevents")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = run(&["-o", "compact", "--namespace", "default", "--pod", "x-*"]);
+    assert_eq!(out, "🚀 process default/x-1 /bin/a \n🚀 process default/x-3 /bin/d \n");
+    // --timestamps: tetra's nine fractional digits; --exclude-fields / --include-fields on JSON.
+    let out = run(&["-o", "compact", "--timestamps", "--pod", "^web"]);
+    assert_eq!(out, "2026-01-01T00:00:06.000000000Z 🚀 process default/web-1 /bin/b \n");
+    let out = run(&["-o", "json", "--pod", "^web", "-F", "process.pod"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(
+        v["process_exec"]["process"].get("pod").is_none() && v["process_exec"]["process"]["binary"] == "/bin/b",
+        "{v}"
+    );
+    let out = run(&["-o", "json", "--pod", "^web", "--include-fields", "process.binary"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["process_exec"], serde_json::json!({"process": {"binary": "/bin/b"}}), "{v}");
 }
