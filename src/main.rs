@@ -8,6 +8,9 @@ mod policy;
 mod run;
 mod status;
 
+#[cfg(test)]
+mod fuzz_replay;
+
 use std::process::ExitCode;
 
 use clap::Parser;

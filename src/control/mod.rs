@@ -2,7 +2,7 @@
 //! one JSON response per line. `nightjar status` and `nightjar policy add|delete|list`
 //! are its clients. It answers whatever the data path does: requests are bounded in size,
 //! connections in number and idle time, and every wait on the sensor has a deadline.
-mod protocol;
+pub(crate) mod protocol;
 
 use std::{
     io::{BufRead, BufReader, Write},
