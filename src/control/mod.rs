@@ -289,3 +289,47 @@ pub fn subscribe(path: &Path, req: &Request) -> Result<BufReader<UnixStream>, St
     s.write_all(line.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(BufReader::new(s))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// A policy is parsed on a blocking thread: the runtime's tasks (the event path) go on
+    /// meanwhile, even on a runtime of one thread.
+    #[test]
+    fn a_policy_is_parsed_off_the_runtime_threads() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let ticks = Arc::new(AtomicU64::new(0));
+            let t = ticks.clone();
+            let ticker = tokio::spawn(async move {
+                loop {
+                    t.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            });
+            tokio::task::yield_now().await;
+            let (sensor, _rx) = mpsc::channel(1);
+            let h = Handler { sensor, extra: Arc::new(|| Value::Null) };
+            // Just under the size cap, nested within bounds: it takes the parser a while,
+            // then validation refuses it.
+            let mut yaml = String::from(
+                "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: big\nspec:\n  kprobes:\n  \
+                 - call: sys_openat\n    syscall: true\n    args:\n    - {index: 1, type: string}\n    selectors:\n    \
+                 - matchArgs:\n      - index: 1\n        operator: Prefix\n        values:\n",
+            );
+            for i in 0..20_000 {
+                yaml.push_str(&format!("        - \"/tmp/some/path/number/{i:07}\"\n"));
+            }
+            let before = ticks.load(Ordering::Relaxed);
+            let resp = h.handle(Request::PolicyAdd { source: "big.yaml".into(), yaml }).await;
+            let during = ticks.load(Ordering::Relaxed) - before;
+            ticker.abort();
+            let err = resp.error.unwrap_or_default();
+            assert!(err.starts_with("big.yaml:") && err.contains("20000 values"), "{err}");
+            assert!(during > 1000, "other tasks ran {during} times while the policy was parsed");
+        });
+    }
+}

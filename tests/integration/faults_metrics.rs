@@ -69,6 +69,11 @@ fn slowloris_neither_starves_health_nor_the_file_sink() {
         });
     }
     let r = start(dir.path(), (cmd, metrics));
+    // The agent raised its soft limit on descriptors to the hard one at start.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", r.pid())).unwrap();
+    let open_files: Vec<&str> =
+        limits.lines().find(|l| l.starts_with("Max open files")).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(open_files.get(3..5), Some(&["4096", "4096"][..]), "soft and hard limits of the agent: {limits}");
 
     let mut held = Vec::with_capacity(CONNECTIONS);
     for i in 0..CONNECTIONS {
