@@ -154,7 +154,12 @@ fn blocked_pipeline_keeps_the_agent_truthful_and_answering() {
         // A small blocking memory buffer: the stall reaches the kernel (a disk buffer would
         // take it all).
         .args(["--set", "sinks.elasticsearch.buffer.type=memory", "--set", "sinks.elasticsearch.buffer.max_events=100"])
-        .args(["--set", "sinks.elasticsearch.batch.max_events=50"]);
+        .args([
+            "--set",
+            "sinks.elasticsearch.batch.max_events=50",
+            "--set",
+            "sinks.elasticsearch.health_timeout_secs=1",
+        ]);
     let r = start(dir.path(), (cmd, metrics));
 
     let script = format!(
@@ -171,11 +176,18 @@ fn blocked_pipeline_keeps_the_agent_truthful_and_answering() {
     let (status, body) = http_get(metrics, "/healthz").unwrap();
     assert_eq!(status, 503, "/healthz during kernel drops: {body}");
     assert!(body.contains("degraded: the kernel dropped"), "{body}");
+    // The held sink itself is degraded once nothing was delivered for its health timeout.
+    let sink_degraded = "sink elasticsearch degraded: nothing delivered for";
+    let said = wait_for(Duration::from_secs(30), || {
+        http_get(metrics, "/healthz").ok().filter(|(s, b)| *s == 503 && b.contains(sink_degraded))
+    });
+    assert!(said.is_some(), "/healthz never said the held sink is degraded: {:?}", http_get(metrics, "/healthz"));
 
     // The control plane answers whatever the data path does.
     let (ok, text) = cli(&r.socket, &["status"]);
     assert!(ok && text.contains("agent:         running"), "{text}");
     assert!(text.contains("health:        degraded: the kernel dropped"), "{text}");
+    assert!(text.contains(sink_degraded), "{text}");
     let (ok, text) = cli(&r.socket, &["policy", "list"]);
     assert!(ok && text.contains("monitor-sensitive-files"), "{text}");
     let extra = dir.path().join("extra.yaml");
