@@ -4,8 +4,9 @@
 //! feedback (scripts/fuzz.sh runs the same harnesses under libFuzzer for that): inputs a
 //! target accepts join the pool, so mutations reach past the parser into the checks.
 //! A panic fails the test and saves the input to `target/fuzz-failures/`; an input that
-//! runs for over a minute aborts the test binary, saying so. `NIGHTJAR_FUZZ_SEED` replays
-//! a run (its seed is printed).
+//! runs for over a minute, or a test binary over 2 GiB resident, aborts the binary, saving
+//! the input running then. `NIGHTJAR_FUZZ_SEED` replays a run (its seed is printed first,
+//! so that an abort the watchdog did not see — a refused allocation — can be replayed).
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     path::{Path, PathBuf},
@@ -237,21 +238,36 @@ fn save(name: &str, data: &[u8]) -> PathBuf {
     p
 }
 
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
 fn watchdog(name: &'static str, r: Arc<Running>) {
     let limit = Duration::from_secs(60);
+    let max_rss_kib = 2 << 20;
     std::thread::spawn(move || {
         let (mut last, mut since) = (u64::MAX, Instant::now());
         while !r.done.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(Duration::from_millis(200));
             let n = r.runs.load(Ordering::SeqCst);
-            if n != last {
-                (last, since) = (n, Instant::now());
-            } else if since.elapsed() > limit {
-                let input = r.input.lock().map(|g| g.clone()).unwrap_or_default();
-                let p = save(name, &input);
-                eprintln!("[fuzz] {name}: an input has run for over {limit:?} (a hang): {}", p.display());
-                std::process::abort();
-            }
+            let rss = rss_kib();
+            let why = if rss > max_rss_kib {
+                format!("the test binary holds {} MiB", rss >> 10)
+            } else if n == last && since.elapsed() > limit {
+                format!("an input has run for over {limit:?} (a hang)")
+            } else {
+                if n != last {
+                    (last, since) = (n, Instant::now());
+                }
+                continue;
+            };
+            let input = r.input.lock().map(|g| g.clone()).unwrap_or_default();
+            let p = save(name, &input);
+            eprintln!("[fuzz] {name}: {why}; the input running: {}", p.display());
+            std::process::abort();
         }
     });
 }
@@ -260,6 +276,7 @@ fn fuzz(t: &Target) {
     let secs: u64 = std::env::var("NIGHTJAR_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     let seed: u64 =
         std::env::var("NIGHTJAR_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("[fuzz] {}: seed {seed}, {secs} s", t.name);
     let mut pool = seeds(t);
     let dict = dictionary(t, &pool);
     let running =
@@ -299,7 +316,7 @@ fn fuzz(t: &Target) {
         }
     }
     running.done.store(true, Ordering::SeqCst);
-    eprintln!("[fuzz] {}: {seeded} seeds, {runs} mutations in {secs} s, {accepted} accepted, seed {seed}", t.name);
+    eprintln!("[fuzz] {}: {seeded} seeds, {runs} mutations in {secs} s, {accepted} accepted", t.name);
     assert!(runs > 0 || secs == 0, "{}: no input ran", t.name);
 }
 
