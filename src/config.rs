@@ -129,6 +129,14 @@ pub fn load(global: &Global) -> Result<Config, ConfigError> {
     load_named(global).map(|(_, c)| c)
 }
 
+/// An override as its errors name it: a long value is cut (the error says where in it).
+fn abridged(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
 /// [`load`], and the name the config's errors are reported under.
 fn load_named(global: &Global) -> Result<(String, Config), ConfigError> {
     let (name, text) = match &global.config {
@@ -137,7 +145,7 @@ fn load_named(global: &Global) -> Result<(String, Config), ConfigError> {
     };
     let mut overrides = Override::from_env(std::env::vars())?;
     for s in &global.set {
-        overrides.push(Override::parse(&format!("--set {s}"), s)?);
+        overrides.push(Override::parse(&format!("--set {}", abridged(s)), s)?);
     }
     let mut c: Config = cfg::from_str_with_overrides(&name, &text, &overrides)?;
     if let Some(f) = global.log_format {

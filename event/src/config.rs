@@ -236,6 +236,8 @@ impl Override {
         let value = if v.is_empty() {
             Value::String(String::new())
         } else {
+            // A value is YAML too: its nesting is bounded before the parser sees it.
+            check_depth(origin, v)?;
             serde_norway::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.to_owned()))
         };
         Ok(Override { origin: origin.to_owned(), path, value })
@@ -441,6 +443,18 @@ fn parse_size(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_override_value_is_bounded_in_depth_like_a_file() {
+        // 100,000 `[` in a --set value took the YAML parser seconds, then became a string.
+        for v in ["[".repeat(100_000), "{a: ".repeat(20_000)] {
+            let e = Override::parse("--set x", &format!("pipeline.filter={v}")).unwrap_err();
+            assert_eq!(e.source_name, "--set x");
+            assert!(e.message.contains("nested deeper than 64 levels"), "{e}");
+        }
+        let ok = Override::parse("--set x", "a.b=[[1, 2], {c: [3]}]").unwrap();
+        assert!(matches!(ok.value, Value::Sequence(_)));
+    }
 
     #[derive(Debug, Deserialize, Serialize, PartialEq)]
     #[serde(deny_unknown_fields)]

@@ -66,6 +66,14 @@ fn deep_nesting_and_oversized_files_are_refused_before_parsing() {
     refused(&format!("pipeline: {}", "[".repeat(100_000)), "1:", "nested deeper than 64 levels");
     refused(&"- ".repeat(100_000), "1:", "nested deeper than 64 levels");
     refused(&format!("node_name: \"{}\"\n", "x".repeat(2 << 20)), "", "larger than 1048576 bytes");
+    // A value given with --set is YAML too; its error names it, abridged.
+    let set = format!("pipeline.filter={}", "[".repeat(100_000));
+    let out = nightjar().args(["config", "--check", "--set", &set]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("nightjar: invalid config: --set pipeline.filter=[[["), "{stderr}");
+    assert!(stderr.contains("nested deeper than 64 levels") && stderr.len() < 300, "{stderr}");
 
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in [
