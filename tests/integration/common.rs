@@ -2,6 +2,7 @@
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
+    os::unix::{fs::MetadataExt, process::CommandExt},
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -141,4 +142,50 @@ pub fn tetra() -> Result<PathBuf, String> {
             Ok(bin)
         })
         .clone()
+}
+
+/// A cgroup v2 group of the test's own (`<prefix>-<pid>` under the cgroup2 mount), removed
+/// on drop: the sensor's `cgroup_filter` then counts only the test's processes.
+pub struct TestCgroup(pub PathBuf);
+
+impl TestCgroup {
+    pub fn new(prefix: &str) -> Self {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mount = info
+            .lines()
+            .find_map(|l| {
+                let (pre, post) = l.split_once(" - ")?;
+                post.starts_with("cgroup2 ").then(|| pre.split_whitespace().nth(4).map(PathBuf::from)).flatten()
+            })
+            .expect("a cgroup2 hierarchy");
+        let dir = mount.join(format!("{prefix}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TestCgroup(dir)
+    }
+    /// The id the kernel gives the group (its inode number), as `cgroup_filter` takes it.
+    pub fn id(&self) -> u64 {
+        std::fs::metadata(&self.0).unwrap().ino()
+    }
+    /// Runs `prog args` inside the group and waits for it.
+    pub fn run(&self, prog: &str, args: &[&str]) {
+        let procs = self.0.join("cgroup.procs");
+        let mut cmd = Command::new(prog);
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        // SAFETY: between fork and exec only a write(2) of "0" (this process) to cgroup.procs.
+        unsafe {
+            cmd.pre_exec(move || std::fs::write(&procs, "0"));
+        }
+        assert!(cmd.status().unwrap().success(), "{prog} {args:?}");
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

@@ -23,7 +23,7 @@
 use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader},
-    os::unix::{fs::PermissionsExt, process::CommandExt},
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{mpsc, Arc, Mutex},
@@ -33,7 +33,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    common::{wait_for, Agent},
+    common::{wait_for, Agent, TestCgroup},
     kubernetes::{agent_container, daemonset, kubectl_debian, kustomize, root},
 };
 
@@ -374,50 +374,6 @@ fn probe_target(container: &Value, probe: &str) -> (String, u16) {
     (path, port)
 }
 
-/// A cgroup v2 group of this test's own, removed on drop.
-struct TestCgroup(PathBuf);
-
-impl TestCgroup {
-    fn new() -> Self {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let mount = info
-            .lines()
-            .find_map(|l| {
-                let (pre, post) = l.split_once(" - ")?;
-                post.starts_with("cgroup2 ").then(|| pre.split_whitespace().nth(4).map(PathBuf::from)).flatten()
-            })
-            .expect("a cgroup2 hierarchy");
-        let dir = mount.join(format!("k8s-pod-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TestCgroup(dir)
-    }
-    fn id(&self) -> u64 {
-        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&self.0).unwrap())
-    }
-    /// Runs `prog args` inside the group and waits for it.
-    fn run(&self, prog: &str, args: &[&str]) {
-        let procs = self.0.join("cgroup.procs");
-        let mut cmd = Command::new(prog);
-        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
-        // SAFETY: between fork and exec only a write(2) of "0" (this process) to cgroup.procs.
-        unsafe {
-            cmd.pre_exec(move || std::fs::write(&procs, "0"));
-        }
-        assert!(cmd.status().unwrap().success(), "{prog} {args:?}");
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.0).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 /// What a child prints on stderr, kept as it comes (a full pipe would block it).
 fn drain_stderr(child: &mut Child) -> Arc<Mutex<String>> {
     let buf = Arc::new(Mutex::new(String::new()));
@@ -483,7 +439,7 @@ fn the_daemonset_pod_runs_on_this_host_as_kubernetes_would_run_it() {
     let rootfs = dir.path().join("rootfs");
     let image = build_image(&rootfs);
     let volumes = volume_sources(pod, &objs, dir.path());
-    let cg = TestCgroup::new();
+    let cg = TestCgroup::new("k8s-pod-test");
 
     let mut agent = Agent(Some(run_container(
         &rootfs,

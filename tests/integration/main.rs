@@ -3,6 +3,7 @@ mod common;
 
 mod compose;
 mod config_errors;
+mod delivery;
 mod delivery_faults;
 mod faults_blocked;
 mod faults_control;
