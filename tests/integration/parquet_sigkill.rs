@@ -1,7 +1,8 @@
 //! SIGKILL during Parquet writing: the real agent, real exec events, killed mid-file.
 //! What a reader sees must be only complete files; the partial one stays under its hidden
 //! temporary name until the next start, which removes it (it has no footer, so its rows
-//! cannot be recovered) and says so in its log.
+//! cannot be recovered) and says so in its log. Rows count as delivered only once their
+//! file is visible: the metric read just before the kill never exceeds what readers see.
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -96,15 +97,29 @@ fn sigkill_mid_file_leaves_only_complete_files_and_next_start_removes_the_partia
             .spawn()
             .expect("spawn exec loop"),
     );
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let delivered = || -> u64 {
+        let (_, body) = http_get(addr, "/metrics").unwrap_or_default();
+        body.lines()
+            .filter(|l| l.starts_with("nightjar_sink_events_total{"))
+            .filter(|l| l.contains("sink=\"parquet\"") && l.contains("outcome=\"delivered\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    // The metric is read first, then the files, then the kill at once: a file completed in
+    // between only adds visible rows.
     let ready = wait_for(Duration::from_secs(60), || {
+        let counted = delivered();
         let (done, tmp) = scan(&pq);
-        (done.len() >= 2 && !tmp.is_empty()).then_some(())
+        (done.len() >= 2 && !tmp.is_empty() && counted > 0).then_some(counted)
     });
     let child = a.0.as_mut().expect("agent");
     child.kill().expect("SIGKILL the agent"); // Child::kill is SIGKILL
     let _ = child.wait();
     drop(exec_loop);
-    assert!(ready.is_some(), "the agent never had two complete files and one in progress: {:?}", scan(&pq));
+    let Some(counted) = ready else {
+        panic!("the agent never had two complete files and one in progress: {:?}", scan(&pq))
+    };
 
     let (done, partial) = scan(&pq);
     assert!(!partial.is_empty(), "the file being written must stay under its temporary name");
@@ -115,6 +130,11 @@ fn sigkill_mid_file_leaves_only_complete_files_and_next_start_removes_the_partia
     let got = readback(&pq);
     let rows = got["rows"].as_u64().unwrap();
     assert!(rows > 0);
+    assert!(
+        counted <= rows,
+        "the delivered metric said {counted} rows while readers see {rows}: rows still in memory were counted"
+    );
+    eprintln!("parquet sigkill: {counted} counted delivered before the kill, {rows} visible after it");
     assert_eq!(got["duck_rows"].as_u64(), Some(rows), "duckdb and pyarrow agree");
     assert_eq!(got["files"].as_array().unwrap().len(), done.len(), "readers see exactly the complete files");
 
