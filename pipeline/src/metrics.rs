@@ -1,5 +1,5 @@
-//! Prometheus metrics: the recorder and the `:2112` endpoint (`/metrics`, `/healthz`); the
-//! names and counters themselves are `nightjar_event::metrics`, re-exported here.
+//! Prometheus metrics: the recorder and the `:2112` endpoint (`/metrics`, `/healthz`,
+//! `/livez`); the names and counters themselves are `nightjar_event::metrics`, re-exported here.
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use http_body_util::Full;
@@ -46,7 +46,7 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest life of one connection, however it behaves.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Binds `addr` and serves `/metrics` and `/healthz` until the task is dropped.
+/// Binds `addr` and serves `/metrics`, `/healthz` and `/livez` until the task is dropped.
 /// Returns the bound address (useful with port 0). Slow or idle clients are cut off
 /// ([`HEADER_TIMEOUT`], [`CONNECTION_TIMEOUT`]) and at most [`MAX_CONNECTIONS`] are served,
 /// so half-open connections cannot exhaust the agent's file descriptors.
@@ -110,10 +110,13 @@ fn route(req: &Request<hyper::body::Incoming>, handle: &PrometheusHandle, health
     }
     match req.uri().path() {
         "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4", handle.render()),
+        // Liveness: the process serves, whatever its sinks and sensor say (a SIEM outage
+        // must not make the kubelet restart the agent and lose its memory buffers).
+        "/livez" => text(StatusCode::OK, "text/plain", "alive\n".into()),
         "/healthz" => match health() {
             Ok(()) => text(StatusCode::OK, "text/plain", "ok\n".into()),
             Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("unhealthy: {why}\n")),
         },
-        _ => text(StatusCode::NOT_FOUND, "text/plain", "try /metrics or /healthz\n".into()),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "try /metrics, /healthz or /livez\n".into()),
     }
 }

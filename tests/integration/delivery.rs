@@ -359,7 +359,7 @@ fn sigkill_during_outage(rate: u64) {
 }
 
 /// Elasticsearch down when the agent starts, up 30 s later: every event of those 30 s
-/// arrives; meanwhile `status` and `/healthz` say so.
+/// arrives; meanwhile `status` and `/healthz` say so, and `/livez` stays 200.
 fn es_down_at_start(rate: u64) {
     let name = "down-at-start";
     let s = Setup::new(name);
@@ -372,6 +372,8 @@ fn es_down_at_start(rate: u64) {
     let (code, body) = http_get(addr, "/healthz").unwrap();
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("sink elasticsearch degraded"), "{body}");
+    // Liveness is not health: the kubelet must not restart an agent that buffers an outage.
+    assert_eq!(http_get(addr, "/livez").map(|r| r.0).ok(), Some(200), "/livez while a sink is down");
     let st = nightjar()
         .args(["status", "--json", "--set", &format!("control.socket={}", s.dir.path().join("nj.sock").display())])
         .output()

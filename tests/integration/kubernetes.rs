@@ -439,9 +439,38 @@ fn check_variant(dir: &str, values: &str, discovery: &Discovery) {
         apply_dry_run(&kubectl_debian(), objs, discovery);
         apply_dry_run(&kubectl_current(), objs, discovery);
     }
+    for (what, objs) in [("kustomize", &debian), ("helm", &chart)] {
+        survives_sink_outages(objs, &format!("{dir} ({what})"));
+    }
     let reference = comparable(debian);
     assert_same(&format!("{dir}: kubectl 1.20 vs current kubectl"), reference.clone(), comparable(current));
     assert_same(&format!("{dir} vs the chart with {values}"), reference, comparable(chart));
+}
+
+/// A SIEM outage costs only delay in a pod too: the liveness probe asks `/livez` (200
+/// whatever the sinks; `/healthz` says 503 while a sink is degraded, and a restart would
+/// only lose the memory buffers), and `sinks.data_dir` is a writable hostPath, so the disk
+/// buffers outlive the pod.
+fn survives_sink_outages(objs: &[Value], what: &str) {
+    let agent = agent_container(objs);
+    assert_eq!(agent["livenessProbe"]["httpGet"]["path"], "/livez", "{what}: livenessProbe");
+    assert_eq!(agent["readinessProbe"]["httpGet"]["path"], "/healthz", "{what}: readinessProbe");
+    let config: Value = serde_norway::from_str(&effective_config(objs)).unwrap();
+    let data_dir = config["sinks"]["data_dir"].as_str().expect("sinks.data_dir").to_owned();
+    let mount = agent["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["mountPath"].as_str().is_some_and(|p| Path::new(&data_dir).starts_with(p)))
+        .unwrap_or_else(|| panic!("{what}: sinks.data_dir {data_dir} is not on a volume"));
+    assert_ne!(mount["readOnly"], true, "{what}: the volume of sinks.data_dir is read-only");
+    let pod = &daemonset(objs)["spec"]["template"]["spec"];
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
+    assert!(
+        volume.get("hostPath").is_some(),
+        "{what}: sinks.data_dir {data_dir} is on volume {}, not a hostPath: the buffers die with the pod",
+        mount["name"]
+    );
 }
 
 /// The validators can fail: a misspelt field (in a DaemonSet, in a ServiceMonitor), a wrong

@@ -66,6 +66,7 @@ pipeline:
     field_filters: {{ $n.fieldFilters | quote }}
     redaction_filters: {{ $n.redactionFilters | quote }}
 sinks:
+  data_dir: {{ .Values.bufferDirectory }}
   stdout:
     enabled: false
   file:
