@@ -50,8 +50,12 @@ for t in "${TARGETS[@]}"; do
     continue
   fi
   mkdir -p "fuzz/corpus/$name" "fuzz/artifacts/$name"
-  # shellcheck disable=SC2086 # the seed list is split on purpose
-  cargo +nightly fuzz run --fuzz-dir fuzz --sanitizer none "$name" "fuzz/corpus/$name" $seeds -- \
+  # libFuzzer reads directories: a seed file joins the corpus.
+  seed_dirs=()
+  for s in $seeds; do
+    if [ -f "$s" ]; then cp "$s" "fuzz/corpus/$name/"; else seed_dirs+=("$s"); fi
+  done
+  cargo +nightly fuzz run --fuzz-dir fuzz --sanitizer none "$name" "fuzz/corpus/$name" "${seed_dirs[@]}" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
     -max_len="$max_len" -print_final_stats=1 >"$logs/$name.log" 2>&1 &
   pids+=("$!")
