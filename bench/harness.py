@@ -73,6 +73,7 @@ class Agent:
             NJ, "run",
             "--set", f"metrics.listen=127.0.0.1:{self.port}",
             "--set", f"control.socket={self.dir}/nj.sock",
+            "--set", "server.address=",
             "--set", f"sinks.file.path={self.log}",
             "--set", "sinks.file.max_size=0",
             "--set", "sinks.stdout.enabled=false",

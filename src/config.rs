@@ -25,6 +25,21 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub sinks: sinks::SinksConfig,
     pub export: ExportConfig,
+    pub server: ServerConfig,
+}
+
+/// `server:` Tetragon's gRPC API (`tetra` talks to it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// `host:port`, or `unix:///path` for a unix socket (mode 0600, root only); "" for none.
+    pub address: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { address: "localhost:54321".into() }
+    }
 }
 
 /// `export:` what every exported event carries beyond Tetragon's schema.

@@ -1,5 +1,6 @@
 //! nightjar: the command line. It parses flags, loads the config and wires the sensor,
 //! the pipeline and the sinks together; the work itself lives in those crates.
+mod api_agent;
 mod cli;
 mod config;
 mod control;

@@ -267,10 +267,26 @@ async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) 
     });
     // Without a sensor, requests that need one are answered "the sensor is not running".
     let control_tx = sensor.as_ref().map(|s| s.control()).unwrap_or_else(|| mpsc::channel(1).0);
-    let _control = crate::control::serve(cfg.control.socket.clone(), control_tx, extra, events_tx.clone())
+    let _control = crate::control::serve(cfg.control.socket.clone(), control_tx.clone(), extra, events_tx.clone())
         .await
         .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
 
+    let api_health = health.clone();
+    let _api = if cfg.server.address.is_empty() {
+        None
+    } else {
+        let agent = Arc::new(crate::api_agent::SensorAgent::new(
+            control_tx.clone(),
+            Arc::new(move || api_health.check()),
+            node.clone(),
+        ));
+        let addr = nightjar_api::ServerAddress::parse(&cfg.server.address);
+        let (bound, task) = nightjar_api::serve(&addr, agent, events_tx.clone())
+            .await
+            .with_context(|| format!("gRPC API on {} (server.address)", cfg.server.address))?;
+        tracing::info!(address = %bound.map(|a| a.to_string()).unwrap_or(cfg.server.address.clone()), "Tetragon gRPC API");
+        Some(task)
+    };
     // The tail's checkpoint moves only as far as every sink has the lines (end-to-end ack).
     let tail_checkpoint = pipeline::sources::tetragon_file::Tracker::new(cfg.sources.tetragon_file.checkpoint.clone());
     let source_task = cfg.sources.tetragon_file.enabled.then(|| {

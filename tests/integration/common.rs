@@ -17,6 +17,9 @@ pub fn nightjar() -> Command {
             c.env_remove(k);
         }
     }
+    // No gRPC API unless a test asks for one (`--set server.address=...` wins over this):
+    // its default port 54321 is shared with every agent on the machine.
+    c.env("NIGHTJAR__SERVER__ADDRESS", "");
     c
 }
 

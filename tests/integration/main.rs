@@ -23,4 +23,5 @@ mod shutdown;
 mod sink_config_checks;
 mod strict_json;
 mod tail_faults;
+mod tetra_api;
 mod tetragon_tail;
