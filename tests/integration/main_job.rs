@@ -35,17 +35,35 @@ fn cat_shadow_shows_a_compact_line_lands_in_the_file_and_streams_to_getevents() 
     let up = wait_for(Duration::from_secs(60), || http_get(addr, "/healthz").ok().filter(|(s, _)| *s == 200));
     assert!(up.is_some(), "agent never became healthy");
 
-    // A live getevents with filters, started before the event.
-    let ge = nightjar()
+    // A live getevents with filters, started before the event: `cat /etc/shadow` until it
+    // has streamed one (its subscription takes a moment on a busy machine).
+    let mut ge = nightjar()
         .args(["getevents", "-o", "json", "--event-types", "process_kprobe", "--process", "/cat$"])
         .args(["--set", &format!("control.socket={}", socket.display())])
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-
-    assert!(Command::new("/bin/cat").arg("/etc/shadow").output().unwrap().status.success());
+    let ge_stdout = ge.stdout.take().unwrap();
+    let (ge_tx, ge_rx) = mpsc::channel::<String>();
+    let ge_reader = std::thread::spawn(move || {
+        for l in BufReader::new(ge_stdout).lines().map_while(Result::ok) {
+            let _ = ge_tx.send(l);
+        }
+    });
+    let mut streamed: Vec<String> = Vec::new();
+    let shadow = |l: &String| {
+        let e: serde_json::Value = serde_json::from_str(l).unwrap();
+        e["process_kprobe"]["args"][0]["file_arg"]["path"] == "/etc/shadow"
+    };
+    let seen = wait_for(Duration::from_secs(30), || {
+        assert!(Command::new("/bin/cat").arg("/etc/shadow").output().unwrap().status.success());
+        std::thread::sleep(Duration::from_millis(200));
+        streamed.extend(ge_rx.try_iter());
+        streamed.iter().any(shadow).then_some(())
+    });
+    assert!(seen.is_some(), "getevents streamed no /etc/shadow open: {streamed:?}");
     assert!(Command::new("/bin/cat").arg("/etc/hostname").output().unwrap().status.success());
 
     // tetra's line for a security_file_open kprobe: `❓ syscall NODE BINARY FUNCTION`, then
@@ -76,14 +94,11 @@ fn cat_shadow_shows_a_compact_line_lands_in_the_file_and_streams_to_getevents() 
 
     // SAFETY: kill(2) on the getevents child we spawned.
     unsafe { libc::kill(ge.id() as i32, libc::SIGTERM) };
-    let ge_out = ge.wait_with_output().unwrap();
-    let streamed = String::from_utf8_lossy(&ge_out.stdout);
-    let evs: Vec<serde_json::Value> = streamed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(
-        evs.iter().any(|e| e["process_kprobe"]["args"][0]["file_arg"]["path"] == "/etc/shadow"),
-        "getevents streamed: {streamed}"
-    );
-    assert!(evs.iter().all(|e| e.get("process_kprobe").is_some()), "filters applied: {streamed}");
+    let _ = ge.wait();
+    let _ = ge_reader.join();
+    streamed.extend(ge_rx.try_iter());
+    let evs: Vec<serde_json::Value> = streamed.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(evs.iter().all(|e| e.get("process_kprobe").is_some()), "filters applied: {streamed:?}");
 
     let out = agent.terminate();
     assert!(out.status.success());
