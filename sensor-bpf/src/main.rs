@@ -9,6 +9,8 @@ mod kread;
 mod maps;
 mod policy;
 mod process;
+mod task;
+mod vfs;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -18,12 +18,12 @@ use aya_ebpf::{
     EbpfContext,
 };
 use nightjar_common::{
-    action, argsrc, cause, kind, ns, op, plimits, ArgHeader, BinSet, HookConfig, HookList, PolicyRecord, ProcState,
+    action, argsrc, cause, kind, op, plimits, ArgHeader, BinSet, HookConfig, HookList, PolicyRecord, ProcState,
     RecordHeader, Selector, StrData, EXEC_HOOKS_KEY,
 };
 
 use crate::{
-    kread::{off, rd, rd_ptr, MISSING},
+    kread::{off, rd, rd_ptr},
     maps::{count_missed, now, EVENTS, SCRATCH, SCRATCH_MASK},
 };
 
@@ -54,8 +54,8 @@ pub static PROCS: HashMap<u32, ProcState> = HashMap::with_max_entries(65536, 0);
 #[map]
 pub static FILTERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(plimits::HOOKS, 0);
 
-const PATH_MAX: usize = 4096;
-const PATH_MASK: usize = PATH_MAX - 1;
+pub const PATH_MAX: usize = 4096;
+pub const PATH_MASK: usize = PATH_MAX - 1;
 const SLOT: usize = PATH_MAX + 256;
 
 /// Captured arguments of the hook being evaluated (per CPU).
@@ -70,7 +70,7 @@ pub struct ArgBuf {
     /// Start and length of each string slot's value inside its slot.
     spos: [u32; plimits::STR_SLOTS],
     slen: [u32; plimits::STR_SLOTS],
-    strs: [[u8; SLOT]; plimits::STR_SLOTS],
+    pub strs: [[u8; SLOT]; plimits::STR_SLOTS],
 }
 
 #[map]
@@ -333,9 +333,9 @@ fn match_selector(conf: &HookConfig, s: &Selector) -> bool {
             return false;
         }
     }
-    let task = unsafe { gen::bpf_get_current_task() };
+    let task = crate::task::current();
     if s.pid_op != 0 {
-        let pid = if s.pid_ns != 0 { ns_pid(task) } else { tgid };
+        let pid = if s.pid_ns != 0 { crate::task::pid_ns(task).1 } else { tgid };
         let mut found = false;
         for i in 0..plimits::PID_VALUES {
             if i < s.pid_nvals as usize && s.pid_vals[i] == pid {
@@ -349,7 +349,7 @@ fn match_selector(conf: &HookConfig, s: &Selector) -> bool {
     for k in 0..plimits::NS_CONDS {
         if k < s.nns as usize {
             let c = &s.ns[k];
-            let inum = ns_inum(task, c.slot as usize);
+            let inum = crate::task::ns_inum(task, c.slot as usize);
             let mut found = false;
             for i in 0..plimits::NS_VALUES {
                 if i < c.nvals as usize && c.vals[i] == inum {
@@ -644,34 +644,12 @@ fn capture_file_path(slot: usize, file: u64) -> bool {
     }
     ab.spos[slot] = PATH_MAX as u32;
     ab.slen[slot] = 0;
-    let fpath = off!(file_f_path);
-    if file == 0 || fpath == MISSING {
+    let (dentry, vfsmnt) = crate::vfs::path_of(crate::vfs::file_path(file));
+    let Some((start, _)) = crate::vfs::walk(dentry, vfsmnt, crate::vfs::PREPEND, slot as u64) else {
         return false;
-    }
-    let vfsmnt = rd_ptr(file, fpath.wrapping_add(off!(path_mnt)));
-    let dentry = rd_ptr(file, fpath.wrapping_add(off!(path_dentry)));
-    let o_mnt = off!(mount_mnt);
-    if vfsmnt == 0 || dentry == 0 || o_mnt == MISSING {
-        return false;
-    }
-    let mut w = Prepend {
-        slot: slot as u64,
-        dentry,
-        mnt: vfsmnt.wrapping_sub(o_mnt as u64),
-        vfs: vfsmnt,
-        pos: PATH_MAX as u64,
     };
-    // SAFETY: prepend_cb only touches the Prepend passed as its context and the arg buffer.
-    unsafe {
-        gen::bpf_loop(
-            nightjar_common::limits::PATH_DEPTH,
-            prepend_cb as *mut c_void,
-            &mut w as *mut Prepend as *mut c_void,
-            0,
-        );
-    }
-    let mut pos = (w.pos as usize) & PATH_MASK;
-    if w.pos as usize >= PATH_MAX {
+    let mut pos = (start as usize) & PATH_MASK;
+    if start as usize >= PATH_MAX {
         // The root itself.
         pos = PATH_MAX - 1;
         ab.strs[slot][pos] = b'/';
@@ -679,104 +657,6 @@ fn capture_file_path(slot: usize, file: u64) -> bool {
     ab.spos[slot] = pos as u32;
     ab.slen[slot] = (PATH_MAX - pos) as u32;
     true
-}
-
-#[repr(C)]
-struct Prepend {
-    slot: u64,
-    dentry: u64,
-    mnt: u64,
-    vfs: u64,
-    /// Start of what is written so far (PATH_MAX = nothing yet).
-    pos: u64,
-}
-
-extern "C" fn prepend_cb(_i: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: ctx is the &mut Prepend handed to bpf_loop.
-    let w = unsafe { &mut *(ctx as *mut Prepend) };
-    let o_mnt = off!(mount_mnt) as u64;
-    if w.dentry == rd_ptr(w.vfs, off!(vfsmount_mnt_root)) {
-        let parent = rd_ptr(w.mnt, off!(mount_mnt_parent));
-        if parent == w.mnt || parent == 0 {
-            return 1;
-        }
-        w.dentry = rd_ptr(w.mnt, off!(mount_mnt_mountpoint));
-        w.mnt = parent;
-        w.vfs = parent.wrapping_add(o_mnt);
-        return 0;
-    }
-    let parent = rd_ptr(w.dentry, off!(dentry_d_parent));
-    if parent == 0 || parent == w.dentry {
-        return 1;
-    }
-    let len = rd::<u32>(w.dentry, off!(dentry_d_name_len)).unwrap_or(0) as u64 & 0xff;
-    if w.pos < len + 2 {
-        return 1; // no room: the path is cut at the front
-    }
-    let name = rd_ptr(w.dentry, off!(dentry_d_name_name));
-    let Some(ab) = argbuf() else { return 1 };
-    let slot = w.slot as usize;
-    if slot >= plimits::STR_SLOTS {
-        return 1;
-    }
-    let start = ((w.pos - len) as usize) & PATH_MASK;
-    // SAFETY: start ≤ PATH_MASK and len < 256: inside the slot (PATH_MAX + 256 bytes).
-    unsafe {
-        gen::bpf_probe_read_kernel(
-            ab.strs[slot].as_mut_ptr().add(start) as *mut c_void,
-            len as u32,
-            name as *const c_void,
-        );
-    }
-    let slash = (start.wrapping_sub(1)) & PATH_MASK;
-    ab.strs[slot][slash] = b'/';
-    w.pos = slash as u64;
-    w.dentry = parent;
-    0
-}
-
-/// The current task's pid in its own pid namespace.
-#[inline(always)]
-fn ns_pid(task: u64) -> u32 {
-    let pid = rd_ptr(task, off!(task_thread_pid));
-    let level = rd::<u32>(pid, off!(pid_level)).unwrap_or(0) & 31;
-    let numbers = off!(pid_numbers);
-    let size = off!(upid_size);
-    if pid == 0 || numbers == MISSING || size == MISSING {
-        return 0;
-    }
-    let upid = pid + numbers as u64 + (level as u64) * (size as u64 & 0xff);
-    rd::<u32>(upid, off!(upid_nr)).unwrap_or(0)
-}
-
-/// Inum of the current task's namespace in `slot` (`ns` order).
-#[inline(always)]
-fn ns_inum(task: u64, slot: usize) -> u32 {
-    match slot {
-        ns::USER => {
-            let cred = rd_ptr(task, off!(task_real_cred));
-            let user_ns = rd_ptr(cred, off!(cred_user_ns));
-            rd::<u32>(user_ns, off!(ns_inum[ns::USER])).unwrap_or(0)
-        }
-        ns::PID => {
-            let pid = rd_ptr(task, off!(task_thread_pid));
-            let level = rd::<u32>(pid, off!(pid_level)).unwrap_or(0) & 31;
-            let numbers = off!(pid_numbers);
-            let size = off!(upid_size);
-            if pid == 0 || numbers == MISSING || size == MISSING {
-                return 0;
-            }
-            let upid = pid + numbers as u64 + (level as u64) * (size as u64 & 0xff);
-            let pidns = rd_ptr(upid, off!(upid_ns));
-            rd::<u32>(pidns, off!(ns_inum[ns::PID])).unwrap_or(0)
-        }
-        s if s < ns::COUNT => {
-            let nsproxy = rd_ptr(task, off!(task_nsproxy));
-            let p = rd_ptr(nsproxy, off!(nsproxy_ns[s]));
-            rd::<u32>(p, off!(ns_inum[s])).unwrap_or(0)
-        }
-        _ => 0,
-    }
 }
 
 /// Writes the policy record with the captured arguments to the ring buffer.

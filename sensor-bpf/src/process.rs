@@ -181,87 +181,29 @@ fn fill_namespaces(rec: &mut ExecRecord, task: u64, cred: u64) {
     let user_ns = rd_ptr(cred, off!(cred_user_ns));
     rec.ns[ns::USER] = rd::<u32>(user_ns, off!(ns_inum[ns::USER])).unwrap_or(0);
 
-    // The task's own pid namespace: thread_pid->numbers[level].ns, and its pid there.
-    let pid = rd_ptr(task, off!(task_thread_pid));
-    rec.ns[ns::PID] = 0;
-    let level = rd::<u32>(pid, off!(pid_level)).unwrap_or(0) & 31;
-    let numbers = off!(pid_numbers);
-    let size = off!(upid_size);
-    if pid != 0 && numbers != MISSING && size != MISSING {
-        let upid = pid + numbers as u64 + (level as u64) * (size as u64 & 0xff);
-        let pidns = rd_ptr(upid, off!(upid_ns));
-        rec.ns[ns::PID] = rd::<u32>(pidns, off!(ns_inum[ns::PID])).unwrap_or(0);
-        rec.ns_pid = rd::<u32>(upid, off!(upid_nr)).unwrap_or(0);
-    }
+    // The task's own pid namespace, and its pid there.
+    (rec.ns[ns::PID], rec.ns_pid) = crate::task::pid_ns(task);
 }
 
-/// State of one path walk, carried across `bpf_loop` iterations.
+/// State of the cgroup walk (kernfs names, leaf first into SCRATCH).
 #[repr(C)]
 struct Walk {
     dentry: u64,
-    mnt: u64,
-    vfs: u64,
     start: u64,
     written: u64,
-    /// Largest number of bytes the walk may write (PATH_MAX or CGROUP_MAX).
+    /// Largest number of bytes the walk may write.
     max: u64,
     truncated: u64,
 }
 
 /// Writes the path of (dentry, vfsmount) leaf first as NUL-terminated components from
-/// `start`, crossing mount points up to the root of the task's mount namespace.
-/// Returns (bytes written, truncated). The loop runs under `bpf_loop`, so the verifier
-/// checks its body once instead of once per component.
+/// `start` (the shared walker of `vfs.rs`). Returns (bytes written, truncated).
 #[inline(always)]
 fn walk_path(start: usize, dentry: u64, vfsmnt: u64) -> (usize, bool) {
-    let o_mnt = off!(mount_mnt);
-    if dentry == 0 || vfsmnt == 0 || o_mnt == MISSING || off!(dentry_d_name_name) == MISSING {
-        return (0, true);
+    match crate::vfs::walk(dentry, vfsmnt, crate::vfs::LEAF_FIRST, start as u64) {
+        Some((n, truncated)) => ((n as usize) & (limits::PATH_MAX - 1), truncated),
+        None => (0, true),
     }
-    let mut w = Walk {
-        dentry,
-        mnt: vfsmnt.wrapping_sub(o_mnt as u64),
-        vfs: vfsmnt,
-        start: start as u64,
-        written: 0,
-        max: limits::PATH_MAX as u64,
-        truncated: 1,
-    };
-    // SAFETY: path_step only touches the Walk passed as its context.
-    unsafe {
-        gen::bpf_loop(limits::PATH_DEPTH, path_step as *mut c_void, &mut w as *mut Walk as *mut c_void, 0);
-    }
-    ((w.written as usize) & (limits::PATH_MAX - 1), w.truncated != 0)
-}
-
-/// One component of a path walk. Returns 1 to stop, 0 to go on.
-extern "C" fn path_step(_i: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: ctx is the &mut Walk handed to bpf_loop by walk_path.
-    let w = unsafe { &mut *(ctx as *mut Walk) };
-    let o_root = off!(vfsmount_mnt_root);
-    let o_mnt = off!(mount_mnt) as u64;
-    if w.dentry == rd_ptr(w.vfs, o_root) {
-        let parent = rd_ptr(w.mnt, off!(mount_mnt_parent));
-        if parent == w.mnt || parent == 0 {
-            w.truncated = 0;
-            return 1;
-        }
-        w.dentry = rd_ptr(w.mnt, off!(mount_mnt_mountpoint));
-        w.mnt = parent;
-        w.vfs = parent.wrapping_add(o_mnt);
-        return 0; // the mount point may itself be a mount's root: check again
-    }
-    let parent = rd_ptr(w.dentry, off!(dentry_d_parent));
-    if parent == 0 || parent == w.dentry {
-        w.truncated = 0;
-        return 1;
-    }
-    let name = rd_ptr(w.dentry, off!(dentry_d_name_name));
-    if !put_component(w, name) {
-        return 1;
-    }
-    w.dentry = parent;
-    0
 }
 
 /// Appends one NUL-terminated name at `start + written`; false when the walk must stop.
@@ -289,15 +231,7 @@ fn walk_cgroup(start: usize, kn: u64) -> (usize, bool) {
     if kn == 0 || off!(kernfs_node_parent) == MISSING || off!(kernfs_node_name) == MISSING {
         return (0, false);
     }
-    let mut w = Walk {
-        dentry: kn,
-        mnt: 0,
-        vfs: 0,
-        start: start as u64,
-        written: 0,
-        max: limits::CGROUP_MAX as u64,
-        truncated: 1,
-    };
+    let mut w = Walk { dentry: kn, start: start as u64, written: 0, max: limits::CGROUP_MAX as u64, truncated: 1 };
     for i in 0..limits::CGROUP_DEPTH {
         if cgroup_step(i as u64, &mut w as *mut Walk as *mut c_void) != 0 {
             break;

@@ -306,7 +306,10 @@ pub mod plimits {
     pub const HOOKS: u32 = 64;
     /// Hooks served by one tracepoint.
     pub const HOOKS_PER_TP: usize = 8;
-    pub const SELECTORS: usize = 4;
+    /// Selector slots of a hook (a power of two, for the kernel's index masks).
+    pub const SELECTORS: usize = 8;
+    /// Selectors a policy hook may have (Tetragon's limit).
+    pub const MAX_SELECTORS: usize = 5;
     pub const ARGS: usize = 5;
     pub const MATCH_ARGS: usize = 4;
     pub const INT_VALUES: usize = 8;

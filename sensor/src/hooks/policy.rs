@@ -10,7 +10,7 @@ use nightjar_event::{
 use crate::{
     decode::Policy,
     hooks::process::ProcessHook,
-    policy::{compile::HookKind, engine::HookMeta, Loaded},
+    policy::{compile::HookKind, engine::HookMeta, ArgType, Loaded},
 };
 
 /// Tetragon's names for actions in events.
@@ -67,7 +67,7 @@ pub fn action_label(a: u8) -> &'static str {
 }
 
 /// The value of one captured argument, in the `*_arg` field Tetragon uses for its type.
-fn arg_value(ty: &str, src: u8, data: &[u8]) -> ArgValue {
+fn arg_value(ty: ArgType, src: u8, data: &[u8]) -> ArgValue {
     if src == argsrc::INT {
         let mut b = [0u8; 8];
         let n = data.len().min(8);
@@ -75,19 +75,19 @@ fn arg_value(ty: &str, src: u8, data: &[u8]) -> ArgValue {
         let v = i64::from_ne_bytes(b);
         // Unsigned types were zero-extended, signed ones sign-extended, to 8 bytes.
         return match ty {
-            "uint32" | "uint16" | "uint8" => ArgValue::Uint(v as u32),
-            "uint64" | "size_t" => ArgValue::Size(v as u64),
-            "int64" | "long" => ArgValue::Long(v),
+            ArgType::Uint32 | ArgType::Uint16 | ArgType::Uint8 => ArgValue::Uint(v as u32),
+            ArgType::Uint64 | ArgType::SizeT => ArgValue::Size(v as u64),
+            ArgType::Int64 | ArgType::Long => ArgValue::Long(v),
             _ => ArgValue::Int(v),
         };
     }
     let s = || String::from_utf8_lossy(data).into_owned();
     let file = || FileArg { path: Some(s()), ..Default::default() };
     match ty {
-        "file" => ArgValue::File(file()),
-        "path" => ArgValue::Path(file()),
-        "linux_binprm" => ArgValue::LinuxBinprm(file()),
-        "char_buf" => ArgValue::Bytes(data.to_vec()),
+        ArgType::File | ArgType::Fd | ArgType::Kiocb => ArgValue::File(file()),
+        ArgType::Path | ArgType::Dentry => ArgValue::Path(file()),
+        ArgType::LinuxBinprm => ArgValue::LinuxBinprm(file()),
+        ArgType::CharBuf => ArgValue::Bytes(data.to_vec()),
         _ => ArgValue::String(s()),
     }
 }
@@ -109,7 +109,7 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
         .iter()
         .zip(&p.args)
         .map(|(m, a)| {
-            let mut k = KprobeArgument::new(arg_value(&m.ty, a.src, &a.data));
+            let mut k = KprobeArgument::new(arg_value(m.ty, a.src, &a.data));
             k.label = m.label.clone();
             k.truncated = a.truncated;
             k

@@ -1,15 +1,20 @@
-//! From a validated TracingPolicy to what the kernel runs: which hook point serves each
-//! `kprobes:`/`tracepoints:`/`lsmhooks:` entry on this kernel, where each argument comes
-//! from, and the selectors as `HookConfig` + string entries for the `STRINGS` LPM trie.
+//! From a validated TracingPolicy to what the kernel runs: for each hook, the backend that
+//! serves it on this kernel (`backends`), its selectors compiled (`selectors`), put together
+//! as a `HookPlan` the engine loads. Also the shared vocabulary: attach points, the syscall
+//! table, tracepoint formats, the kernel's hook kinds, and the `STRINGS` trie entries.
 use std::path::{Path, PathBuf};
 
-use nightjar_common::{
-    action, argsrc, ns, op, plimits, ArgCond, ArgSpec, BinSet, HookConfig, NsCond, Selector, StrData,
-};
+use nightjar_common::{ns, op, plimits, BinSet, HookConfig, StrData};
 use nightjar_event::config::ConfigError;
 use serde::Serialize;
 
-use super::{is_string_type, parse_int, ArgDecl, Loaded, SelectorSpec};
+pub use super::selectors::StrCond;
+use super::{
+    backends,
+    selectors::{self, Ctx},
+    spec::{ArgType, HookCommon},
+    Loaded,
+};
 
 /// How a hook point is served here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,7 +100,7 @@ pub enum HookKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ArgMeta {
     pub index: u32,
-    pub ty: String,
+    pub ty: ArgType,
     pub label: Option<String>,
 }
 
@@ -116,16 +121,6 @@ pub struct HookPlan {
     pub strings: Vec<StrCond>,
     pub message: Option<String>,
     pub tags: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct StrCond {
-    pub selector: usize,
-    /// Index in the selector's `args`, or None for its matchBinaries.
-    pub arg_cond: Option<usize>,
-    /// Positive operator (EQUAL, PREFIX, POSTFIX); negation lives in the condition.
-    pub op: u8,
-    pub values: Vec<String>,
 }
 
 /// Where the kernel's tracepoints are, what host namespaces are (for `host_ns`), and which
@@ -174,7 +169,7 @@ impl KernelHooks {
     }
 
     /// The backend for a kernel function: fentry when it loads here, else kprobe.
-    fn kfunc(&self) -> Option<&'static str> {
+    pub fn kfunc(&self) -> Option<&'static str> {
         if self.fentry {
             Some("fentry")
         } else if self.kprobes {
@@ -198,7 +193,8 @@ pub struct Field {
     pub signed: bool,
 }
 
-/// Fields of a tracepoint after the common ones.
+/// Fields of a tracepoint, in format order (the `common_*` ones first, as Tetragon counts
+/// argument indexes).
 pub fn tracepoint_fields(tracefs: &Path, category: &str, name: &str) -> Option<(u32, Vec<Field>)> {
     let dir = tracefs.join("events").join(category).join(name);
     let id = std::fs::read_to_string(dir.join("id")).ok()?.trim().parse().ok()?;
@@ -222,73 +218,14 @@ pub fn tracepoint_fields(tracefs: &Path, category: &str, name: &str) -> Option<(
             }
         }
         let ident = decl.rsplit(|c: char| c.is_whitespace() || c == '*').next()?.split('[').next()?.to_owned();
-        if ident.starts_with("common_") {
-            continue;
-        }
         out.push(Field { decl, name: ident, offset: offset?, size: size?, signed });
     }
     Some((id, out))
 }
 
-/// The syscall a kprobe call names (`__x64_sys_setns`, `sys_setns`, `ksys_unshare` → …).
-fn syscall_name(call: &str) -> Option<&str> {
-    for p in ["__x64_sys_", "__ia32_sys_", "__arm64_sys_", "__se_sys_", "__do_sys_", "ksys_", "sys_"] {
-        if let Some(n) = call.strip_prefix(p) {
-            return Some(n);
-        }
-    }
-    None
-}
-
-const FILE_OPEN_TPS: [&str; 4] = ["sys_exit_openat", "sys_exit_open", "sys_exit_openat2", "sys_exit_creat"];
-const CRED_SYSCALLS: [&str; 8] =
-    ["setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid"];
-
-enum Backend {
-    /// File opens, with the opened file's path (security_file_open, fd_install, LSM file_open).
-    FileOpen,
-    Exec,
-    Creds,
-    Syscall(String),
-    Tracepoint(String, String),
-    /// `security_file_open(struct file *)` itself, by fentry or kprobe.
-    KFileOpen(&'static str),
-    /// `security_bprm_check(struct linux_binprm *)` itself, by fentry or kprobe.
-    KBprmCheck(&'static str),
-    /// A syscall by its kernel symbol (`__x64_sys_<name>`), by fentry or kprobe.
-    KSyscall(&'static str, String),
-    /// BPF-LSM `file_open(struct file *)`.
-    LsmFileOpen,
-    /// BPF-LSM `bprm_check_security(struct linux_binprm *)`.
-    LsmBprmCheck,
-}
-
-impl Backend {
-    fn is_lsm(&self) -> bool {
-        matches!(self, Backend::LsmFileOpen | Backend::LsmBprmCheck)
-    }
-}
-
-/// Width and signedness of an integer argument type.
-fn int_width(ty: &str) -> (u8, u8) {
-    match ty {
-        "int" | "int32" | "fd" => (4, 1),
-        "uint32" => (4, 0),
-        "int16" => (2, 1),
-        "uint16" => (2, 0),
-        "int8" => (1, 1),
-        "uint8" => (1, 0),
-        "int64" | "long" => (8, 1),
-        _ => (8, 0),
-    }
-}
-
-fn int_spec(f: &Field) -> ArgSpec {
-    ArgSpec { src: argsrc::INT, size: f.size, signed: u8::from(f.signed), slot: 0, offset: f.offset, _pad2: 0 }
-}
-
 impl Env {
-    fn tp(&self, l: &Loaded, at: &str, category: &str, name: &str) -> Result<(u32, Vec<Field>), ConfigError> {
+    /// A tracepoint's id and fields, or an error naming what this kernel lacks.
+    pub fn tp(&self, l: &Loaded, at: &str, category: &str, name: &str) -> Result<(u32, Vec<Field>), ConfigError> {
         tracepoint_fields(&self.tracefs, category, name).ok_or_else(|| {
             l.error(
                 at,
@@ -306,509 +243,66 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
     let spec = &l.policy.spec;
     let mut out = Vec::new();
     for (i, k) in spec.kprobes.iter().enumerate() {
-        let at = format!("spec.kprobes[{i}].call");
-        let call = k.call.as_str();
-        let native = env.kernel.kfunc();
-        let backend = match (call, native) {
-            ("security_file_open", Some(how)) => Backend::KFileOpen(how),
-            ("security_bprm_check", Some(how)) => Backend::KBprmCheck(how),
-            _ => match call {
-            "security_file_open" | "fd_install" | "do_sys_open" | "do_sys_openat2" | "vfs_open" | "do_filp_open" => {
-                Backend::FileOpen
-            }
-            "security_bprm_check" | "security_bprm_creds_for_exec" | "bprm_check_security" | "security_bprm_creds_from_file" => Backend::Exec,
-            "commit_creds" | "security_task_fix_setuid" | "__sys_setuid" | "__sys_setresuid" => Backend::Creds,
-            _ => match syscall_name(call) {
-                Some(n) if native.is_some() && env.kernel.syscall_symbols.contains(&format!("{SYSCALL_SYMBOL_PREFIX}{n}")) => {
-                    Backend::KSyscall(native.unwrap_or("kprobe"), n.to_owned())
-                }
-                Some(n) if tracepoint_fields(&env.tracefs, "syscalls", &format!("sys_enter_{n}")).is_some() => {
-                    Backend::Syscall(n.to_owned())
-                }
-                _ => {
-                    return Err(l.error(
-                        &at,
-                        format!(
-                            "kprobe {call:?} cannot be served on this kernel: it has no kprobes (CONFIG_KPROBES) and no tracepoint equivalent is known; \
-                             served by tracepoints: security_file_open, fd_install, security_bprm_check, security_bprm_creds_for_exec, commit_creds, and any sys_* syscall"
-                        ),
-                    ))
-                }
-            },
-            },
-        };
-        out.push(plan_hook(
-            l,
-            env,
-            HookKind::Kprobe,
-            call,
-            &format!("spec.kprobes[{i}]"),
-            backend,
-            &k.args,
-            &k.selectors,
-            k.message.clone(),
-            k.tags.clone(),
-        )?);
+        let base = format!("spec.kprobes[{i}]");
+        let served = backends::kprobe(l, env, &base, &k.call, &k.args)?;
+        out.push(assemble(l, env, HookKind::Kprobe, &k.call, &base, served, k.common())?);
     }
     for (i, t) in spec.tracepoints.iter().enumerate() {
         let base = format!("spec.tracepoints[{i}]");
-        let backend = Backend::Tracepoint(t.subsystem.clone(), t.event.clone());
+        let served = backends::tracepoint(l, env, &base, &t.subsystem, &t.event, &t.args)?;
         let function = format!("{}/{}", t.subsystem, t.event);
-        out.push(plan_hook(
-            l,
-            env,
-            HookKind::Tracepoint,
-            &function,
-            &base,
-            backend,
-            &t.args,
-            &t.selectors,
-            t.message.clone(),
-            t.tags.clone(),
-        )?);
+        out.push(assemble(l, env, HookKind::Tracepoint, &function, &base, served, t.common())?);
     }
     for (i, h) in spec.lsmhooks.iter().enumerate() {
         let base = format!("spec.lsmhooks[{i}]");
-        let lsm = env.kernel.lsm;
-        let backend = match h.hook.as_str() {
-            "file_open" if lsm => Backend::LsmFileOpen,
-            "bprm_check_security" if lsm => Backend::LsmBprmCheck,
-            other if lsm => {
-                return Err(l.error(
-                    &format!("{base}.hook"),
-                    format!("LSM hook {other:?} is not supported yet (BPF-LSM programs: file_open, bprm_check_security)"),
-                ))
-            }
-            "file_open" => Backend::FileOpen,
-            "bprm_check_security" | "bprm_creds_for_exec" | "bprm_creds_from_file" => Backend::Exec,
-            other => {
-                return Err(l.error(
-                    &format!("{base}.hook"),
-                    format!("LSM hook {other:?} cannot be served on this kernel: BPF-LSM is not usable ({}) and it has no tracepoint equivalent (served: file_open, bprm_check_security, bprm_creds_for_exec)", env.kernel.lsm_unavailable),
-                ))
-            }
-        };
-        out.push(plan_hook(
-            l,
-            env,
-            HookKind::Lsm,
-            &h.hook,
-            &base,
-            backend,
-            &h.args,
-            &h.selectors,
-            h.message.clone(),
-            h.tags.clone(),
-        )?);
+        let served = backends::lsm(l, env, &base, &h.hook, &h.args)?;
+        out.push(assemble(l, env, HookKind::Lsm, &h.hook, &base, served, h.common())?);
     }
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn plan_hook(
+/// A served hook plus its compiled selectors.
+fn assemble(
     l: &Loaded,
     env: &Env,
     kind: HookKind,
     function: &str,
     base: &str,
-    backend: Backend,
-    args: &[ArgDecl],
-    sels: &[SelectorSpec],
-    message: Option<String>,
-    tags: Vec<String>,
+    served: backends::Served,
+    h: HookCommon<'_>,
 ) -> Result<HookPlan, ConfigError> {
-    let mut conf = HookConfig { nargs: args.len() as u8, active: 1, ..Default::default() };
-    let mut attach = Vec::new();
-    let desc;
-    let mut slot = 0u8;
-    let mut next_slot = |spec: &mut ArgSpec| {
-        spec.slot = slot;
-        slot += 1;
-    };
-    // Override stops the act before it happens: only a BPF-LSM program can return an error.
-    for (s, sel) in sels.iter().enumerate() {
-        for (a, act) in sel.match_actions.iter().enumerate() {
-            if act.action != "Override" || backend.is_lsm() {
-                continue;
-            }
-            let at = format!("{base}.selectors[{s}].matchActions[{a}].action");
-            let why = if kind == HookKind::Lsm {
-                format!(
-                    "Override on LSM hook {function}: this kernel cannot run BPF-LSM programs ({}), and the tracepoint that would serve the hook fires after the act, so it cannot be prevented; use Sigkill, or a kernel with CONFIG_BPF_LSM=y and bpf in its lsm= list",
-                    env.kernel.lsm_unavailable
-                )
-            } else {
-                format!("Override on {function}: nightjar overrides only from BPF-LSM programs; use an lsmhooks: entry (file_open, bprm_check_security), or Sigkill")
-            };
-            return Err(l.error(&at, why));
-        }
+    let mut conf = HookConfig { nargs: h.args.len() as u8, active: 1, ..Default::default() };
+    for (j, a) in served.args.iter().enumerate().take(plimits::ARGS) {
+        conf.args[j] = *a;
     }
-    match &backend {
-        Backend::KFileOpen(_) | Backend::KBprmCheck(_) | Backend::LsmFileOpen | Backend::LsmBprmCheck => {
-            let how = match &backend {
-                Backend::KFileOpen(h) | Backend::KBprmCheck(h) => *h,
-                _ => "lsm",
-            };
-            let file_open = matches!(backend, Backend::KFileOpen(_) | Backend::LsmFileOpen);
-            let (src, what, types): (u8, &str, &[&str]) = if file_open {
-                (argsrc::FILE_PTR, "the file being opened", &["file", "path", "string"])
-            } else {
-                (argsrc::BPRM_FILE, "the binary about to run (linux_binprm)", &["linux_binprm", "file", "string"])
-            };
-            for (j, a) in args.iter().enumerate() {
-                if a.index != 0 || !types.contains(&a.ty.as_str()) {
-                    return Err(l.error(
-                        &format!("{base}.args[{j}]"),
-                        format!("only argument 0 ({what}: one of {}) is available for {function}", types.join(", ")),
-                    ));
-                }
-                conf.args[j].src = src;
-                conf.args[j].offset = 0;
-                next_slot(&mut conf.args[j]);
-            }
-            let (a, d) = match (&backend, how) {
-                (Backend::LsmFileOpen, _) => (
-                    Attach::Lsm { hook: "file_open".into(), key: nightjar_common::LSM_FILE_OPEN_KEY },
-                    "BPF-LSM file_open (the file's path)",
-                ),
-                (Backend::LsmBprmCheck, _) => (
-                    Attach::Lsm { hook: "bprm_check_security".into(), key: nightjar_common::LSM_BPRM_CHECK_KEY },
-                    "BPF-LSM bprm_check_security (the binary's path, before it runs)",
-                ),
-                (_, how) => {
-                    let (f, key) = if file_open {
-                        ("security_file_open", nightjar_common::KFUNC_FILE_OPEN_KEY)
-                    } else {
-                        ("security_bprm_check", nightjar_common::KFUNC_BPRM_CHECK_KEY)
-                    };
-                    let a = if how == "fentry" {
-                        Attach::Fentry { function: f.into(), key }
-                    } else {
-                        Attach::Kprobe { function: f.into(), key }
-                    };
-                    (a, if file_open { "the file's path" } else { "the binary's path, before it runs" })
-                }
-            };
-            desc = match &a {
-                Attach::Lsm { .. } => d.to_owned(),
-                _ => format!("{} {} ({d})", a.backend(), a.point()),
-            };
-            attach.push(a);
-        }
-        Backend::KSyscall(how, name) => {
-            let symbol = format!("{SYSCALL_SYMBOL_PREFIX}{name}");
-            let Some(nr) = syscall_nr(name) else {
-                return Err(
-                    l.error(base, format!("{symbol}: unknown syscall (not in this architecture's syscall table)"))
-                );
-            };
-            // The argument types are checked against the syscall's tracepoint format when
-            // the kernel has it, so a policy means the same on every backend.
-            let fields: Option<Vec<Field>> = tracepoint_fields(&env.tracefs, "syscalls", &format!("sys_enter_{name}"))
-                .map(|(_, f)| f.into_iter().filter(|f| f.name != "__syscall_nr").collect());
-            for (j, a) in args.iter().enumerate() {
-                if a.index >= 6 {
-                    return Err(l.error(
-                        &format!("{base}.args[{j}].index"),
-                        format!("a syscall has at most 6 arguments; index {} does not exist", a.index),
-                    ));
-                }
-                let field = fields.as_ref().and_then(|f| f.get(a.index as usize));
-                if let (Some(f), None) = (&fields, field) {
-                    return Err(l.error(
-                        &format!("{base}.args[{j}].index"),
-                        format!("{name} has {} arguments; index {} does not exist", f.len(), a.index),
-                    ));
-                }
-                let spec = &mut conf.args[j];
-                spec.offset = 8 * a.index as u16;
-                if is_string_type(&a.ty) {
-                    let decl = field.map(|f| f.decl.as_str()).unwrap_or("");
-                    if a.ty == "file" || a.ty == "path" {
-                        if decl.contains("char") {
-                            return Err(
-                                l.error(&format!("{base}.args[{j}].type"), format!("{decl} is not a file descriptor"))
-                            );
-                        }
-                        spec.src = argsrc::FD_PATH;
-                    } else if field.is_none() || (decl.contains('*') && decl.contains("char")) {
-                        spec.src = argsrc::USER_STR;
-                    } else {
-                        return Err(l.error(&format!("{base}.args[{j}].type"), format!("{decl} is not a string")));
-                    }
-                    next_slot(spec);
-                } else {
-                    let (size, signed) = int_width(&a.ty);
-                    spec.src = argsrc::INT;
-                    spec.size = size;
-                    spec.signed = signed;
-                }
-            }
-            let key = nightjar_common::SYSCALL_KFUNC | nr;
-            let a = if *how == "fentry" {
-                Attach::Fentry { function: symbol, key }
-            } else {
-                Attach::Kprobe { function: symbol, key }
-            };
-            desc = format!("{} {}", a.backend(), a.point());
-            attach.push(a);
-        }
-        Backend::FileOpen => {
-            let mut ret_off = None;
-            for tp in FILE_OPEN_TPS {
-                if let Some((id, fields)) = tracepoint_fields(&env.tracefs, "syscalls", tp) {
-                    ret_off = fields.iter().find(|f| f.name == "ret").map(|f| f.offset);
-                    attach.extend(attach_for("syscalls", tp, id));
-                }
-            }
-            let Some(ret) = ret_off else {
-                return Err(
-                    l.error(base, "no syscalls:sys_exit_open* tracepoints on this kernel (CONFIG_FTRACE_SYSCALLS)")
-                );
-            };
-            desc = format!("tracepoints syscalls:{{{}}} (the opened file's path)", FILE_OPEN_TPS.join(","));
-            for (j, a) in args.iter().enumerate() {
-                let spec = &mut conf.args[j];
-                spec.offset = ret;
-                let file_index = if function == "fd_install" { 1 } else { 0 };
-                if a.index == file_index && ["file", "path", "string", "filename"].contains(&a.ty.as_str()) {
-                    spec.src = argsrc::RET_FD_PATH;
-                    next_slot(spec);
-                } else if function == "fd_install" && a.index == 0 && !is_string_type(&a.ty) {
-                    spec.src = argsrc::INT;
-                    spec.size = 8;
-                    spec.signed = 1;
-                } else {
-                    return Err(l.error(&format!("{base}.args[{j}]"), format!("argument {} ({}) of {function} is not available from the open tracepoints (the file is argument {file_index})", a.index, a.ty)));
-                }
-            }
-        }
-        Backend::Exec => {
-            attach.push(Attach::Exec);
-            desc = "tracepoint sched:sched_process_exec (the new binary's path)".to_owned();
-            for (j, a) in args.iter().enumerate() {
-                if a.index != 0 || !is_string_type(&a.ty) {
-                    return Err(l.error(&format!("{base}.args[{j}]"), format!("only argument 0 (the binary: linux_binprm, file or string) is available for {function} on exec")));
-                }
-                conf.args[j].src = argsrc::EXEC_PATH;
-                next_slot(&mut conf.args[j]);
-            }
-        }
-        Backend::Creds => {
-            if !args.is_empty() {
-                return Err(l.error(&format!("{base}.args"), format!("{function} is served by the setuid-family syscall tracepoints, which carry no cred argument: declare no args (use a sys_setuid kprobe to match on uids)")));
-            }
-            for sc in CRED_SYSCALLS {
-                let tp = format!("sys_enter_{sc}");
-                if let Some((id, _)) = tracepoint_fields(&env.tracefs, "syscalls", &tp) {
-                    attach.extend(attach_for("syscalls", &tp, id));
-                }
-            }
-            desc = format!("tracepoints syscalls:sys_enter_{{{}}}", CRED_SYSCALLS.join(","));
-        }
-        Backend::Syscall(name) | Backend::Tracepoint(_, name) => {
-            let (category, tp) = match &backend {
-                Backend::Syscall(n) => ("syscalls".to_owned(), format!("sys_enter_{n}")),
-                Backend::Tracepoint(c, _) => (c.clone(), name.clone()),
-                _ => unreachable!("matched above"),
-            };
-            let (id, fields) = env.tp(l, base, &category, &tp)?;
-            // Syscall records start with __syscall_nr; a syscall's argument i is the field after it.
-            let fields: Vec<Field> = fields.into_iter().filter(|f| f.name != "__syscall_nr").collect();
-            for (j, a) in args.iter().enumerate() {
-                let Some(f) = fields.get(a.index as usize) else {
-                    return Err(l.error(
-                        &format!("{base}.args[{j}].index"),
-                        format!("{category}:{tp} has {} arguments; index {} does not exist", fields.len(), a.index),
-                    ));
-                };
-                if f.offset as usize + 8 > plimits::RAW {
-                    return Err(l.error(
-                        &format!("{base}.args[{j}]"),
-                        format!(
-                            "field {} is at offset {}, beyond the {} bytes the engine reads",
-                            f.name,
-                            f.offset,
-                            plimits::RAW
-                        ),
-                    ));
-                }
-                let spec = &mut conf.args[j];
-                if is_string_type(&a.ty) {
-                    let is_ptr = f.decl.contains('*') && f.size == 8;
-                    if a.ty == "file" || a.ty == "path" {
-                        if f.decl.contains("char") || !(f.size == 4 || f.size == 8) {
-                            return Err(l.error(
-                                &format!("{base}.args[{j}].type"),
-                                format!("{} ({}) is not a file descriptor", f.name, f.decl),
-                            ));
-                        }
-                        spec.src = argsrc::FD_PATH;
-                    } else if is_ptr && f.decl.contains("char") {
-                        spec.src = argsrc::USER_STR;
-                    } else {
-                        return Err(l.error(
-                            &format!("{base}.args[{j}].type"),
-                            format!("{} ({}) is not a string", f.name, f.decl),
-                        ));
-                    }
-                    spec.offset = f.offset;
-                    next_slot(spec);
-                } else {
-                    *spec = int_spec(f);
-                    let (size, signed) = int_width(&a.ty);
-                    spec.size = size.min(f.size);
-                    spec.signed = signed;
-                }
-            }
-            desc = format!("tracepoint {category}:{tp}");
-            let Some(a) = attach_for(&category, &tp, id) else {
-                return Err(l.error(
-                    base,
-                    format!("{category}:{tp}: unknown syscall (not in this architecture's syscall table)"),
-                ));
-            };
-            attach.push(a);
-        }
-    }
-
-    // Selectors.
     let mut strings = Vec::new();
-    conf.nsel = sels.len() as u8;
-    for (s, sel) in sels.iter().enumerate() {
-        let at = format!("{base}.selectors[{s}]");
-        let mut out = Selector { bin_bit: 0xff, action: action::POST, ..Default::default() };
-        out.nargs = sel.match_args.len() as u8;
-        for (c, m) in sel.match_args.iter().enumerate() {
-            let Some(j) = args.iter().position(|a| a.index == m.index) else { continue };
-            let mut cond = ArgCond { arg: j as u8, ..Default::default() };
-            if is_string_type(&args[j].ty) {
-                let (pos, neg) = match m.operator.as_str() {
-                    "Equal" => (op::EQUAL, op::EQUAL),
-                    "NotEqual" => (op::EQUAL, op::NOT_EQUAL),
-                    "Prefix" => (op::PREFIX, op::PREFIX),
-                    "NotPrefix" => (op::PREFIX, op::NOT_PREFIX),
-                    "Postfix" => (op::POSTFIX, op::POSTFIX),
-                    _ => (op::POSTFIX, op::NOT_POSTFIX),
-                };
-                cond.op = neg;
-                strings.push(StrCond { selector: s, arg_cond: Some(c), op: pos, values: m.values.clone() });
-            } else {
-                cond.op = match m.operator.as_str() {
-                    "Equal" | "In" => op::EQUAL,
-                    "NotEqual" | "NotIn" => op::NOT_EQUAL,
-                    "GT" => op::GT,
-                    "LT" => op::LT,
-                    _ => op::MASK,
-                };
-                cond.nvals = m.values.len() as u8;
-                for (v, val) in m.values.iter().enumerate() {
-                    cond.vals[v] = parse_int(val).unwrap_or_default();
-                }
-            }
-            out.args[c] = cond;
-        }
-        if let Some(b) = sel.match_binaries.first() {
-            let (pos, negate) = match b.operator.as_str() {
-                "In" => (op::EQUAL, false),
-                "NotIn" => (op::EQUAL, true),
-                "Prefix" => (op::PREFIX, false),
-                "NotPrefix" => (op::PREFIX, true),
-                "Postfix" => (op::POSTFIX, false),
-                _ => (op::POSTFIX, true),
-            };
-            out.bin_negate = u8::from(negate);
-            strings.push(StrCond { selector: s, arg_cond: None, op: pos, values: b.values.clone() });
-        }
-        out.nns = sel.match_namespaces.len() as u8;
-        for (k, n) in sel.match_namespaces.iter().enumerate() {
-            let slot = match n.namespace.as_str() {
-                "Uts" => ns::UTS,
-                "Ipc" => ns::IPC,
-                "Mnt" => ns::MNT,
-                "Pid" => ns::PID,
-                "PidForChildren" => ns::PID_FOR_CHILDREN,
-                "Net" => ns::NET,
-                "Time" => ns::TIME,
-                "Cgroup" => ns::CGROUP,
-                _ => ns::USER,
-            };
-            let mut c = NsCond {
-                slot: slot as u8,
-                op: if n.operator == "In" { op::IN } else { op::NOT_IN },
-                nvals: n.values.len() as u8,
-                ..Default::default()
-            };
-            for (v, val) in n.values.iter().enumerate() {
-                c.vals[v] = if val == "host_ns" {
-                    if env.host_ns[slot] == 0 {
-                        return Err(l.error(
-                            &format!("{at}.matchNamespaces[{k}].values[{v}]"),
-                            format!("the host's {} namespace could not be read", n.namespace),
-                        ));
-                    }
-                    env.host_ns[slot]
-                } else {
-                    val.parse().unwrap_or_default()
-                };
-            }
-            out.ns[k] = c;
-        }
-        if let Some(p) = sel.match_pids.first() {
-            out.pid_op = if p.operator == "In" { op::IN } else { op::NOT_IN };
-            out.pid_ns = u8::from(p.is_namespace_pid);
-            out.pid_nvals = p.values.len() as u8;
-            for (v, val) in p.values.iter().enumerate() {
-                out.pid_vals[v] = *val;
-            }
-        }
-        if let Some(c) = sel.match_capabilities.first() {
-            out.cap_op = if c.operator == "In" { op::IN } else { op::NOT_IN };
-            out.cap_set = match c.ty.as_str() {
-                "Permitted" => 1,
-                "Inheritable" => 2,
-                _ => 0,
-            };
-            for v in &c.values {
-                if let Some(b) = crate::hooks::process::cap_bit(v) {
-                    out.cap_mask |= 1u64 << b;
-                }
-            }
-        }
-        let mut post = true;
-        let mut kill = None;
-        for a in &sel.match_actions {
-            match a.action.as_str() {
-                "NoPost" => post = false,
-                "Sigkill" => kill = Some((action::SIGKILL, 9u8)),
-                "Signal" => kill = Some((action::SIGNAL, a.arg_sig.unwrap_or(9) as u8)),
-                "Override" => {
-                    kill = Some((action::OVERRIDE, 0));
-                    out.error = a.arg_error.unwrap_or(-1);
-                }
-                _ => {}
-            }
-        }
-        // A kill is always reported (the event says what was done).
-        (out.action, out.signal) = match (kill, post) {
-            (Some((a, sig)), _) => (a, sig),
-            (None, true) => (action::POST, 0),
-            (None, false) => (action::NO_POST, 0),
+    conf.nsel = h.selectors.len() as u8;
+    for (s, sel) in h.selectors.iter().enumerate().take(plimits::SELECTORS) {
+        let ctx = Ctx {
+            l,
+            at: format!("{base}.selectors[{s}]"),
+            index: s,
+            args: h.args,
+            host_ns: &env.host_ns,
+            override_refused: served.override_refused.clone(),
+            lsm: served.lsm,
         };
-        conf.sels[s] = out;
+        let (compiled, strs) = selectors::compile(&ctx, sel)?;
+        conf.sels[s] = compiled;
+        strings.extend(strs);
     }
-    let backend = attach.first().map(Attach::backend).unwrap_or("tracepoint").to_owned();
+    let backend = served.attach.first().map(Attach::backend).unwrap_or("tracepoint").to_owned();
     Ok(HookPlan {
         backend,
         kind,
         function: function.to_owned(),
-        served_by: desc,
-        attach,
-        args: args.iter().map(|a| ArgMeta { index: a.index, ty: a.ty.clone(), label: a.label.clone() }).collect(),
+        served_by: served.desc,
+        attach: served.attach,
+        args: h.args.iter().map(|a| ArgMeta { index: a.index, ty: a.ty, label: a.label.clone() }).collect(),
         conf,
         strings,
-        message,
-        tags,
+        message: h.message.map(str::to_owned),
+        tags: h.tags.to_vec(),
     })
 }
 
@@ -837,6 +331,8 @@ pub fn bin_set(cond: u32, opr: u8) -> BinSet {
 
 #[cfg(test)]
 mod tests {
+    use nightjar_common::{action, argsrc};
+
     use super::*;
 
     #[test]
@@ -844,13 +340,6 @@ mod tests {
         assert_eq!(syscall_nr("openat"), Some(257));
         assert_eq!(syscall_nr("setns"), Some(308));
         assert_eq!(syscall_nr("nope"), None);
-    }
-
-    #[test]
-    fn syscall_names() {
-        assert_eq!(syscall_name("__x64_sys_setns"), Some("setns"));
-        assert_eq!(syscall_name("sys_ptrace"), Some("ptrace"));
-        assert_eq!(syscall_name("security_file_open"), None);
     }
 
     #[test]
@@ -947,6 +436,56 @@ mod tests {
         let (id, f) = tracepoint_fields(&t, "syscalls", "sys_enter_setns").unwrap();
         assert!(id > 0);
         let names: Vec<_> = f.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["__syscall_nr", "fd", "flags"]);
+        assert_eq!(
+            names,
+            ["common_type", "common_flags", "common_preempt_count", "common_pid", "__syscall_nr", "fd", "flags"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    //! Planning against this host's tracefs (tracepoints only as far as the planner knows).
+    use nightjar_common::argsrc;
+
+    use super::*;
+
+    fn host() -> Env {
+        let tracefs = crate::probe::probe(true).unwrap().tracefs.unwrap();
+        Env { tracefs, host_ns: [1; ns::COUNT], kernel: KernelHooks::tracepoints_only("test") }
+    }
+
+    fn policy(hooks: &str) -> Loaded {
+        let text = format!("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n{hooks}");
+        crate::policy::parse("t.yaml", &text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn tracepoint_indexes_count_the_common_fields() {
+        let l = policy("  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_dup\n    args:\n    - index: 5\n      type: int\n");
+        let p = &plan(&l, &host()).unwrap()[0];
+        // common_type, common_flags, common_preempt_count, common_pid, __syscall_nr, fildes
+        assert_eq!((p.conf.args[0].src, p.conf.args[0].offset), (argsrc::INT, 16));
+        let l = policy("  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n    args:\n    - index: 4\n      type: syscall64\n");
+        let p = &plan(&l, &host()).unwrap()[0];
+        assert_eq!((p.conf.args[0].offset, p.conf.args[0].size), (8, 8));
+        let l = policy("  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_dup\n    args:\n    - index: 6\n      type: int\n");
+        let e = plan(&l, &host()).unwrap_err().to_string();
+        assert!(e.contains("has 6 fields (common_* included); index 6 does not exist"), "{e}");
+    }
+
+    #[test]
+    fn generic_functions_need_kprobes_or_a_stand_in() {
+        let l = policy("  kprobes:\n  - call: do_unlinkat\n    args:\n    - index: 0\n      type: int\n");
+        let e = plan(&l, &host()).unwrap_err().to_string();
+        assert!(e.contains("needs kprobes, which this kernel does not have"), "{e}");
+        assert!(e.contains("t.yaml:7:5: spec.kprobes[0].call"), "{e}");
+        let tracefs = crate::probe::probe(true).unwrap().tracefs.unwrap();
+        if tracepoint_fields(&tracefs, "capability", "cap_capable").is_some() {
+            let l = policy("  kprobes:\n  - call: cap_capable\n    args:\n    - index: 2\n      type: int\n");
+            let p = &plan(&l, &host()).unwrap()[0];
+            assert_eq!(p.attach[0].point(), "capability/cap_capable");
+            assert_eq!((p.conf.args[0].offset, p.conf.args[0].size), (32, 4));
+        }
     }
 }

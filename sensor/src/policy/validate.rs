@@ -1,0 +1,424 @@
+//! Checks a parsed policy before it is planned on a kernel: limits, consistency, and the
+//! Tetragon features nightjar does not implement (refused as "not supported by nightjar:
+//! FEATURE (file:line:col)", never ignored). One small function per part of the spec.
+use nightjar_common::plimits;
+use nightjar_event::config::ConfigError;
+
+use super::{
+    args::{self, Class},
+    parse_int,
+    spec::*,
+    Loaded,
+};
+
+type R = Result<(), ConfigError>;
+
+/// Options of Tetragon's `spec.options` nightjar accepts; they change nothing here
+/// (nightjar attaches one program per hook point, never kprobe_multi/uprobe_multi).
+const OPTIONS_NOOP: [&str; 2] = ["disable-kprobe-multi", "disable-uprobe-multi"];
+
+pub fn validate(l: &Loaded) -> R {
+    let p = &l.policy;
+    if p.api_version != super::API_VERSION {
+        return Err(l.error("apiVersion", format!("expected {:?}, got {:?}", super::API_VERSION, p.api_version)));
+    }
+    if !super::KINDS.contains(&p.kind.as_str()) {
+        return Err(l.error("kind", format!("expected one of {}, got {:?}", super::KINDS.join(", "), p.kind)));
+    }
+    let name = p.metadata.name.trim();
+    if name.is_empty() || name.len() > 253 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
+        return Err(
+            l.error("metadata.name", format!("{name:?} is not a valid name (1-253 of a-z, 0-9, '-', '.', '_')"))
+        );
+    }
+    spec_level(l, &p.spec)?;
+    for (i, k) in p.spec.kprobes.iter().enumerate() {
+        kprobe(l, &format!("spec.kprobes[{i}]"), k)?;
+    }
+    for (i, t) in p.spec.tracepoints.iter().enumerate() {
+        tracepoint(l, &format!("spec.tracepoints[{i}]"), t)?;
+    }
+    for (i, h) in p.spec.lsmhooks.iter().enumerate() {
+        let base = format!("spec.lsmhooks[{i}]");
+        if h.hook.trim().is_empty() {
+            return Err(l.error(&format!("{base}.hook"), "hook must name an LSM hook"));
+        }
+        common(l, &base, h.common(), false)?;
+    }
+    for (i, u) in p.spec.uprobes.iter().enumerate() {
+        uprobe(l, &format!("spec.uprobes[{i}]"), u)?;
+    }
+    if !p.spec.usdts.is_empty() {
+        return Err(l.unsupported("spec.usdts[0]", "usdts (USDT probes)"));
+    }
+    Ok(())
+}
+
+fn spec_level(l: &Loaded, s: &Spec) -> R {
+    let n_hooks = s.kprobes.len() + s.tracepoints.len() + s.lsmhooks.len() + s.uprobes.len() + s.usdts.len();
+    if n_hooks == 0 {
+        return Err(l.error("spec", "a policy needs at least one of kprobes, tracepoints, lsmhooks, uprobes or usdts"));
+    }
+    if n_hooks > 16 {
+        return Err(l.error("spec", format!("{n_hooks} hooks in one policy; at most 16")));
+    }
+    if s.loader {
+        return Err(l.unsupported("spec.loader", "loader events"));
+    }
+    if s.pod_selector.is_some() {
+        return Err(l.unsupported("spec.podSelector", "podSelector"));
+    }
+    if s.container_selector.is_some() {
+        return Err(l.unsupported("spec.containerSelector", "containerSelector"));
+    }
+    if !s.lists.is_empty() {
+        return Err(l.unsupported("spec.lists", "lists"));
+    }
+    if !s.enforcers.is_empty() {
+        return Err(l.unsupported("spec.enforcers", "enforcers"));
+    }
+    for (i, o) in s.options.iter().enumerate() {
+        if !OPTIONS_NOOP.contains(&o.name.as_str()) {
+            return Err(l.unsupported(&format!("spec.options[{i}].name"), format!("option {:?}", o.name)));
+        }
+    }
+    Ok(())
+}
+
+fn kprobe(l: &Loaded, base: &str, k: &KprobeSpec) -> R {
+    if k.call.trim().is_empty() {
+        return Err(l.error(&format!("{base}.call"), "call must name a kernel function"));
+    }
+    if k.return_ || k.return_arg.is_some() || k.return_arg_action.is_some() {
+        return Err(l.unsupported(&format!("{base}.return"), "return probes (return, returnArg, returnArgAction)"));
+    }
+    if !k.data.is_empty() {
+        return Err(l.unsupported(&format!("{base}.data"), "data arguments"));
+    }
+    if k.ignore.is_some() {
+        return Err(l.unsupported(&format!("{base}.ignore"), "ignore"));
+    }
+    common(l, base, k.common(), false)
+}
+
+fn tracepoint(l: &Loaded, base: &str, t: &TracepointSpec) -> R {
+    if t.subsystem.is_empty() || t.event.is_empty() {
+        return Err(l.error(base, "subsystem and event are required"));
+    }
+    if t.raw {
+        return Err(l.unsupported(&format!("{base}.raw"), "raw tracepoints"));
+    }
+    common(l, base, t.common(), true)
+}
+
+fn uprobe(l: &Loaded, base: &str, _u: &UprobeSpec) -> R {
+    Err(l.unsupported(base, "uprobes"))
+}
+
+/// Args and selectors, the same for every kind of hook. Tracepoint arg indexes count the
+/// tracepoint's format fields (so they go beyond 5).
+fn common(l: &Loaded, base: &str, h: HookCommon<'_>, tracepoint: bool) -> R {
+    if h.args.len() > plimits::ARGS {
+        return Err(l.error(&format!("{base}.args"), format!("{} args; at most {}", h.args.len(), plimits::ARGS)));
+    }
+    if let Some(m) = h.message {
+        if m.len() > 256 {
+            return Err(l.error(&format!("{base}.message"), format!("{} bytes; at most 256", m.len())));
+        }
+    }
+    if h.tags.len() > 16 {
+        return Err(l.error(&format!("{base}.tags"), format!("{} tags; at most 16", h.tags.len())));
+    }
+    let mut strings = 0;
+    for (j, a) in h.args.iter().enumerate() {
+        let at = format!("{base}.args[{j}]");
+        let max = if tracepoint { 63 } else { 5 };
+        if a.index > max {
+            return Err(l.error(&format!("{at}.index"), format!("index {} is out of range (0-{max})", a.index)));
+        }
+        if h.args[..j].iter().any(|b| b.index == a.index) {
+            return Err(l.error(&format!("{at}.index"), format!("index {} is declared twice", a.index)));
+        }
+        arg(l, &at, a)?;
+        if args::is_stringy(a.ty) {
+            strings += 1;
+        }
+    }
+    if strings > plimits::STR_SLOTS {
+        return Err(l.error(
+            &format!("{base}.args"),
+            format!("{strings} string, path or buffer args; at most {}", plimits::STR_SLOTS),
+        ));
+    }
+    if h.selectors.len() > plimits::MAX_SELECTORS {
+        return Err(l.error(
+            &format!("{base}.selectors"),
+            format!("{} selectors; at most {}", h.selectors.len(), plimits::MAX_SELECTORS),
+        ));
+    }
+    for (s, sel) in h.selectors.iter().enumerate() {
+        selector(l, &format!("{base}.selectors[{s}]"), h.args, sel)?;
+    }
+    Ok(())
+}
+
+fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
+    let info = args::info(a.ty);
+    if let Some(why) = info.unsupported {
+        return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} ({why})", a.ty.name())));
+    }
+    if a.size_arg_index.is_some() && !matches!(a.ty, ArgType::CharBuf | ArgType::CharIovec) {
+        return Err(l.error(&format!("{at}.sizeArgIndex"), "sizeArgIndex applies to char_buf and char_iovec only"));
+    }
+    if a.return_copy {
+        return Err(l.unsupported(&format!("{at}.returnCopy"), "returnCopy"));
+    }
+    if a.resolve.is_some() || a.btf_type.is_some() {
+        return Err(l.unsupported(&format!("{at}.resolve"), "resolve (arguments through struct fields)"));
+    }
+    if a.source.is_some() {
+        return Err(l.unsupported(&format!("{at}.source"), "data sources"));
+    }
+    if matches!(a.ty, ArgType::CharBuf | ArgType::CharIovec | ArgType::IovIter | ArgType::ConstBuf) {
+        return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} (buffers)", a.ty.name())));
+    }
+    if info.class == Class::Struct {
+        return Err(l.unsupported(&format!("{at}.type"), format!("argument type {}", a.ty.name())));
+    }
+    Ok(())
+}
+
+fn selector(l: &Loaded, at: &str, args: &[ArgDecl], s: &SelectorSpec) -> R {
+    for (field, n) in [
+        ("matchData", s.match_data.len()),
+        ("matchReturnArgs", s.match_return_args.len()),
+        ("matchParentBinaries", s.match_parent_binaries.len()),
+        ("matchNamespaceChanges", s.match_namespace_changes.len()),
+        ("matchCapabilityChanges", s.match_capability_changes.len()),
+        ("matchReturnActions", s.match_return_actions.len()),
+    ] {
+        if n > 0 {
+            return Err(l.unsupported(&format!("{at}.{field}"), field));
+        }
+    }
+    match_args(l, at, args, &s.match_args)?;
+    match_binaries(l, at, &s.match_binaries)?;
+    match_namespaces(l, at, &s.match_namespaces)?;
+    match_pids(l, at, &s.match_pids)?;
+    match_capabilities(l, at, &s.match_capabilities)?;
+    match_actions(l, at, &s.match_actions)
+}
+
+fn match_args(l: &Loaded, at: &str, args: &[ArgDecl], ms: &[ArgSel]) -> R {
+    if ms.len() > plimits::MATCH_ARGS {
+        return Err(
+            l.error(&format!("{at}.matchArgs"), format!("{} matchArgs; at most {}", ms.len(), plimits::MATCH_ARGS))
+        );
+    }
+    for (i, m) in ms.iter().enumerate() {
+        let mat = format!("{at}.matchArgs[{i}]");
+        let Some(decl) = args.iter().find(|a| a.index == m.index) else {
+            return Err(l.error(
+                &format!("{mat}.index"),
+                format!(
+                    "index {} names no declared argument (declared: {:?})",
+                    m.index,
+                    args.iter().map(|a| a.index).collect::<Vec<_>>()
+                ),
+            ));
+        };
+        if let Some(why) = args::op_unsupported(m.operator) {
+            return Err(l.unsupported(&format!("{mat}.operator"), format!("operator {} ({why})", m.operator.name())));
+        }
+        if matches!(m.operator, ArgOp::InMap | ArgOp::NotInMap) {
+            return Err(l.unsupported(&format!("{mat}.operator"), format!("operator {}", m.operator.name())));
+        }
+        let class = args::info(decl.ty).class;
+        let ops = args::ops_for(class);
+        if !ops.contains(&m.operator) {
+            return Err(l.error(
+                &format!("{mat}.operator"),
+                format!(
+                    "operator {} does not apply to type {} (expected one of {})",
+                    m.operator.name(),
+                    decl.ty.name(),
+                    ops.iter().map(|o| o.name()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if m.values.is_empty() {
+            return Err(l.error(&format!("{mat}.values"), "values must not be empty"));
+        }
+        if matches!(class, Class::Int { .. }) {
+            int_values(l, &mat, &m.values)?;
+        } else {
+            str_values(l, &mat, &m.values)?;
+        }
+    }
+    Ok(())
+}
+
+fn int_values(l: &Loaded, at: &str, values: &[String]) -> R {
+    if values.len() > plimits::INT_VALUES {
+        return Err(
+            l.error(&format!("{at}.values"), format!("{} values; at most {}", values.len(), plimits::INT_VALUES))
+        );
+    }
+    for (v, val) in values.iter().enumerate() {
+        if parse_int(val).is_none() {
+            return Err(l.error(&format!("{at}.values[{v}]"), format!("{val:?} is not an integer (decimal or 0x hex)")));
+        }
+    }
+    Ok(())
+}
+
+fn str_values(l: &Loaded, at: &str, values: &[String]) -> R {
+    if values.len() > 32 {
+        return Err(l.error(&format!("{at}.values"), format!("{} values; at most 32", values.len())));
+    }
+    for (v, val) in values.iter().enumerate() {
+        if val.is_empty() || val.len() >= plimits::STR - 1 {
+            return Err(l.error(
+                &format!("{at}.values[{v}]"),
+                format!("string values must be 1-{} bytes long", plimits::STR - 2),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn match_binaries(l: &Loaded, at: &str, bs: &[BinSel]) -> R {
+    if bs.len() > 1 {
+        return Err(l.error(&format!("{at}.matchBinaries"), "at most one matchBinaries entry per selector"));
+    }
+    for (i, b) in bs.iter().enumerate() {
+        let bat = format!("{at}.matchBinaries[{i}]");
+        if b.values.is_empty() {
+            return Err(l.error(&format!("{bat}.values"), "matchBinaries needs 1-32 values"));
+        }
+        if b.follow_children {
+            return Err(l.unsupported(&format!("{bat}.followChildren"), "matchBinaries followChildren"));
+        }
+        str_values(l, &bat, &b.values)?;
+    }
+    Ok(())
+}
+
+fn match_namespaces(l: &Loaded, at: &str, ns: &[NsSel]) -> R {
+    if ns.len() > plimits::NS_CONDS {
+        return Err(l.error(
+            &format!("{at}.matchNamespaces"),
+            format!("{} matchNamespaces entries; at most {}", ns.len(), plimits::NS_CONDS),
+        ));
+    }
+    for (i, n) in ns.iter().enumerate() {
+        let nat = format!("{at}.matchNamespaces[{i}]");
+        if n.namespace == Namespace::TimeForChildren {
+            return Err(l.unsupported(&format!("{nat}.namespace"), "namespace TimeForChildren"));
+        }
+        if n.values.is_empty() || n.values.len() > plimits::NS_VALUES {
+            return Err(
+                l.error(&format!("{nat}.values"), format!("matchNamespaces needs 1-{} values", plimits::NS_VALUES))
+            );
+        }
+        for (v, val) in n.values.iter().enumerate() {
+            if val != "host_ns" && val.parse::<u32>().is_err() {
+                return Err(l.error(
+                    &format!("{nat}.values[{v}]"),
+                    format!("{val:?} is neither a namespace inode number nor host_ns"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn match_pids(l: &Loaded, at: &str, ps: &[PidSel]) -> R {
+    if ps.len() > 1 {
+        return Err(l.unsupported(&format!("{at}.matchPIDs"), "several matchPIDs entries in one selector"));
+    }
+    for (i, m) in ps.iter().enumerate() {
+        let pat = format!("{at}.matchPIDs[{i}]");
+        if m.follow_forks {
+            return Err(l.unsupported(&format!("{pat}.followForks"), "matchPIDs followForks"));
+        }
+        if m.values.is_empty() || m.values.len() > plimits::PID_VALUES {
+            return Err(l.error(&format!("{pat}.values"), format!("matchPIDs needs 1-{} values", plimits::PID_VALUES)));
+        }
+    }
+    Ok(())
+}
+
+fn match_capabilities(l: &Loaded, at: &str, cs: &[CapSel]) -> R {
+    if cs.len() > 1 {
+        return Err(l.error(&format!("{at}.matchCapabilities"), "at most one matchCapabilities entry per selector"));
+    }
+    for (i, c) in cs.iter().enumerate() {
+        let cat = format!("{at}.matchCapabilities[{i}]");
+        if c.is_namespace_capability {
+            return Err(l.unsupported(&format!("{cat}.isNamespaceCapability"), "isNamespaceCapability"));
+        }
+        capability_values(l, &cat, &c.values)?;
+    }
+    Ok(())
+}
+
+fn capability_values(l: &Loaded, at: &str, values: &[String]) -> R {
+    if values.is_empty() {
+        return Err(l.error(&format!("{at}.values"), "values must not be empty"));
+    }
+    for (v, val) in values.iter().enumerate() {
+        if crate::hooks::process::cap_bit(val).is_none() {
+            return Err(l.error(&format!("{at}.values[{v}]"), format!("unknown capability {val:?}")));
+        }
+    }
+    Ok(())
+}
+
+fn match_actions(l: &Loaded, at: &str, acts: &[ActionSel]) -> R {
+    let mut kill = 0;
+    let mut post = 0;
+    for (i, a) in acts.iter().enumerate() {
+        let aat = format!("{at}.matchActions[{i}]");
+        action(l, &aat, a)?;
+        match a.action {
+            ActionKind::Sigkill | ActionKind::Signal | ActionKind::Override => kill += 1,
+            _ => post += 1,
+        }
+    }
+    if kill > 1 || post > 1 {
+        return Err(l.error(
+            &format!("{at}.matchActions"),
+            "conflicting actions: at most one of Sigkill/Signal/Override and one of Post/NoPost",
+        ));
+    }
+    Ok(())
+}
+
+fn action(l: &Loaded, at: &str, a: &ActionSel) -> R {
+    use ActionKind as A;
+    match a.action {
+        A::Post | A::NoPost | A::Sigkill | A::Override => {}
+        A::Signal => match a.arg_sig {
+            Some(1..=64) => {}
+            _ => return Err(l.error(&format!("{at}.argSig"), "Signal needs argSig, a signal number 1-64")),
+        },
+        A::GetUrl | A::DnsLookup => {
+            return Err(l.unsupported(
+                &format!("{at}.action"),
+                format!("action {} (nightjar makes no network requests from the kernel path)", a.action.name()),
+            ))
+        }
+        other => return Err(l.unsupported(&format!("{at}.action"), format!("action {}", other.name()))),
+    }
+    if a.rate_limit.is_some() || a.rate_limit_scope.is_some() {
+        return Err(l.unsupported(&format!("{at}.rateLimit"), "rateLimit"));
+    }
+    if a.kernel_stack_trace || a.user_stack_trace {
+        return Err(l.unsupported(&format!("{at}.kernelStackTrace"), "stack traces"));
+    }
+    if a.ima_hash {
+        return Err(l.unsupported(&format!("{at}.imaHash"), "imaHash"));
+    }
+    Ok(())
+}
