@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs the sensor's tests (unit and integration: real eBPF, real syscalls) inside a VM on
-# Debian's stock 6.1 kernel, which has kprobes, fentry and BPF-LSM where this host may not.
+# Runs the sensor's tests (unit and integration: real eBPF, real syscalls) inside VMs on
+# Debian's stock kernels 6.1 and 6.12, which have kprobes, fentry and BPF-LSM where this
+# host may not. The kernels boot one after the other (TCG on 2 shared cores).
 #
 #   scripts/vm-test.sh            # build, pack, boot, run; rc 0 only if every test passed
 #
 # Steps, each cached so a warm run only rebuilds what changed:
 #   1. Debian packages: qemu-system-x86, busybox-static, cpio, jq (apt, once).
-#   2. The kernel: `apt-get download linux-image-amd64` and the versioned image package it
+#   2. The kernels: for each meta package (`linux-image-amd64`, 6.1 on bookworm, and
+#      `linux-image-6.12-amd64`), `apt-get download` it and the versioned image package it
 #      depends on (Debian ships the modules in that same package), unpacked with
 #      `dpkg -x` into $NIGHTJAR_VM_CACHE (default ~/.cache/nightjar/vm), kept there.
 #   3. The test binaries: `cargo test --workspace --no-run --message-format=json` (the same
@@ -21,12 +23,13 @@
 #      runs each test binary with --test-threads=1, prints `nightjar status`, powers off.
 #      Its console (serial) is streamed here and kept in target/vm/console.log.
 #
-# Fails (rc 1) if a test fails, a binary's summary line is missing, or the VM has not
-# powered off within NIGHTJAR_VM_DEADLINE seconds.
+# Fails (rc 1) if a test fails, a binary's summary line is missing, or a VM has not
+# powered off within NIGHTJAR_VM_DEADLINE seconds (each kernel).
 #
 # Environment: NIGHTJAR_VM_CACHE, NIGHTJAR_VM_DEADLINE (s, default 270),
 # NIGHTJAR_VM_MEM (MiB, default 1024), NIGHTJAR_VM_SMP (default 2),
-# NIGHTJAR_VM_KERNEL_PKG (default linux-image-amd64, Debian's 6.1 on bookworm),
+# NIGHTJAR_VM_KERNEL_PKG (space-separated meta packages, default
+# "linux-image-amd64 linux-image-6.12-amd64": Debian's 6.1 and 6.12 on bookworm),
 # NIGHTJAR_VM_TEST_ARGS (extra libtest args for every binary, e.g. a name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +42,7 @@ cache="${NIGHTJAR_VM_CACHE:-$HOME/.cache/nightjar/vm}"
 deadline="${NIGHTJAR_VM_DEADLINE:-270}"
 mem="${NIGHTJAR_VM_MEM:-1024}"
 smp="${NIGHTJAR_VM_SMP:-1}"
-kernel_meta="${NIGHTJAR_VM_KERNEL_PKG:-linux-image-amd64}"
+kernel_metas="${NIGHTJAR_VM_KERNEL_PKG:-linux-image-amd64 linux-image-6.12-amd64}"
 # An exec under TCG costs ~15 ms with the sensor loaded, so the exec-accounting tests run
 # a tenth of their host counts there (sensor/tests/process.rs: exec_count).
 exec_scale="${NIGHTJAR_VM_EXEC_SCALE:-0.1}"
@@ -58,9 +61,22 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# --- 2. kernel ---------------------------------------------------------------------------
+# --- 3. test binaries --------------------------------------------------------------------
+log "cargo test --workspace --no-run"
+cargo test --workspace --no-run --locked --message-format=json-render-diagnostics >"$work.build.json" 2> >(grep -v '^ *\(Compiling\|Finished\|Executable\)' >&2 || true) \
+  || { mkdir -p "$work"; die "cargo build failed"; }
+mkdir -p "$work"
+mv "$work.build.json" "$work/build.json"
+sensor_tests="$(jq -r 'select(.reason == "compiler-artifact" and .profile.test and (.package_id | test("#nightjar-sensor@")) and .executable != null) | "\(.target.name) \(.executable)"' "$work/build.json")"
+nightjar_bin="$(jq -r 'select(.reason == "compiler-artifact" and (.target.kind | index("bin")) and .target.name == "nightjar" and (.profile.test | not) and .executable != null) | .executable' "$work/build.json" | tail -n1)"
+[ -n "$sensor_tests" ] || die "no nightjar-sensor test executables in cargo's output"
+
+# --- 2. kernels (each prepared just before its boot) -----------------------------------
 mkdir -p "$cache"
 kernel_pkg() { apt-cache depends "$kernel_meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+# prepare_kernel META: sets kpkg, kdir and expect (what the guest's probe must see).
+prepare_kernel() {
+kernel_meta="$1"
 fetch_kernel() {
   local pkg="$1" dir="$cache/kernel/$1" tmp
   [ -s "$dir/vmlinuz" ] && return 0
@@ -87,8 +103,9 @@ fetch_kernel() {
     pkg="$(kernel_pkg)"
   fi
   if [ -z "$pkg" ]; then
-    # No apt lists: use whatever kernel was cached before.
-    pkg="$(ls "$cache/kernel" 2>/dev/null | sort -V | tail -n1)"
+    # No apt lists: use whatever kernel of this series was cached before.
+    series="$(sed -n 's/^linux-image-\([0-9.]*\)-amd64$/\1/p' <<<"$kernel_meta")"
+    pkg="$(ls "$cache/kernel" 2>/dev/null | grep "^linux-image-${series:-6.1}" | sort -V | tail -n1)"
     [ -n "$pkg" ] || die "apt-cache knows no $kernel_meta and nothing is cached"
   fi
   fetch_kernel "$pkg" || die "could not download $pkg"
@@ -109,16 +126,7 @@ fi
 if grep -q '^CONFIG_FUNCTION_TRACER=y' "$kdir/config" && grep -q '^CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS=y' "$kdir/config"; then
   expect="$expect,fentry"
 fi
-
-# --- 3. test binaries --------------------------------------------------------------------
-log "cargo test --workspace --no-run"
-cargo test --workspace --no-run --locked --message-format=json-render-diagnostics >"$work.build.json" 2> >(grep -v '^ *\(Compiling\|Finished\|Executable\)' >&2 || true) \
-  || { mkdir -p "$work"; die "cargo build failed"; }
-mkdir -p "$work"
-mv "$work.build.json" "$work/build.json"
-sensor_tests="$(jq -r 'select(.reason == "compiler-artifact" and .profile.test and (.package_id | test("#nightjar-sensor@")) and .executable != null) | "\(.target.name) \(.executable)"' "$work/build.json")"
-nightjar_bin="$(jq -r 'select(.reason == "compiler-artifact" and (.target.kind | index("bin")) and .target.name == "nightjar" and (.profile.test | not) and .executable != null) | .executable' "$work/build.json" | tail -n1)"
-[ -n "$sensor_tests" ] || die "no nightjar-sensor test executables in cargo's output"
+}
 
 # --- 4. initramfs ------------------------------------------------------------------------
 root="$work/root"
@@ -159,7 +167,7 @@ copy_exe() {
     copy "$lib"
   done
 }
-for t in /bin/sh /bin/dash /bin/echo /bin/true /bin/false /bin/cat /bin/sleep /bin/ls /bin/id \
+for t in /bin/sh /bin/dash /bin/bash /bin/echo /bin/true /bin/false /bin/cat /bin/sleep /bin/ls /bin/id \
   /usr/bin/unshare /usr/bin/nsenter /usr/bin/env; do
   copy_exe "$(command -v "$t")"
   [ "$t" = "$(command -v "$t")" ] || copy "$t"
@@ -182,8 +190,9 @@ while read -r name exe; do
   echo "$name $exe" >>"$root/vm/tests"
 done <<<"$sensor_tests"
 if [ -n "$nightjar_bin" ]; then copy_exe "$nightjar_bin" /usr/local/bin/nightjar; fi
-mkdir -p "$root$repo/sensor" "$root$repo/config"
+mkdir -p "$root$repo/sensor" "$root$repo/config" "$root$repo/tests/corpus"
 cp -r "$repo/config/policies" "$root$repo/config/"
+cp -r "$repo/tests/corpus/policies" "$root$repo/tests/corpus/"
 mkdir -p "$root"/{proc,sys,dev,tmp,run,root,etc,var/log}
 chmod 1777 "$root/tmp"
 echo nightjar-vm >"$root/etc/hostname"
@@ -195,8 +204,12 @@ cat >"$root/init" <<EOF
 #!/vm/busybox sh
 echo
 export PATH=/usr/local/bin:/usr/bin:/usr/sbin:/vm/bin HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1
-export NIGHTJAR_VM=1 NIGHTJAR_EXPECT_KERNEL=$expect NIGHTJAR_TEST_EXEC_SCALE=$exec_scale
+export NIGHTJAR_VM=1 NIGHTJAR_TEST_EXEC_SCALE=$exec_scale
 mount -t proc proc /proc
+# What this kernel's config promises (the runner passes it on the command line).
+for w in \$(cat /proc/cmdline); do
+  case "\$w" in nightjar.expect=*) export NIGHTJAR_EXPECT_KERNEL="\${w#nightjar.expect=}" ;; esac
+done
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 # No tmpfs over /tmp or /run: the initramfs root is already in memory and writable, and
@@ -226,20 +239,21 @@ chmod 0755 "$root/init"
 log "initramfs: $(du -m "$work/initramfs.cpio" | cut -f1) MiB, $(wc -l <"$root/vm/tests") test binaries; packed in $(($(date +%s) - t_start)) s since start"
 
 # --- 5. boot -----------------------------------------------------------------------------
-console="$work/console.log"
+# boot_kernel: boots $kdir with the initramfs, judges the run; adds to passed/failed/fail.
+boot_kernel() {
+console="$work/console-$kpkg.log"
 log "booting $kpkg under QEMU TCG (-smp $smp -m $mem), deadline ${deadline}s"
 t_boot=$(date +%s)
 set +e
 timeout -k 5 "$deadline" qemu-system-x86_64 -accel tcg -cpu max -smp "$smp" -m "$mem" \
   -nographic -nic none -no-reboot -kernel "$kdir/vmlinuz" -initrd "$work/initramfs.cpio" \
-  -append "console=ttyS0 quiet panic=-1 mitigations=off" </dev/null 2>&1 |
+  -append "console=ttyS0 quiet panic=-1 mitigations=off nightjar.expect=$expect" </dev/null 2>&1 |
   tr -d '\r' | tee "$console"
 qemu_rc=${PIPESTATUS[0]}
 set -e
 t_end=$(date +%s)
 
 # --- verdict -----------------------------------------------------------------------------
-fail=0
 if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
   log "the VM did not power off within ${deadline}s"
   fail=1
@@ -252,7 +266,6 @@ if [ -z "${NIGHTJAR_VM_TEST_ARGS:-}" ] && ! grep -q '^test probe::tests::probe_s
   log "the guest did not pass the kernel-features test (expected: $expect)"
   fail=1
 fi
-passed=0 failed=0
 while read -r name _; do
   rc="$(sed -n "s/^nightjar-vm: exit $name \([0-9]*\)\$/\1/p" "$console" | tail -n1)"
   summary="$(awk -v n="$name" '$0 == "nightjar-vm: run " n {on=1; next} /^nightjar-vm: exit / {on=0} on && /^test result: /' "$console" | tail -n1)"
@@ -260,7 +273,7 @@ while read -r name _; do
     log "$name: no test summary in the guest's output"
     fail=1
   else
-    printf '[vm-test] guest %s: %s\n' "$name" "$summary"
+    printf '[vm-test] %s guest %s: %s\n' "$kpkg" "$name" "$summary"
     p="$(sed -n 's/.* \([0-9]*\) passed.*/\1/p' <<<"$summary")"
     f="$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$summary")"
     passed=$((passed + ${p:-0})) failed=$((failed + ${f:-0}))
@@ -272,5 +285,14 @@ while read -r name _; do
 done <"$root/vm/tests"
 log "guest $(sed -n 's/^nightjar-vm: \(kernel .*\)/\1/p' "$console" | head -n1); probe expected $expect"
 log "VM run ${kpkg}: $((t_end - t_boot)) s in QEMU, $((t_end - t_start)) s in all"
+cp "$console" "$work/console.log"
+[ "$fail" = 0 ] || log "FAIL on $kpkg: see $console"
+}
+
+fail=0 passed=0 failed=0
+for meta in $kernel_metas; do
+  prepare_kernel "$meta"
+  boot_kernel
+done
 echo "vm-test: $passed passed, $failed failed"
-[ "$fail" = 0 ] || die "see $console"
+[ "$fail" = 0 ] || die "a kernel's run failed (target/vm/console-*.log)"

@@ -10,6 +10,7 @@ mod maps;
 mod policy;
 mod process;
 mod task;
+mod uprobe;
 mod vfs;
 
 #[cfg(not(test))]

@@ -62,15 +62,23 @@ const SLOT: usize = PATH_MAX + 256;
 #[repr(C)]
 pub struct ArgBuf {
     /// The hook point's record (tracepoints) or argument words (kernel functions, LSM).
-    pub raw: [u8; plimits::RAW],
+    /// (8 bytes of slack: a field may start at any offset below RAW.)
+    pub raw: [u8; plimits::RAW + 8],
     /// What an LSM program returns: 0, or a matched Override selector's error.
     pub ret: i32,
-    _pad: u32,
+    /// 1 when a matched selector asked for Override (kprobes: bpf_override_return).
+    pub ovr: u32,
     ints: [u64; plimits::ARGS],
     /// Start and length of each string slot's value inside its slot.
     spos: [u32; plimits::STR_SLOTS],
     slen: [u32; plimits::STR_SLOTS],
     pub strs: [[u8; SLOT]; plimits::STR_SLOTS],
+}
+
+/// A string slot index the verifier can bound on every kernel (STR_SLOTS is a power of two).
+#[inline(always)]
+pub fn slot_idx(slot: usize) -> usize {
+    slot & (plimits::STR_SLOTS - 1)
 }
 
 #[map]
@@ -93,11 +101,15 @@ struct Eval {
     matched: u32,
 }
 
-/// Policy hooks on a non-syscall tracepoint: keyed by the record's event id.
+/// Policy hooks on a non-syscall tracepoint, keyed by the attach cookie (the tracepoint's
+/// id): the kernel puts a pt_regs pointer over the record's common header, so the record
+/// itself cannot say which tracepoint fired.
 #[tracepoint]
 pub fn policy_tp(ctx: TracePointContext) -> u32 {
-    if let Some(raw) = copy_record(&ctx) {
-        run_hooks(u16::from_ne_bytes([raw[0], raw[1]]) as u32);
+    if copy_record(&ctx).is_some() {
+        // SAFETY: helper on our own context.
+        let key = unsafe { gen::bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+        run_hooks(key);
     }
     0
 }
@@ -125,7 +137,7 @@ pub fn policy_sys_exit(ctx: TracePointContext) -> u32 {
 
 /// Copies the start of the tracepoint record into the per-CPU arg buffer.
 #[inline(always)]
-fn copy_record(ctx: &TracePointContext) -> Option<&'static [u8; plimits::RAW]> {
+fn copy_record(ctx: &TracePointContext) -> Option<&'static [u8; plimits::RAW + 8]> {
     if !crate::kread::in_scope() {
         return None;
     }
@@ -285,6 +297,7 @@ fn run_hook(hid: u32) {
             // The LSM program returns it (user space allows Override on LSM hooks only).
             if let Some(ab) = argbuf() {
                 ab.ret = err;
+                ab.ovr = 1;
             }
         }
         _ => {}
@@ -405,8 +418,11 @@ extern "C" fn cond_cb(c: u64, ctx: *mut c_void) -> i64 {
         return 1;
     }
     let spec = &conf.args[a];
-    let ok =
-        if spec.src == argsrc::INT { int_match(a, cond) } else { str_match(spec.slot as usize, cond.cond, cond.op) };
+    let ok = if spec.src == argsrc::INT {
+        int_match(a, cond)
+    } else {
+        str_match(slot_idx(spec.slot as usize), cond.cond, cond.op)
+    };
     if !ok {
         ce.ok = 0;
         return 1;
@@ -450,9 +466,7 @@ fn str_match(slot: usize, cond: u32, opr: u8) -> bool {
     let Some(key) = KEYBUF.get_ptr_mut(0) else { return false };
     // SAFETY: per-CPU scratch key.
     let key = unsafe { &mut *key };
-    if slot >= plimits::STR_SLOTS {
-        return false;
-    }
+    let slot = slot_idx(slot);
     let pos = ab.spos[slot] as usize & PATH_MASK;
     let len = ab.slen[slot] as usize;
     let max = plimits::STR - 1;
@@ -498,7 +512,7 @@ fn str_match(slot: usize, cond: u32, opr: u8) -> bool {
 
 #[inline(always)]
 fn copy(key: &mut Key<StrData>, base: *const u8, pos: usize, n: usize) {
-    let n = n & 0xff;
+    let n = core::hint::black_box(n) & 0xff;
     let n = if n > plimits::STR - 1 { plimits::STR - 1 } else { n };
     // SAFETY: pos ≤ PATH_MASK and n < 256: inside the slot (PATH_MAX + 256 bytes).
     unsafe {
@@ -523,10 +537,7 @@ extern "C" fn rev_cb(i: u64, ctx: *mut c_void) -> i64 {
         return 1;
     }
     let src = (r.end as usize).wrapping_sub(1 + i) & PATH_MASK;
-    let slot = r.slot as usize;
-    if slot >= plimits::STR_SLOTS {
-        return 1;
-    }
+    let slot = slot_idx(r.slot as usize);
     // SAFETY: per-CPU key buffer; i < STR - 1.
     unsafe { (*key).data.data[i] = ab.strs[slot][src] };
     0
@@ -540,7 +551,7 @@ fn capture(conf: &HookConfig, i: usize) {
         return;
     }
     let spec = &conf.args[i];
-    let o = (spec.offset as usize) & (plimits::RAW - 8);
+    let o = (spec.offset as usize) & (plimits::RAW - 1);
     let raw = &ab.raw;
     let word = u64::from_ne_bytes([
         raw[o],
@@ -552,10 +563,7 @@ fn capture(conf: &HookConfig, i: usize) {
         raw[o + 6],
         raw[o + 7],
     ]);
-    let slot = spec.slot as usize;
-    if slot >= plimits::STR_SLOTS {
-        return;
-    }
+    let slot = slot_idx(spec.slot as usize);
     match spec.src {
         argsrc::INT => {
             let v = match (spec.size, spec.signed != 0) {
@@ -639,9 +647,7 @@ fn capture_exec_path(slot: usize) -> bool {
 #[inline(always)]
 fn capture_file_path(slot: usize, file: u64) -> bool {
     let Some(ab) = argbuf() else { return false };
-    if slot >= plimits::STR_SLOTS {
-        return false;
-    }
+    let slot = slot_idx(slot);
     ab.spos[slot] = PATH_MAX as u32;
     ab.slen[slot] = 0;
     let (dentry, vfsmnt) = crate::vfs::path_of(crate::vfs::file_path(file));
@@ -659,11 +665,62 @@ fn capture_file_path(slot: usize, file: u64) -> bool {
     true
 }
 
+#[repr(C)]
+struct EmitArgs {
+    hid: u32,
+    /// Where the next argument goes in the record.
+    at: u64,
+}
+
+/// Writes argument `i` (header and value) at `at` in the record being assembled.
+extern "C" fn emit_cb(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: ctx is the &mut EmitArgs handed to bpf_loop.
+    let st = unsafe { &mut *(ctx as *mut EmitArgs) };
+    let Some(conf) = HOOK_CONF.get(st.hid) else { return 1 };
+    let Some(ab) = argbuf() else { return 1 };
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return 1 };
+    let i = i as usize;
+    if i >= plimits::ARGS {
+        return 1;
+    }
+    // SAFETY: per-CPU scratch value, SCRATCH + ARGS_MAX bytes.
+    let base = unsafe { (*scratch).buf.as_mut_ptr() };
+    let spec = &conf.args[i];
+    let slot = slot_idx(spec.slot as usize);
+    let a = (st.at as usize) & SCRATCH_MASK;
+    if spec.src == argsrc::INT {
+        let h = ArgHeader { len: 8, src: spec.src, truncated: 0 };
+        // SAFETY: a ≤ SCRATCH_MASK; 12 bytes fit in the slack.
+        unsafe {
+            core::ptr::write_unaligned(base.add(a) as *mut ArgHeader, h);
+            core::ptr::write_unaligned(base.add(a + 4) as *mut u64, ab.ints[i]);
+        }
+        st.at = (a + 12) as u64;
+    } else {
+        let len = ab.slen[slot] as usize;
+        let room = plimits::ARG_REPORT - 8;
+        let n = if len > room { room } else { len };
+        let n = core::hint::black_box(n) & (PATH_MAX - 1);
+        let h = ArgHeader { len: n as u16, src: spec.src, truncated: u8::from(len > n) };
+        let pos = ab.spos[slot] as usize & PATH_MASK;
+        // SAFETY: a ≤ SCRATCH_MASK, n < PATH_MAX ≤ the slack after SCRATCH.
+        unsafe {
+            core::ptr::write_unaligned(base.add(a) as *mut ArgHeader, h);
+            gen::bpf_probe_read_kernel(
+                base.add(a + 4) as *mut c_void,
+                n as u32,
+                ab.strs[slot].as_ptr().add(pos) as *const c_void,
+            );
+        }
+        st.at = (a + 4 + n) as u64;
+    }
+    0
+}
+
 /// Writes the policy record with the captured arguments to the ring buffer.
 #[inline(always)]
 fn emit(hid: u32, act: u8, sel: u8, signalled: u8) {
     let Some(conf) = HOOK_CONF.get(hid) else { return };
-    let Some(ab) = argbuf() else { return };
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         count_missed(kind::POLICY, cause::SCRATCH);
         return;
@@ -684,44 +741,14 @@ fn emit(hid: u32, act: u8, sel: u8, signalled: u8) {
     };
     // SAFETY: the record header fits at the start of the scratch value.
     unsafe { core::ptr::write_unaligned(base as *mut PolicyRecord, hdr) };
-    let mut at = core::mem::size_of::<PolicyRecord>();
-    for i in 0..plimits::ARGS {
-        if i >= nargs {
-            break;
-        }
-        let spec = &conf.args[i];
-        let slot = spec.slot as usize;
-        if slot >= plimits::STR_SLOTS {
-            break;
-        }
-        let a = at & SCRATCH_MASK;
-        if spec.src == argsrc::INT {
-            let h = ArgHeader { len: 8, src: spec.src, truncated: 0 };
-            // SAFETY: a ≤ SCRATCH_MASK; 12 bytes fit in the slack.
-            unsafe {
-                core::ptr::write_unaligned(base.add(a) as *mut ArgHeader, h);
-                core::ptr::write_unaligned(base.add(a + 4) as *mut u64, ab.ints[i]);
-            }
-            at = a + 12;
-        } else {
-            let len = ab.slen[slot] as usize;
-            let room = plimits::ARG_REPORT - 8;
-            let n = if len > room { room } else { len };
-            let n = n & (PATH_MAX - 1);
-            let h = ArgHeader { len: n as u16, src: spec.src, truncated: u8::from(len > n) };
-            let pos = ab.spos[slot] as usize & PATH_MASK;
-            // SAFETY: a ≤ SCRATCH_MASK, n < PATH_MAX ≤ the slack after SCRATCH.
-            unsafe {
-                core::ptr::write_unaligned(base.add(a) as *mut ArgHeader, h);
-                gen::bpf_probe_read_kernel(
-                    base.add(a + 4) as *mut c_void,
-                    n as u32,
-                    ab.strs[slot].as_ptr().add(pos) as *const c_void,
-                );
-            }
-            at = a + 4 + n;
-        }
+    // One argument per bpf_loop iteration: the write offset is reloaded and masked each
+    // time, which every kernel's verifier can bound (an unrolled loop lost the bound on 6.1).
+    let mut st = EmitArgs { hid, at: core::mem::size_of::<PolicyRecord>() as u64 };
+    // SAFETY: emit_cb only touches the EmitArgs passed as its context and per-CPU buffers.
+    unsafe {
+        gen::bpf_loop(nargs as u32, emit_cb as *mut c_void, &mut st as *mut EmitArgs as *mut c_void, 0);
     }
+    let at = st.at as usize;
     let total = at & SCRATCH_MASK;
     // SAFETY: 4-byte write inside the header we wrote above.
     unsafe { core::ptr::write_unaligned(base.add(4) as *mut u32, total as u32) };

@@ -132,18 +132,14 @@ fn prepend(w: &mut Walk) -> bool {
     }
     let name = rd_ptr(w.dentry, off!(dentry_d_name_name));
     let Some(ab) = argbuf() else { return false };
-    let slot = w.target as usize;
-    if slot >= nightjar_common::plimits::STR_SLOTS {
-        return false;
-    }
+    let slot = crate::policy::slot_idx(w.target as usize);
     let start = ((w.pos - len) as usize) & PATH_MASK;
-    // SAFETY: start ≤ PATH_MASK and len < 256: inside the slot (PATH_MAX + 256 bytes).
+    // The mask is applied to an opaque copy so the compiler cannot fold it away: every
+    // kernel's verifier then sees the size bounded right at the call.
+    let size = (core::hint::black_box(len) as u32) & 0xff;
+    // SAFETY: start ≤ PATH_MASK and size < 256: inside the slot (PATH_MAX + 256 bytes).
     unsafe {
-        gen::bpf_probe_read_kernel(
-            ab.strs[slot].as_mut_ptr().add(start) as *mut c_void,
-            len as u32,
-            name as *const c_void,
-        );
+        gen::bpf_probe_read_kernel(ab.strs[slot].as_mut_ptr().add(start) as *mut c_void, size, name as *const c_void);
     }
     let slash = (start.wrapping_sub(1)) & PATH_MASK;
     ab.strs[slot][slash] = b'/';

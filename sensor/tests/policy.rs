@@ -481,3 +481,48 @@ async fn syscall_hooks_beyond_the_fentry_pool_use_kprobes_and_delete_frees_it() 
     drop(sensor);
     let _ = std::fs::remove_dir(&cg);
 }
+
+/// A uprobe on bash's `readline` (Tetragon's own uprobe example, with the prompt as a
+/// string argument): an interactive bash the test starts reports a `process_uprobe` with
+/// the prompt it was given, exported as Tetragon does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uprobe_on_bash_readline_reports_the_prompt() {
+    let bash = std::fs::canonicalize("/bin/bash").unwrap().display().to_string();
+    let policy = format!(
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: bash-readline\nspec:\n  uprobes:\n  - path: \"{bash}\"\n    symbols:\n    - \"readline\"\n    args:\n    - index: 0\n      type: \"string\"\n"
+    );
+    let Started { run: mut s, policies: st, .. } = start(&[("bash-readline.yaml".into(), policy)]);
+    assert_served(&st, "bash-readline", "readline", "uprobe", &[&format!("{bash}:readline")]);
+    let mut child = Command::new(&bash)
+        .args(["--norc", "--noprofile", "-i"])
+        .env("PS1", "nightjar-prompt> ")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"true\nexit\n").unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let events = s
+        .collect(Duration::from_secs(20), |e| {
+            e.to_json().contains("\"process_uprobe\"") && e.to_json().contains(&format!("\"pid\":{pid},"))
+        })
+        .await;
+    let json: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(&e.to_json()).unwrap())
+        .filter(|v| v["process_uprobe"]["process"]["pid"] == pid)
+        .collect();
+    let u = &json.first().unwrap_or_else(|| panic!("no process_uprobe from bash pid {pid}"))["process_uprobe"];
+    assert_eq!(u["path"], bash);
+    assert_eq!(u["symbol"], "readline");
+    assert_eq!(u["policy_name"], "bash-readline");
+    assert_eq!(u["args"], serde_json::json!([{ "string_arg": "nightjar-prompt> " }]));
+    assert_eq!(u["process"]["binary"], bash);
+    s.stop().await;
+}

@@ -320,8 +320,9 @@ pub mod plimits {
     pub const STR: usize = 252;
     /// matchBinaries conditions (each is one bit of a process's binary mask).
     pub const BIN_SETS: u32 = 64;
-    /// String or path arguments per hook.
-    pub const STR_SLOTS: usize = 3;
+    /// String, path or buffer arguments per hook (a power of two: the kernel masks slot
+    /// indexes with STR_SLOTS - 1 so every verifier can bound them).
+    pub const STR_SLOTS: usize = 4;
     /// Bytes of the tracepoint record copied for argument reads.
     pub const RAW: usize = 128;
     /// Bytes of one argument reported to user space.
@@ -471,6 +472,9 @@ pub const SYSCALL_EXIT: u32 = 0x0002_0000;
 /// `HOOK_LISTS` keys of syscalls hooked by their kernel symbol (`__x64_sys_*`, fentry or
 /// kprobe): this flag | the syscall number (the user registers' `orig_ax`).
 pub const SYSCALL_KFUNC: u32 = 0x0004_0000;
+/// `HOOK_LISTS` keys of uprobe hooks: this flag | a number the engine gives each
+/// (binary, symbol) it attaches to; the key is the uprobe's attach cookie.
+pub const UPROBE_KEY: u32 = 0x0008_0000;
 /// `HOOK_LISTS` keys of kernel-function and LSM hooks.
 pub const KFUNC_FILE_OPEN_KEY: u32 = 0xffff_0002;
 pub const KFUNC_BPRM_CHECK_KEY: u32 = 0xffff_0003;

@@ -3,14 +3,15 @@
 //! the function, the captured arguments and the action taken.
 use nightjar_common::{action, argsrc};
 use nightjar_event::{
-    event::{ArgValue, FileArg, KprobeArgument, Process, ProcessKprobe, ProcessLsm, ProcessTracepoint},
+    event::{ArgValue, FileArg, KprobeArgument, Process, ProcessKprobe, ProcessLsm, ProcessTracepoint, ProcessUprobe},
     Event, EventKind,
 };
+use serde_json::{json, Value};
 
 use crate::{
     decode::Policy,
     hooks::process::ProcessHook,
-    policy::{compile::HookKind, engine::HookMeta, ArgType, Loaded},
+    policy::{args, compile::HookKind, engine::HookMeta, ArgType, Loaded},
 };
 
 /// Tetragon's names for actions in events.
@@ -66,20 +67,36 @@ pub fn action_label(a: u8) -> &'static str {
     }
 }
 
+/// An integer argument as Tetragon exports its type: `int_arg` (number), `uint_arg`
+/// (number), `size_arg` / `long_arg` (64-bit, a string in protobuf JSON), `capability_arg`,
+/// `syscall_id`, `*_cap*_arg` (the capability set, hex).
+fn int_value(ty: ArgType, v: u64) -> ArgValue {
+    let info = args::info(ty);
+    let other = |value: Value| ArgValue::Other { key: info.export.to_owned(), value };
+    match info.export {
+        "uint_arg" => ArgValue::Uint(v as u32),
+        "size_arg" => ArgValue::Size(v),
+        "long_arg" => ArgValue::Long(v as i64),
+        "capability_arg" => {
+            let name = crate::hooks::process::cap_names(1u64 << (v & 63)).pop().unwrap_or_default();
+            other(json!({"value": v as i32, "name": name}))
+        }
+        "syscall_id" => other(json!({"id": v as u32, "abi": "x64"})),
+        k if k.ends_with("_arg") && k.contains("cap") => other(Value::String(format!("{v:016x}"))),
+        _ => match info.class {
+            args::Class::Int { size: 8, .. } => ArgValue::Int(v as i64),
+            _ => ArgValue::Int(v as i32 as i64),
+        },
+    }
+}
+
 /// The value of one captured argument, in the `*_arg` field Tetragon uses for its type.
 fn arg_value(ty: ArgType, src: u8, data: &[u8]) -> ArgValue {
     if src == argsrc::INT {
         let mut b = [0u8; 8];
         let n = data.len().min(8);
         b[..n].copy_from_slice(&data[..n]);
-        let v = i64::from_ne_bytes(b);
-        // Unsigned types were zero-extended, signed ones sign-extended, to 8 bytes.
-        return match ty {
-            ArgType::Uint32 | ArgType::Uint16 | ArgType::Uint8 => ArgValue::Uint(v as u32),
-            ArgType::Uint64 | ArgType::SizeT => ArgValue::Size(v as u64),
-            ArgType::Int64 | ArgType::Long => ArgValue::Long(v),
-            _ => ArgValue::Int(v),
-        };
+        return int_value(ty, u64::from_ne_bytes(b));
     }
     let s = || String::from_utf8_lossy(data).into_owned();
     let file = || FileArg { path: Some(s()), ..Default::default() };
@@ -125,7 +142,7 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
             process: Some(process),
             parent,
             function_name: Some(meta.function.clone()),
-            args: Some(args),
+            args: (!args.is_empty()).then_some(args),
             action: Some(act),
             policy_name: Some(meta.policy.clone()),
             message,
@@ -139,7 +156,7 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
                 parent,
                 subsys: Some(subsys.to_owned()),
                 event: Some(event.to_owned()),
-                args: Some(args),
+                args: (!args.is_empty()).then_some(args),
                 action: Some(act),
                 policy_name: Some(meta.policy.clone()),
                 message,
@@ -151,8 +168,19 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
             process: Some(process),
             parent,
             function_name: Some(meta.function.clone()),
-            args: Some(args),
+            args: (!args.is_empty()).then_some(args),
             action: Some(act),
+            policy_name: Some(meta.policy.clone()),
+            message,
+            tags,
+            ..Default::default()
+        })),
+        HookKind::Uprobe => EventKind::ProcessUprobe(Box::new(ProcessUprobe {
+            process: Some(process),
+            parent,
+            path: Some(meta.target.clone().unwrap_or_default()),
+            symbol: Some(meta.function.clone()),
+            args: (!args.is_empty()).then_some(args),
             policy_name: Some(meta.policy.clone()),
             message,
             tags,
@@ -165,8 +193,6 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
 #[cfg(test)]
 mod tests {
     use nightjar_common::PolicyRecord;
-    use serde_json::{json, Value};
-
     use super::*;
 
     fn meta(kind: HookKind) -> HookMeta {
@@ -182,6 +208,7 @@ mod tests {
             served_by: String::new(),
             message: Some("sensitive file opened".into()),
             tags: vec!["files".into()],
+            target: (kind == HookKind::Uprobe).then(|| "/bin/bash".into()),
         }
     }
 
@@ -190,7 +217,7 @@ mod tests {
         // An empty process cache: neither the process nor its parent is known.
         let procs = ProcessHook::new("n", 16);
         let rec = Policy { fixed: PolicyRecord { pid: 4242, tid: 4242, ..Default::default() }, args: vec![] };
-        for kind in [HookKind::Kprobe, HookKind::Tracepoint, HookKind::Lsm] {
+        for kind in [HookKind::Kprobe, HookKind::Tracepoint, HookKind::Lsm, HookKind::Uprobe] {
             let ev = to_event(&rec, &meta(kind), &procs);
             let v: Value = serde_json::from_str(&ev.to_json()).unwrap();
             let payload = &v[ev.kind.key()];

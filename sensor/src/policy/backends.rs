@@ -253,6 +253,31 @@ pub fn lsm(l: &Loaded, env: &Env, base: &str, hook: &str, args: &[ArgDecl]) -> R
     Ok(s)
 }
 
+/// A function of a user binary, by uprobe: its arguments are its registers.
+pub fn uprobe(
+    l: &Loaded,
+    base: &str,
+    path: &str,
+    symbol: &str,
+    offset: u64,
+    args: &[ArgDecl],
+) -> Result<Served, ConfigError> {
+    if !std::path::Path::new(path).is_file() {
+        return Err(l.error(&format!("{base}.path"), format!("{path}: no such file (a uprobe needs the binary)")));
+    }
+    let mut slots = Slots(0);
+    let mut out = Vec::new();
+    for (j, a) in args.iter().enumerate() {
+        out.push(register_arg(l, &format!("{base}.args[{j}]"), a, 8 * a.index as u16, None, &mut slots)?);
+    }
+    let attach = Attach::Uprobe { path: path.to_owned(), symbol: symbol.to_owned(), offset, key: 0 };
+    let desc = format!("uprobe {}", attach.point());
+    let mut s = Served::new(vec![attach], desc, out);
+    s.override_refused =
+        Some("Override on a uprobe: a user function's return cannot be overridden; use Sigkill".into());
+    Ok(s)
+}
+
 /// A syscall by its kernel symbol (`__x64_sys_<name>`): arguments are the user registers.
 fn kfunc_syscall(
     l: &Loaded,
@@ -366,7 +391,7 @@ fn syscall_tp(l: &Loaded, env: &Env, base: &str, name: &str, args: &[ArgDecl]) -
 
 /// A tracepoint record field as argument `a`.
 fn field_arg(l: &Loaded, at: &str, a: &ArgDecl, f: &Field, slots: &mut Slots) -> Result<ArgSpec, ConfigError> {
-    if f.offset as usize + 8 > plimits::RAW {
+    if f.offset as usize + (f.size as usize).min(8) > plimits::RAW {
         return Err(l.error(
             at,
             format!("field {} is at offset {}, beyond the {} bytes the engine reads", f.name, f.offset, plimits::RAW),

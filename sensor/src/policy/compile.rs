@@ -29,6 +29,9 @@ pub enum Attach {
     Kprobe { function: String, key: u32 },
     /// BPF-LSM program on an LSM hook (`file_open`, `bprm_check_security`).
     Lsm { hook: String, key: u32 },
+    /// uprobe on a function of a binary: by symbol, or by offset when `symbol` is empty;
+    /// the key (the attach cookie) is given by the engine.
+    Uprobe { path: String, symbol: String, offset: u64, key: u32 },
 }
 
 impl Attach {
@@ -39,6 +42,7 @@ impl Attach {
             Attach::Fentry { .. } => "fentry",
             Attach::Kprobe { .. } => "kprobe",
             Attach::Lsm { .. } => "lsm",
+            Attach::Uprobe { .. } => "uprobe",
         }
     }
 
@@ -49,6 +53,8 @@ impl Attach {
             Attach::Exec => "sched/sched_process_exec".to_owned(),
             Attach::Fentry { function, .. } | Attach::Kprobe { function, .. } => function.clone(),
             Attach::Lsm { hook, .. } => hook.clone(),
+            Attach::Uprobe { path, symbol, offset, .. } if symbol.is_empty() => format!("{path}:{offset:#x}"),
+            Attach::Uprobe { path, symbol, .. } => format!("{path}:{symbol}"),
         }
     }
 
@@ -59,7 +65,8 @@ impl Attach {
             Attach::Tracepoint { key, .. }
             | Attach::Fentry { key, .. }
             | Attach::Kprobe { key, .. }
-            | Attach::Lsm { key, .. } => *key,
+            | Attach::Lsm { key, .. }
+            | Attach::Uprobe { key, .. } => *key,
         }
     }
 }
@@ -94,6 +101,7 @@ pub enum HookKind {
     Kprobe,
     Tracepoint,
     Lsm,
+    Uprobe,
 }
 
 /// One declared argument as reported in events.
@@ -121,6 +129,8 @@ pub struct HookPlan {
     pub strings: Vec<StrCond>,
     pub message: Option<String>,
     pub tags: Vec<String>,
+    /// The binary of a uprobe (`path` of `process_uprobe` events).
+    pub target: Option<String>,
 }
 
 /// Where the kernel's tracepoints are, what host namespaces are (for `host_ns`), and which
@@ -258,6 +268,17 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
         let served = backends::lsm(l, env, &base, &h.hook, &h.args)?;
         out.push(assemble(l, env, HookKind::Lsm, &h.hook, &base, served, h.common())?);
     }
+    for (i, u) in spec.uprobes.iter().enumerate() {
+        let base = format!("spec.uprobes[{i}]");
+        let points = u.symbols.iter().map(|s| (s.clone(), 0)).chain(u.offsets.iter().map(|o| (String::new(), *o)));
+        for (symbol, offset) in points {
+            let served = backends::uprobe(l, &base, &u.path, &symbol, offset, &u.args)?;
+            let function = if symbol.is_empty() { format!("{offset:#x}") } else { symbol };
+            let mut p = assemble(l, env, HookKind::Uprobe, &function, &base, served, u.common())?;
+            p.target = Some(u.path.clone());
+            out.push(p);
+        }
+    }
     Ok(out)
 }
 
@@ -303,6 +324,7 @@ fn assemble(
         strings,
         message: h.message.map(str::to_owned),
         tags: h.tags.to_vec(),
+        target: None,
     })
 }
 

@@ -1,13 +1,20 @@
 //! The loaded policies and their kernel state: ids, map entries, attached tracepoints.
 //! Policies are added and removed at runtime; a policy is loaded whole or not at all, and
 //! removing one never disturbs the others.
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    os::fd::AsFd,
+};
 
 use aya::{
     maps::{lpm_trie::Key, Array, HashMap as BpfHashMap, LpmTrie, MapData},
     programs::{
-        fentry::FEntryLinkId, kprobe::KProbeLinkId, lsm::LsmLinkId, trace_point::TracePointLinkId, FEntry, KProbe, Lsm,
-        TracePoint,
+        fentry::FEntryLinkId,
+        kprobe::KProbeLinkId,
+        lsm::LsmLinkId,
+        trace_point::TracePointLinkId,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+        FEntry, KProbe, Lsm, TracePoint, UProbe,
     },
     Btf, Ebpf,
 };
@@ -49,10 +56,13 @@ fn detail(e: &aya::programs::ProgramError) -> String {
 /// An attached hook point (tracepoint, fentry, kprobe or LSM program).
 enum Link {
     Tp(&'static str, TracePointLinkId),
+    /// A tracepoint of `policy_tp`, whose key is the link's cookie.
+    TpCookie(crate::perf::CookieLink),
     /// Program name, link, and its slot in the fentry syscall pool.
     Fentry(String, FEntryLinkId, Option<usize>),
     Kprobe(&'static str, KProbeLinkId),
     Lsm(&'static str, LsmLinkId),
+    Uprobe(UProbeLinkId),
 }
 
 /// What events need to know about a hook.
@@ -65,6 +75,8 @@ pub struct HookMeta {
     pub served_by: String,
     pub message: Option<String>,
     pub tags: Vec<String>,
+    /// The binary of a uprobe.
+    pub target: Option<String>,
 }
 
 /// A loaded policy, for `nightjar policy list` and `status`.
@@ -131,6 +143,9 @@ pub struct PolicyEngine {
     free_hooks: Vec<u32>,
     free_bits: Vec<u32>,
     next_cond: u32,
+    /// Keys given to uprobe points (`path:symbol`), kept while attached.
+    uprobe_keys: HashMap<String, u32>,
+    next_uprobe: u32,
 }
 
 impl PolicyEngine {
@@ -146,6 +161,8 @@ impl PolicyEngine {
             free_hooks: (0..plimits::HOOKS).rev().collect(),
             free_bits: (0..plimits::BIN_SETS).rev().collect(),
             next_cond: 1,
+            uprobe_keys: HashMap::new(),
+            next_uprobe: 1,
         }
     }
 
@@ -170,6 +187,20 @@ impl PolicyEngine {
     /// backend of each hook.
     pub fn plan(&self, l: &Loaded) -> Result<Vec<HookPlan>, EngineError> {
         let mut plans = compile::plan(l, &self.env).map_err(|e| EngineError::Policy(Box::new(e)))?;
+        // A uprobe point keeps its key while attached; a new one gets the next.
+        let mut next = self.next_uprobe;
+        let mut given = self.uprobe_keys.clone();
+        for p in &mut plans {
+            for a in &mut p.attach {
+                let point = a.point();
+                if let Attach::Uprobe { key, .. } = a {
+                    *key = *given.entry(point).or_insert_with(|| {
+                        next += 1;
+                        nightjar_common::UPROBE_KEY | (next & 0xffff)
+                    });
+                }
+            }
+        }
         // Syscalls by fentry need a program of the pool each; beyond it, kprobes serve them.
         let mut free = self.fentry_pool.iter().filter(|s| s.is_none()).count();
         let mut taken = Vec::new();
@@ -317,6 +348,7 @@ impl PolicyEngine {
                     served_by: plan.served_by.clone(),
                     message: plan.message.clone(),
                     tags: plan.tags.clone(),
+                    target: plan.target.clone(),
                 },
             );
             for a in &plan.attach {
@@ -392,10 +424,24 @@ impl PolicyEngine {
             |source| EngineError::Attach { name: policy.into(), tracepoint: lk.clone(), source: Box::new(source) };
         let link = match a {
             Attach::Exec => return Ok(()),
-            Attach::Tracepoint { category, name: tp, program, .. } => {
+            Attach::Tracepoint { category, name: tp, program, key } => {
                 let prog: &mut TracePoint =
                     ebpf.program_mut(program).ok_or(EngineError::Missing("policy program"))?.try_into().map_err(err)?;
-                Link::Tp(program, prog.attach(category, tp).map_err(err)?)
+                if *program == "policy_tp" {
+                    // The record cannot say which tracepoint it is: the cookie does (the
+                    // key is the tracefs id).
+                    let fd = prog.fd().map_err(err)?;
+                    let link = crate::perf::attach_tracepoint(fd.as_fd(), *key, u64::from(*key)).map_err(|e| {
+                        EngineError::Attach {
+                            name: policy.into(),
+                            tracepoint: lk.clone(),
+                            source: Box::new(aya::programs::ProgramError::IOError(e)),
+                        }
+                    })?;
+                    Link::TpCookie(link)
+                } else {
+                    Link::Tp(program, prog.attach(category, tp).map_err(err)?)
+                }
             }
             Attach::Fentry { function, .. } => {
                 let btf = self.btf.as_ref().ok_or(EngineError::Missing("kernel BTF (for fentry)"))?;
@@ -446,6 +492,26 @@ impl PolicyEngine {
                 }
                 Link::Lsm(program, prog.attach().map_err(err)?)
             }
+            Attach::Uprobe { path, symbol, offset, key } => {
+                let prog: &mut UProbe = ebpf
+                    .program_mut("uprobe_policy")
+                    .ok_or(EngineError::Missing("uprobe program"))?
+                    .try_into()
+                    .map_err(err)?;
+                if prog.fd().is_err() {
+                    prog.load().map_err(err)?;
+                }
+                let location = if symbol.is_empty() {
+                    UProbeAttachLocation::from(*offset)
+                } else {
+                    UProbeAttachLocation::from(symbol.as_str())
+                };
+                let point = UProbeAttachPoint { location, cookie: Some(u64::from(*key)) };
+                let link = prog.attach(point, path, UProbeScope::AllProcesses).map_err(err)?;
+                self.uprobe_keys.insert(a.point(), *key);
+                self.next_uprobe = self.next_uprobe.max(*key & 0xffff);
+                Link::Uprobe(link)
+            }
         };
         self.links.insert(lk, link);
         Ok(())
@@ -455,6 +521,7 @@ impl PolicyEngine {
     fn detach(&mut self, ebpf: &mut Ebpf, a: &Attach) {
         let Some(link) = self.links.remove(&link_key(a)) else { return };
         match link {
+            Link::TpCookie(link) => drop(link),
             Link::Tp(program, id) => {
                 if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut TracePoint>::try_from) {
                     let _ = prog.detach(id);
@@ -479,6 +546,12 @@ impl PolicyEngine {
                 if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut Lsm>::try_from) {
                     let _ = prog.detach(id);
                 }
+            }
+            Link::Uprobe(id) => {
+                if let Some(Ok(prog)) = ebpf.program_mut("uprobe_policy").map(<&mut UProbe>::try_from) {
+                    let _ = prog.detach(id);
+                }
+                self.uprobe_keys.remove(&a.point());
             }
         }
     }

@@ -55,7 +55,8 @@ pub fn validate(l: &Loaded) -> R {
 }
 
 fn spec_level(l: &Loaded, s: &Spec) -> R {
-    let n_hooks = s.kprobes.len() + s.tracepoints.len() + s.lsmhooks.len() + s.uprobes.len() + s.usdts.len();
+    let uprobe_points: usize = s.uprobes.iter().map(|u| u.symbols.len() + u.offsets.len()).sum();
+    let n_hooks = s.kprobes.len() + s.tracepoints.len() + s.lsmhooks.len() + uprobe_points + s.usdts.len();
     if n_hooks == 0 {
         return Err(l.error("spec", "a policy needs at least one of kprobes, tracepoints, lsmhooks, uprobes or usdts"));
     }
@@ -111,8 +112,23 @@ fn tracepoint(l: &Loaded, base: &str, t: &TracepointSpec) -> R {
     common(l, base, t.common(), true)
 }
 
-fn uprobe(l: &Loaded, base: &str, _u: &UprobeSpec) -> R {
-    Err(l.unsupported(base, "uprobes"))
+fn uprobe(l: &Loaded, base: &str, u: &UprobeSpec) -> R {
+    if !u.path.starts_with('/') {
+        return Err(l.error(&format!("{base}.path"), format!("{:?}: the binary's absolute path is expected", u.path)));
+    }
+    if u.symbols.is_empty() && u.offsets.is_empty() {
+        return Err(l.error(&format!("{base}.symbols"), "a uprobe needs symbols or offsets"));
+    }
+    if !u.ref_ctr_offsets.is_empty() {
+        return Err(l.unsupported(&format!("{base}.refCtrOffsets"), "uprobe refCtrOffsets"));
+    }
+    if u.btf_path.is_some() {
+        return Err(l.unsupported(&format!("{base}.btfPath"), "uprobe btfPath"));
+    }
+    if !u.data.is_empty() {
+        return Err(l.unsupported(&format!("{base}.data"), "data arguments"));
+    }
+    common(l, base, u.common(), false)
 }
 
 /// Args and selectors, the same for every kind of hook. Tracepoint arg indexes count the

@@ -1,0 +1,844 @@
+//! The policy corpus (`tests/corpus/policies/*.yaml`, Tetragon's syntax): every policy is
+//! loaded into one running sensor, its hook triggered from a process this test starts, and
+//! the event's arguments compared exactly with what Tetragon exports (`*_arg` field names
+//! and value types of its `KprobeArgument`) — or, where this kernel cannot serve the hook,
+//! the refusal must name what is missing. The table below says, policy by policy, which of
+//! the two this host (tracepoints and uprobes only) and a kernel with kprobes, fentry and
+//! BPF-LSM (the VMs of `scripts/vm-test.sh`) must give.
+//!
+//! The trigger is a copy of this test executable run as a helper
+//! (`NIGHTJAR_CORPUS_HELPER=<action>`, see `helper`), so `@HELPER@` in a policy names a
+//! binary nothing else on the machine runs, and enforcement reaches only it.
+use std::{
+    collections::BTreeMap,
+    os::unix::process::ExitStatusExt,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use nightjar_sensor::{loader::Command as SensorCommand, policy, Sensor, SensorConfig};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// What a kernel must do with a policy.
+#[derive(Clone, Copy, Debug)]
+enum Want {
+    /// Load, fire on the trigger and report the expected event.
+    Pass,
+    /// Be refused with an error containing this text.
+    Refused(&'static str),
+}
+
+use Want::{Pass, Refused};
+
+struct Case {
+    file: &'static str,
+    /// The helper's action (see `helper`).
+    trigger: &'static str,
+    /// The event key and its expected fields (placeholders: @DIR@, @HELPER@, @BASH@, @PID@).
+    event: &'static str,
+    expect: fn() -> Value,
+    /// How the trigger must end (None: exit 0; Some(sig): killed by that signal).
+    signal: Option<i32>,
+    host: Want,
+    kfunc: Want,
+}
+
+const NEEDS_KPROBES: &str = "needs kprobes, which this kernel does not have";
+
+fn cases() -> Vec<Case> {
+    let c = |file, trigger, event, expect: fn() -> Value, host, kfunc| Case {
+        file,
+        trigger,
+        event,
+        expect,
+        signal: None,
+        host,
+        kfunc,
+    };
+    vec![
+        c(
+            "file-open-sensitive",
+            "open:secret",
+            "process_kprobe",
+            || json!({"function_name": "security_file_open", "args": [{"file_arg": {"path": "@DIR@/secret"}}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "fd-install",
+            "open:fd-target",
+            "process_kprobe",
+            || json!({"function_name": "fd_install", "args": [{"int_arg": "@FD@"}, {"file_arg": {"path": "@DIR@/fd-target"}}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "openat-tracepoint",
+            "open:tp-file",
+            "process_tracepoint",
+            || json!({"subsys": "syscalls", "event": "sys_enter_openat", "args": [{"int_arg": -100}, {"string_arg": "@DIR@/tp-file"}, {"int_arg": 64}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "sys-setuid-root",
+            "setuid",
+            "process_kprobe",
+            || json!({"function_name": "sys_setuid", "args": [{"int_arg": 65534}]}),
+            Pass,
+            Pass,
+        ),
+        Case {
+            signal: Some(9),
+            ..c(
+                "sys-ptrace-kill",
+                "ptrace",
+                "process_kprobe",
+                || json!({"function_name": "sys_ptrace", "action": "KPROBE_ACTION_SIGKILL", "args": [{"int_arg": 16}]}),
+                Pass,
+                Pass,
+            )
+        },
+        c(
+            "sys-unshare-userns",
+            "unshare-user",
+            "process_kprobe",
+            || json!({"function_name": "sys_unshare", "args": [{"size_arg": "268435456", "label": "flags"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "sys-mount",
+            "mount",
+            "process_kprobe",
+            || json!({"function_name": "sys_mount", "args": [{"string_arg": "nightjar-src"}, {"string_arg": "@DIR@/mnt"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "cap-capable-sys-admin",
+            "unshare-mnt",
+            "process_kprobe",
+            || json!({"function_name": "cap_capable", "args": [{"int_arg": 21}]}),
+            Pass,
+            Refused("not supported by nightjar"),
+        ),
+        c(
+            "mmap-file",
+            "mmap-file",
+            "process_kprobe",
+            || json!({"function_name": "security_mmap_file", "args": [{"file_arg": {"path": "@DIR@/mapped"}}, {"uint_arg": 1}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "file-permission-write",
+            "write-file",
+            "process_kprobe",
+            || json!({"function_name": "security_file_permission", "args": [{"file_arg": {"path": "@DIR@/written"}}, {"int_arg": 2}]}),
+            Refused(NEEDS_KPROBES),
+            Refused("not supported by nightjar"),
+        ),
+        c(
+            "bash-readline",
+            "bash",
+            "process_uprobe",
+            || json!({"path": "@BASH@", "symbol": "readline", "args": [{"string_arg": "nightjar-corpus> "}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "commit-creds",
+            "setuid",
+            "process_kprobe",
+            || json!({"function_name": "commit_creds"}),
+            Refused("not supported by nightjar: argument type cred"),
+            Refused("not supported by nightjar: argument type cred"),
+        ),
+        c(
+            "do-init-module",
+            "none",
+            "process_kprobe",
+            || json!({}),
+            Refused("not supported by nightjar: argument type module"),
+            Refused("not supported by nightjar: argument type module"),
+        ),
+        c(
+            "tcp-connect",
+            "none",
+            "process_kprobe",
+            || json!({}),
+            Refused("not supported by nightjar: argument type sock"),
+            Refused("not supported by nightjar: argument type sock"),
+        ),
+        c(
+            "lists-syscalls",
+            "dup",
+            "process_tracepoint",
+            || json!({"subsys": "raw_syscalls", "event": "sys_enter", "args": [{"syscall_id": {"id": 32, "abi": "x64"}}]}),
+            Refused("not supported by nightjar: lists"),
+            Refused("not supported by nightjar: lists"),
+        ),
+        c(
+            "raw-syscalls-enter",
+            "getuid",
+            "process_tracepoint",
+            || json!({"subsys": "raw_syscalls", "event": "sys_enter", "args": [{"long_arg": "102"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "lsm-file-open-override",
+            "open-forbidden",
+            "process_lsm",
+            || json!({"function_name": "file_open", "action": "KPROBE_ACTION_OVERRIDE", "args": [{"file_arg": {"path": "@DIR@/forbidden"}}]}),
+            Refused("this kernel cannot run BPF-LSM programs"),
+            Pass,
+        ),
+        Case {
+            signal: Some(9),
+            ..c(
+                "lsm-bprm-check-sigkill",
+                "exec-xmrig",
+                "process_lsm",
+                || json!({"function_name": "bprm_check_security", "action": "KPROBE_ACTION_SIGKILL", "args": [{"linux_binprm_arg": {"path": "@DIR@/xmrig"}}]}),
+                Pass,
+                Pass,
+            )
+        },
+        c(
+            "bprm-check-notin",
+            "exec-denied",
+            "process_kprobe",
+            || json!({"function_name": "security_bprm_check", "args": [{"linux_binprm_arg": {"path": "@DIR@/denied"}}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "rate-limited-opens",
+            "open-burst",
+            "process_kprobe",
+            || json!({"function_name": "security_file_open", "args": [{"file_arg": {"path": "@DIR@/burst"}}]}),
+            Refused("not supported by nightjar: rateLimit"),
+            Refused("not supported by nightjar: rateLimit"),
+        ),
+        c(
+            "match-pids-not-init",
+            "setns",
+            "process_kprobe",
+            || json!({"function_name": "sys_setns", "args": [{"int_arg": "@FD@"}, {"int_arg": 131072}]}),
+            Refused("not supported by nightjar: several matchPIDs"),
+            Refused("not supported by nightjar: several matchPIDs"),
+        ),
+        c(
+            "match-capabilities-admin",
+            "unshare-mnt",
+            "process_kprobe",
+            || json!({"function_name": "sys_unshare", "args": [{"size_arg": "131072"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "match-namespaces-host-mnt",
+            "setns",
+            "process_kprobe",
+            || json!({"function_name": "sys_setns", "args": [{"int_arg": "@FD@"}, {"int_arg": 131072}]}),
+            Pass,
+            Pass,
+        ),
+        Case {
+            signal: Some(10),
+            ..c(
+                "signal-usr1",
+                "ptrace",
+                "process_kprobe",
+                || json!({"function_name": "sys_ptrace", "action": "KPROBE_ACTION_SIGNAL", "args": [{"int_arg": 16}]}),
+                Pass,
+                Pass,
+            )
+        },
+        c(
+            "message-and-tags",
+            "getuid",
+            "process_kprobe",
+            || json!({"function_name": "sys_getuid", "args": [], "message": "getuid by a binary under test", "tags": ["observability.identity", "test"]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "openat-return",
+            "open:ret-missing",
+            "process_kprobe",
+            || json!({}),
+            Refused("not supported by nightjar: return probes"),
+            Refused("not supported by nightjar: return probes"),
+        ),
+        c(
+            "sys-write-buf",
+            "write",
+            "process_kprobe",
+            || json!({}),
+            Refused("not supported by nightjar: argument type char_buf"),
+            Refused("not supported by nightjar: argument type char_buf"),
+        ),
+        c(
+            "sys-read-returncopy",
+            "none",
+            "process_kprobe",
+            || json!({}),
+            Refused("not supported by nightjar: return probes"),
+            Refused("not supported by nightjar: return probes"),
+        ),
+        c(
+            "tty-write",
+            "none",
+            "process_kprobe",
+            || json!({}),
+            Refused("not supported by nightjar: argument type iov_iter"),
+            Refused("not supported by nightjar: argument type iov_iter"),
+        ),
+        c(
+            "bpf-prog-load",
+            "none",
+            "process_kprobe",
+            || json!({}),
+            Refused("not supported by nightjar: argument type bpf_attr"),
+            Refused("not supported by nightjar: argument type bpf_attr"),
+        ),
+        c(
+            "bpf-map-create",
+            "none",
+            "process_kprobe",
+            || json!({}),
+            Refused("not supported by nightjar: argument type bpf_map"),
+            Refused("not supported by nightjar: argument type bpf_map"),
+        ),
+        c(
+            "perf-event-alloc",
+            "none",
+            "process_kprobe",
+            || json!({}),
+            Refused("not supported by nightjar: argument type perf_event"),
+            Refused("not supported by nightjar: argument type perf_event"),
+        ),
+        c(
+            "user-namespace-capable",
+            "none",
+            "process_kprobe",
+            || json!({}),
+            Refused("not supported by nightjar: argument type user_namespace"),
+            Refused("not supported by nightjar: argument type user_namespace"),
+        ),
+        c(
+            "usdt-probe",
+            "none",
+            "process_usdt",
+            || json!({}),
+            Refused("not supported by nightjar: usdts"),
+            Refused("not supported by nightjar: usdts"),
+        ),
+        c(
+            "pivot-root",
+            "pivot-root",
+            "process_tracepoint",
+            || json!({"subsys": "syscalls", "event": "sys_enter_pivot_root", "args": [{"string_arg": "@DIR@/new"}, {"string_arg": "@DIR@/new/old"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "mprotect-exec",
+            "mprotect",
+            "process_kprobe",
+            || json!({"function_name": "sys_mprotect", "args": [{"size_arg": "5", "label": "prot"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "memfd-create",
+            "memfd",
+            "process_kprobe",
+            || json!({"function_name": "sys_memfd_create", "args": [{"string_arg": "nightjar-corpus"}, {"uint_arg": 1}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "linkat-hardlink",
+            "link",
+            "process_kprobe",
+            || json!({"function_name": "sys_linkat", "args": [{"string_arg": "@DIR@/link-src"}, {"string_arg": "@DIR@/link-dst"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "fchmodat-mode",
+            "chmod-setuid",
+            "process_kprobe",
+            || json!({"function_name": "sys_fchmodat", "args": [{"string_arg": "@DIR@/chmod-me"}, {"uint_arg": 2541}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "kill-signal",
+            "kill0",
+            "process_kprobe",
+            || json!({"function_name": "sys_kill", "args": [{"int_arg": "@PID@"}, {"int_arg": 0}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "nopost-filter",
+            "getppid-getpid",
+            "process_tracepoint",
+            || json!({"subsys": "raw_syscalls", "event": "sys_enter", "args": [{"long_arg": "39"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "cap-capable-tracepoint",
+            "unshare-mnt",
+            "process_tracepoint",
+            || json!({"subsys": "capability", "event": "cap_capable", "args": [{"int_arg": 21}, {"int_arg": 0}]}),
+            Pass,
+            Refused("tracepoint capability:cap_capable does not exist on this kernel"),
+        ),
+        c(
+            "sched-process-fork",
+            "fork",
+            "process_tracepoint",
+            || json!({"subsys": "sched", "event": "sched_process_fork", "args": [{"int_arg": "@TID@"}, {"int_arg": "@CHILD@"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "exec-binary-postfix",
+            "exec-miner-name",
+            "process_kprobe",
+            || json!({"function_name": "security_bprm_check", "args": [{"linux_binprm_arg": {"path": "@DIR@/nightjar-corpus-miner"}}]}),
+            Pass,
+            Pass,
+        ),
+    ]
+}
+
+/// The helper side: when this executable runs with `NIGHTJAR_CORPUS_HELPER`, it performs
+/// that action and exits (the sensor side never sets it).
+#[test]
+fn zz_corpus_helper() {
+    let Ok(action) = std::env::var("NIGHTJAR_CORPUS_HELPER") else { return };
+    let dir = PathBuf::from(std::env::var("NIGHTJAR_CORPUS_DIR").unwrap_or_default());
+    let code = helper(&action, &dir);
+    std::process::exit(code);
+}
+
+fn cstr(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).unwrap()
+}
+
+/// Performs `action` (the trigger of a corpus policy); returns the exit code. Prints
+/// `fd=N` / `child=N` when a policy's expected event needs them.
+fn helper(action: &str, dir: &Path) -> i32 {
+    let p = |name: &str| dir.join(name).display().to_string();
+    // SAFETY (all libc calls below): plain syscalls on this process's own resources, with
+    // valid NUL-terminated strings and buffers that outlive the call.
+    unsafe {
+        match action {
+            a if a.starts_with("open:") => {
+                let path = p(&a[5..]);
+                let fd = libc::open(cstr(&path).as_ptr(), libc::O_RDONLY | libc::O_CREAT, 0o644);
+                println!("fd={fd}");
+            }
+            "open-forbidden" => {
+                let fd = libc::open(cstr(&p("forbidden")).as_ptr(), libc::O_RDONLY);
+                let err = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                println!("fd={fd} errno={err}");
+            }
+            "open-burst" => {
+                for _ in 0..20 {
+                    let fd = libc::open(cstr(&p("burst")).as_ptr(), libc::O_RDONLY | libc::O_CREAT, 0o644);
+                    libc::close(fd);
+                }
+            }
+            "write-file" => {
+                let fd = libc::open(cstr(&p("written")).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+                libc::write(fd, b"x".as_ptr().cast(), 1);
+            }
+            "setuid" => {
+                libc::setuid(65534);
+            }
+            "ptrace" => {
+                // PTRACE_ATTACH to a pid that cannot exist: the syscall runs and fails.
+                libc::ptrace(libc::PTRACE_ATTACH, 0x3fff_ffff, 0, 0);
+                // Give a signal sent on the way out of the syscall time to land.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            "unshare-user" => {
+                libc::unshare(libc::CLONE_NEWUSER);
+            }
+            "unshare-mnt" => {
+                libc::unshare(libc::CLONE_NEWNS);
+            }
+            "setns" => {
+                let fd = libc::open(cstr("/proc/self/ns/mnt").as_ptr(), libc::O_RDONLY);
+                println!("fd={fd}");
+                libc::setns(fd, libc::CLONE_NEWNS);
+            }
+            "mount" => {
+                let target = p("mnt");
+                libc::mount(
+                    cstr("nightjar-src").as_ptr(),
+                    cstr(&target).as_ptr(),
+                    cstr("nightjar-nofs").as_ptr(),
+                    0,
+                    std::ptr::null(),
+                );
+            }
+            "pivot-root" => {
+                libc::syscall(libc::SYS_pivot_root, cstr(&p("new")).as_ptr(), cstr(&p("new/old")).as_ptr());
+            }
+            "mmap-file" => {
+                let fd = libc::open(cstr(&p("mapped")).as_ptr(), libc::O_RDWR | libc::O_CREAT, 0o644);
+                libc::ftruncate(fd, 4096);
+                libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_PRIVATE, fd, 0);
+            }
+            "mprotect" => {
+                let m = libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                libc::mprotect(m, 4096, libc::PROT_READ | libc::PROT_EXEC);
+            }
+            "memfd" => {
+                libc::memfd_create(cstr("nightjar-corpus").as_ptr(), libc::MFD_CLOEXEC);
+            }
+            "link" => {
+                let src = p("link-src");
+                libc::close(libc::open(cstr(&src).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644));
+                libc::linkat(libc::AT_FDCWD, cstr(&src).as_ptr(), libc::AT_FDCWD, cstr(&p("link-dst")).as_ptr(), 0);
+            }
+            "chmod-setuid" => {
+                let f = p("chmod-me");
+                libc::close(libc::open(cstr(&f).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644));
+                libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, cstr(&f).as_ptr(), 0o4755);
+            }
+            "kill0" => {
+                libc::kill(libc::getpid(), 0);
+            }
+            "getuid" => {
+                libc::syscall(libc::SYS_getuid);
+            }
+            "getppid-getpid" => {
+                libc::syscall(libc::SYS_getppid);
+                libc::syscall(libc::SYS_getpid);
+            }
+            "dup" => {
+                libc::dup(0);
+            }
+            "write" => {
+                libc::write(1, b"nightjar-corpus\n".as_ptr().cast(), 16);
+            }
+            "fork" => {
+                let child = libc::fork();
+                if child == 0 {
+                    libc::_exit(0);
+                }
+                // The tracepoint's parent_pid is the forking thread's id.
+                println!("child={child} tid={}", libc::gettid());
+                libc::waitpid(child, std::ptr::null_mut(), 0);
+            }
+            _ => return 3,
+        }
+    }
+    0
+}
+
+struct Run {
+    rx: mpsc::Receiver<pipeline::Event>,
+    control: mpsc::Sender<SensorCommand>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Run {
+    async fn add(&self, l: policy::Loaded) -> Result<policy::engine::PolicyStatus, String> {
+        let (tx, rx) = oneshot::channel();
+        self.control.send(SensorCommand::AddPolicy(Box::new(l), tx)).await.map_err(|e| e.to_string())?;
+        rx.await.map_err(|e| e.to_string())?
+    }
+
+    async fn delete(&self, name: &str) {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.control.send(SensorCommand::DeletePolicy(name.to_owned(), tx)).await;
+        let _ = rx.await;
+    }
+
+    /// Events of process `pid` under key `key` until `timeout` (or the first match).
+    async fn events_of(
+        &mut self,
+        key: &str,
+        pid: u32,
+        timeout: Duration,
+        mut done: impl FnMut(&Value) -> bool,
+    ) -> Vec<Value> {
+        let mut out = Vec::new();
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(100), self.rx.recv()).await else { continue };
+            let v: Value = serde_json::from_str(&e.to_json()).unwrap();
+            if v[key]["process"]["pid"] == pid {
+                let stop = done(&v[key]);
+                out.push(v[key].clone());
+                if stop {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops what is queued (events of the previous case).
+    fn drain(&mut self) {
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
+/// Replaces the placeholders of a policy or an expected value.
+fn fill(text: &str, vars: &BTreeMap<&str, String>) -> String {
+    let mut t = text.to_owned();
+    for (k, v) in vars {
+        t = t.replace(k, v);
+    }
+    t
+}
+
+/// Placeholders in expected JSON: strings "@X@" become the variable (as a number when it is one).
+fn fill_value(v: &Value, vars: &BTreeMap<&str, String>) -> Value {
+    match v {
+        Value::String(s) => {
+            let f = fill(s, vars);
+            if s.starts_with('@') && s.ends_with('@') {
+                if let Ok(n) = f.parse::<i64>() {
+                    return json!(n);
+                }
+            }
+            Value::String(f)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|x| fill_value(x, vars)).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), fill_value(x, vars))).collect()),
+        other => other.clone(),
+    }
+}
+
+fn corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/policies")
+}
+
+/// The helper: a hard link to (or copy of) this executable under `dir`.
+fn helper_binary(dir: &Path) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let h = dir.join("nightjar-corpus-helper");
+    if std::fs::hard_link(&exe, &h).is_err() {
+        std::fs::copy(&exe, &h).unwrap();
+    }
+    std::fs::canonicalize(&h).unwrap().display().to_string()
+}
+
+/// Runs the trigger; returns (pid, exit status, stdout).
+fn trigger(action: &str, dir: &Path, helper: &str, bash: &str) -> (u32, std::process::ExitStatus, String) {
+    let mut cmd = match action {
+        "bash" => {
+            let mut c = Command::new(bash);
+            c.args(["--norc", "--noprofile", "-i"]).env("PS1", "nightjar-corpus> ");
+            c
+        }
+        "exec-xmrig" | "exec-denied" | "exec-miner-name" => {
+            let name = match action {
+                "exec-xmrig" => "xmrig",
+                "exec-denied" => "denied",
+                _ => "nightjar-corpus-miner",
+            };
+            let bin = dir.join(name);
+            let _ = std::fs::copy("/bin/true", &bin);
+            Command::new(bin)
+        }
+        _ => {
+            let mut c = Command::new(helper);
+            c.args(["--exact", "zz_corpus_helper", "--nocapture", "--test-threads=1"])
+                .env("NIGHTJAR_CORPUS_HELPER", action)
+                .env("NIGHTJAR_CORPUS_DIR", dir);
+            c
+        }
+    };
+    let mut child = cmd
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    if action == "bash" {
+        use std::io::Write;
+        let _ = child.stdin.take().unwrap().write_all(b"true\nexit\n");
+    }
+    let out = child.wait_with_output().unwrap();
+    (pid, out.status, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `fd=3` → ("@FD@", "3") from the helper's output.
+fn printed(out: &str, key: &str) -> Option<String> {
+    out.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}=")).map(str::to_owned))
+}
+
+/// Every expected field must be in the event, equal (extra fields are allowed only
+/// outside `args`, which must match exactly).
+fn compare(got: &Value, want: &Value) -> Result<(), String> {
+    let Value::Object(w) = want else { return Ok(()) };
+    for (k, v) in w {
+        if got.get(k) != Some(v) && !(k == "args" && v == &json!([]) && got.get(k).is_none()) {
+            return Err(format!("{k}: want {v}, got {}", got.get(k).unwrap_or(&Value::Null)));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_policies_load_and_report_exactly_as_tetragon_exports() {
+    if std::env::var("NIGHTJAR_CORPUS_HELPER").is_ok() {
+        return;
+    }
+    let cfg = SensorConfig { policies_dir: PathBuf::new(), ..SensorConfig::default() };
+    let sensor = Sensor::load(&cfg, "corpus-node").expect("load the sensor (root)");
+    let kfunc_kernel = sensor.features.kprobes;
+    let control = sensor.control();
+    let (tx, rx) = mpsc::channel(65536);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move { sensor.run(tx, stop_rx).await.expect("run") });
+    let mut run = Run { rx, control, stop, task };
+
+    let tmp = tempfile::Builder::new().prefix("hooks-corpus").tempdir().unwrap();
+    let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    std::fs::create_dir_all(dir.join("mnt")).unwrap();
+    std::fs::create_dir_all(dir.join("new/old")).unwrap();
+    std::fs::write(dir.join("secret"), "s").unwrap();
+    std::fs::write(dir.join("forbidden"), "f").unwrap();
+    let helper = helper_binary(&dir);
+    let bash = std::fs::canonicalize("/bin/bash").map(|p| p.display().to_string()).unwrap_or_default();
+    let mut vars: BTreeMap<&str, String> = BTreeMap::new();
+    vars.insert("@DIR@", dir.display().to_string());
+    vars.insert("@HELPER@", helper.clone());
+    vars.insert("@BASH@", bash.clone());
+
+    let cases = cases();
+    let mut files: Vec<String> = std::fs::read_dir(corpus_dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".yaml").map(str::to_owned))
+        .collect();
+    files.sort();
+    let listed: Vec<&str> = cases.iter().map(|c| c.file).collect();
+    for f in &files {
+        assert!(listed.contains(&f.as_str()), "corpus policy {f}.yaml has no case in corpus.rs");
+    }
+    assert!(files.len() >= 40, "the corpus has {} policies", files.len());
+
+    let mut table = Vec::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let want = if kfunc_kernel { case.kfunc } else { case.host };
+        let text = fill(&std::fs::read_to_string(corpus_dir().join(format!("{}.yaml", case.file))).unwrap(), &vars);
+        let t0 = Instant::now();
+        let verdict = run_case(&mut run, case, want, &text, &dir, &helper, &bash, &vars).await;
+        eprintln!("corpus: {} ({:.1} s): {verdict:?}", case.file, t0.elapsed().as_secs_f64());
+        let loads = match &verdict {
+            Ok(s) | Err(s) => s.clone(),
+        };
+        table.push(format!("| {} | {} | {} |", case.file, loads, if verdict.is_ok() { "ok" } else { "FAIL" }));
+        if let Err(e) = verdict {
+            failures.push(format!("{}: {e}", case.file));
+        }
+    }
+    println!("| policy | this kernel | result |\n|---|---|---|\n{}", table.join("\n"));
+    let _ = run.stop.send(true);
+    let Run { mut rx, task, .. } = run;
+    let d = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    task.await.unwrap();
+    d.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} corpus policies failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_case(
+    run: &mut Run,
+    case: &Case,
+    want: Want,
+    text: &str,
+    dir: &Path,
+    helper: &str,
+    bash: &str,
+    vars: &BTreeMap<&str, String>,
+) -> Result<String, String> {
+    let loaded = policy::parse(&format!("{}.yaml", case.file), text);
+    let added = match loaded {
+        Ok(l) => run.add(l).await,
+        Err(e) => Err(e.to_string()),
+    };
+    let name = match (&added, want) {
+        (Err(e), Refused(why)) if e.contains(why) => return Ok(format!("refused: {why}")),
+        (Err(e), _) => return Err(format!("refused: {e}")),
+        (Ok(st), Refused(why)) => {
+            let n = st.name.clone();
+            run.delete(&n).await;
+            return Err(format!(
+                "loaded ({:?}), but must be refused with {why:?}",
+                st.hooks.iter().map(|h| &h.backend).collect::<Vec<_>>()
+            ));
+        }
+        (Ok(st), Pass) => st.name.clone(),
+    };
+    let backends: Vec<String> = match &added {
+        Ok(st) => st.hooks.iter().map(|h| h.backend.clone()).collect(),
+        Err(_) => Vec::new(),
+    };
+    run.drain();
+    let (pid, status, out) = trigger(case.trigger, dir, helper, bash);
+    let mut vars = vars.clone();
+    vars.insert("@PID@", pid.to_string());
+    if let Some(fd) = printed(&out, "fd") {
+        vars.insert("@FD@", fd);
+    }
+    if let Some(c) = printed(&out, "child") {
+        vars.insert("@CHILD@", c);
+    }
+    if let Some(t) = printed(&out, "tid") {
+        vars.insert("@TID@", t);
+    }
+    let want_event = fill_value(&(case.expect)(), &vars);
+    let events = run.events_of(case.event, pid, Duration::from_secs(15), |e| compare(e, &want_event).is_ok()).await;
+    run.delete(&name).await;
+    let loads = format!("loads ({})", backends.join(", "));
+    match case.signal {
+        None if !status.success() => return Err(format!("{loads}: the trigger failed: {status:?} {out}")),
+        Some(sig) if status.signal() != Some(sig) => {
+            return Err(format!("{loads}: the trigger must end by signal {sig}: {status:?}"))
+        }
+        _ => {}
+    }
+    if events.iter().any(|e| compare(e, &want_event).is_ok()) {
+        return Ok(loads);
+    }
+    let why = events.first().map(|e| compare(e, &want_event).unwrap_err()).unwrap_or_else(|| "no event".into());
+    let seen: Vec<String> = events.iter().map(|e| e["args"].to_string()).collect();
+    eprintln!("corpus: {}: the trigger printed {out:?}; events' args: {seen:?}", case.file);
+    Err(format!("{loads}: {} events of pid {pid}; {why}; want {want_event}", events.len()))
+}
