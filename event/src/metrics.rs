@@ -23,6 +23,7 @@ pub mod names {
     pub const SINK_RETRIES: &str = "nightjar_sink_retries_total";
     pub const PROCESS_CACHE_SIZE: &str = "nightjar_process_cache_size";
     pub const POLICY_FILTERED: &str = "nightjar_policy_filtered_total";
+    pub const POLICY_RATE_LIMITED: &str = "nightjar_policy_rate_limited_total";
     pub const BUILD_INFO: &str = "nightjar_build_info";
 
     pub const TETRAGON_EVENTS: &str = "tetragon_events_total";
@@ -113,6 +114,12 @@ pub fn init_sink_series(sink: &'static str) {
     }
 }
 
+/// Sets the kernel's count of events a policy hook's rateLimit held back.
+pub fn set_policy_rate_limited(policy: &str, hook: &str, total: u64) {
+    metrics::counter!(names::POLICY_RATE_LIMITED, "policy" => policy.to_owned(), "hook" => hook.to_owned())
+        .absolute(total);
+}
+
 /// A stage discarded `n` events for `reason`.
 pub fn count_stage_drop(stage: &'static str, reason: &'static str, n: u64) {
     metrics::counter!(names::STAGE_DROPPED, "stage" => stage, "reason" => reason).increment(n);
@@ -152,6 +159,10 @@ pub fn describe() {
         names::POLICY_FILTERED,
         "Hook hits no selector of the policy matched: filtered in the kernel, never sent to user space."
     );
+    describe_counter!(
+        names::POLICY_RATE_LIMITED,
+        "Events a policy's rateLimit held back in the kernel (repeats within the period), by policy and hook."
+    );
     describe_gauge!(names::BUILD_INFO, "Always 1; the version label says which nightjar runs.");
     describe_counter!(names::TETRAGON_EVENTS, "Tetragon-compatible name of nightjar_events_total.");
     describe_counter!(names::TETRAGON_POLICY_EVENTS, "Tetragon-compatible name of nightjar_policy_events_total.");
@@ -160,8 +171,9 @@ pub fn describe() {
 }
 
 /// Every metric name the agent exports (dashboards and alert rules are checked against it).
-pub const ALL_NAMES: [&str; 23] = [
+pub const ALL_NAMES: [&str; 24] = [
     names::POLICY_FILTERED,
+    names::POLICY_RATE_LIMITED,
     names::EVENTS,
     names::POLICY_EVENTS,
     names::PROCESS_EXEC,

@@ -5,6 +5,7 @@
 #![no_main]
 
 mod kfunc;
+mod kprobe;
 mod kread;
 mod maps;
 mod policy;

@@ -12,7 +12,7 @@ use aya_ebpf::{
     macros::{map, tracepoint},
     maps::{
         lpm_trie::{Key, LpmTrie},
-        Array, HashMap, PerCpuArray,
+        Array, HashMap, LruHashMap, PerCpuArray,
     },
     programs::TracePointContext,
     EbpfContext,
@@ -280,6 +280,9 @@ fn run_hook(hid: u32) {
         }
         let Some(conf) = HOOK_CONF.get(hid) else { return };
         let s = &conf.sels[(ev.matched as usize) & (plimits::SELECTORS - 1)];
+        if s.action == action::POST && !rate_ok(hid, ev.matched, s) {
+            return;
+        }
         (ev.matched, s.action, s.signal, s.error)
     };
     let mut signalled = 0u8;
@@ -347,15 +350,8 @@ fn match_selector(conf: &HookConfig, s: &Selector) -> bool {
         }
     }
     let task = crate::task::current();
-    if s.pid_op != 0 {
-        let pid = if s.pid_ns != 0 { crate::task::pid_ns(task).1 } else { tgid };
-        let mut found = false;
-        for i in 0..plimits::PID_VALUES {
-            if i < s.pid_nvals as usize && s.pid_vals[i] == pid {
-                found = true;
-            }
-        }
-        if found != (s.pid_op == op::IN) {
+    for k in 0..plimits::PID_CONDS {
+        if k < s.npids as usize && !pid_match(task, &s.pids[k]) {
             return false;
         }
     }
@@ -388,6 +384,97 @@ fn match_selector(conf: &HookConfig, s: &Selector) -> bool {
         }
     }
     let _ = conf;
+    true
+}
+
+/// One matchPIDs entry: the process's pid (or pid-namespace pid) among the values, or,
+/// with followForks, that of one of its ancestors.
+#[inline(always)]
+fn pid_match(task: u64, c: &nightjar_common::PidCond) -> bool {
+    let mut w = PidWalk { task, cond: *c, found: 0 };
+    let n = if c.follow != 0 { plimits::PID_ANCESTORS } else { 1 };
+    // SAFETY: pid_cb only touches the PidWalk passed as its context.
+    unsafe {
+        gen::bpf_loop(n, pid_cb as *mut c_void, &mut w as *mut PidWalk as *mut c_void, 0);
+    }
+    (w.found != 0) == (c.op == op::IN)
+}
+
+#[repr(C)]
+struct PidWalk {
+    task: u64,
+    cond: nightjar_common::PidCond,
+    found: u32,
+}
+
+extern "C" fn pid_cb(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: ctx is the &mut PidWalk handed to bpf_loop.
+    let w = unsafe { &mut *(ctx as *mut PidWalk) };
+    if w.task == 0 {
+        return 1;
+    }
+    let pid =
+        if w.cond.ns != 0 { crate::task::pid_ns(w.task).1 } else { rd::<u32>(w.task, off!(task_tgid)).unwrap_or(0) };
+    for i in 0..plimits::PID_VALUES {
+        if i < w.cond.nvals as usize && w.cond.vals[i] == pid {
+            w.found = 1;
+            return 1;
+        }
+    }
+    let parent = rd_ptr(w.task, off!(task_real_parent));
+    if parent == w.task || pid <= 1 {
+        return 1;
+    }
+    w.task = parent;
+    0
+}
+
+/// Rate-limit state: when each (hook, selector, scope, arguments) last posted.
+#[map]
+static RATE: LruHashMap<nightjar_common::RateKey, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Events a selector's rateLimit held back, per hook.
+#[map]
+pub static RATE_LIMITED: PerCpuArray<u64> = PerCpuArray::with_max_entries(plimits::HOOKS, 0);
+
+/// False when selector `sel` of hook `hid` posted these arguments within its rateLimit.
+#[inline(always)]
+fn rate_ok(hid: u32, sel: u32, s: &Selector) -> bool {
+    if s.rate_ns == 0 {
+        return true;
+    }
+    let Some(ab) = argbuf() else { return true };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let scope = match s.rate_scope {
+        nightjar_common::rate_scope::GLOBAL => 0,
+        nightjar_common::rate_scope::PROCESS => pid_tgid >> 32,
+        _ => pid_tgid,
+    };
+    // The arguments, folded: integers and the first bytes and length of each string.
+    let mut h = 0u64;
+    for i in 0..plimits::ARGS {
+        h = h.rotate_left(7) ^ ab.ints[i];
+    }
+    for i in 0..plimits::STR_SLOTS {
+        let pos = ab.spos[i] as usize & PATH_MASK;
+        let tail = &ab.strs[i][pos..pos + 8];
+        h = h.rotate_left(7)
+            ^ u64::from_ne_bytes([tail[0], tail[1], tail[2], tail[3], tail[4], tail[5], tail[6], tail[7]])
+            ^ ab.slen[i] as u64;
+    }
+    let key = nightjar_common::RateKey { hook: hid, sel, scope, args: h };
+    let now = now();
+    // SAFETY: read of an LRU map value.
+    if let Some(last) = unsafe { RATE.get(&key) } {
+        if now.wrapping_sub(*last) < s.rate_ns {
+            if let Some(c) = RATE_LIMITED.get_ptr_mut(hid) {
+                // SAFETY: per-CPU counter.
+                unsafe { *c += 1 };
+            }
+            return false;
+        }
+    }
+    let _ = RATE.insert(&key, &now, 0);
     true
 }
 
@@ -442,6 +529,7 @@ fn int_match(a: usize, cond: &nightjar_common::ArgCond) -> bool {
         if i < cond.nvals as usize {
             let x = cond.vals[i];
             let hit = match cond.op {
+                op::IN_MAP | op::NOT_IN_MAP => false,
                 op::EQUAL | op::NOT_EQUAL | op::IN | op::NOT_IN => v == x,
                 op::GT => (v as i64) > (x as i64),
                 op::LT => (v as i64) < (x as i64),
@@ -454,6 +542,10 @@ fn int_match(a: usize, cond: &nightjar_common::ArgCond) -> bool {
         }
     }
     match cond.op {
+        op::IN_MAP | op::NOT_IN_MAP => {
+            let bit = v < 512 && (cond.vals[((v >> 6) as usize) & 7] >> (v & 63)) & 1 == 1;
+            bit == (cond.op == op::IN_MAP)
+        }
         op::NOT_EQUAL | op::NOT_IN => !any,
         _ => any,
     }
@@ -577,17 +669,28 @@ fn capture(conf: &HookConfig, i: usize) {
             };
             ab.ints[i] = v;
         }
-        argsrc::USER_STR => {
-            // SAFETY: copies at most PATH_MAX bytes into the slot.
-            let n = unsafe {
-                gen::bpf_probe_read_user_str(
-                    ab.strs[slot].as_mut_ptr() as *mut c_void,
-                    PATH_MAX as u32,
-                    word as *const c_void,
-                )
+        argsrc::USER_STR | argsrc::KERNEL_STR | argsrc::FILENAME_PTR => {
+            let dst = ab.strs[slot].as_mut_ptr() as *mut c_void;
+            // SAFETY (all three): copy at most PATH_MAX bytes into the slot; a bad address
+            // fails the helper instead of faulting.
+            let n = match spec.src {
+                argsrc::USER_STR => unsafe {
+                    gen::bpf_probe_read_user_str(dst, PATH_MAX as u32, word as *const c_void)
+                },
+                argsrc::FILENAME_PTR => {
+                    let name = rd_ptr(word, 0);
+                    unsafe { gen::bpf_probe_read_kernel_str(dst, PATH_MAX as u32, name as *const c_void) }
+                }
+                // A kernel function's `char *` may point to user memory (do_sys_openat2's
+                // filename): the compat helper reads either on this architecture.
+                _ => unsafe { gen::bpf_probe_read_str(dst, PATH_MAX as u32, word as *const c_void) },
             };
             ab.spos[slot] = 0;
             ab.slen[slot] = if n > 0 { (n - 1) as u32 } else { 0 };
+        }
+        argsrc::PATH_PTR | argsrc::DENTRY_PTR => {
+            let (dentry, mnt) = if spec.src == argsrc::PATH_PTR { crate::vfs::path_of(word) } else { (word, 0) };
+            capture_path(slot, dentry, mnt);
         }
         src => {
             // Every path source comes down to a `struct file *`: one walk serves them all
@@ -604,6 +707,7 @@ fn capture(conf: &HookConfig, i: usize) {
                 argsrc::EXEC_PATH => exe_file(),
                 argsrc::FILE_PTR => word,
                 argsrc::BPRM_FILE => rd_ptr(word, off!(binprm_file)),
+                argsrc::KIOCB_FILE => rd_ptr(word, off!(kiocb_ki_filp)),
                 _ => return,
             };
             capture_file_path(slot, file);
@@ -646,11 +750,18 @@ fn capture_exec_path(slot: usize) -> bool {
 /// d_path does). Returns false when there is no file.
 #[inline(always)]
 fn capture_file_path(slot: usize, file: u64) -> bool {
+    let (dentry, vfsmnt) = crate::vfs::path_of(crate::vfs::file_path(file));
+    capture_path(slot, dentry, vfsmnt)
+}
+
+/// Writes the absolute path of (dentry, vfsmount) into string slot `slot`; with no
+/// vfsmount, the dentry's path within its mount.
+#[inline(always)]
+fn capture_path(slot: usize, dentry: u64, vfsmnt: u64) -> bool {
     let Some(ab) = argbuf() else { return false };
     let slot = slot_idx(slot);
     ab.spos[slot] = PATH_MAX as u32;
     ab.slen[slot] = 0;
-    let (dentry, vfsmnt) = crate::vfs::path_of(crate::vfs::file_path(file));
     let Some((start, _)) = crate::vfs::walk(dentry, vfsmnt, crate::vfs::PREPEND, slot as u64) else {
         return false;
     };

@@ -38,7 +38,8 @@ pub struct Walk {
 #[inline(always)]
 pub fn walk(dentry: u64, vfsmnt: u64, mode: u64, target: u64) -> Option<(u64, bool)> {
     let o_mnt = off!(mount_mnt);
-    if dentry == 0 || vfsmnt == 0 || o_mnt == MISSING || off!(dentry_d_name_name) == MISSING {
+    // No vfsmount (a bare dentry): the walk stays within the dentry's mount.
+    if dentry == 0 || (vfsmnt == 0 && mode != PREPEND) || o_mnt == MISSING || off!(dentry_d_name_name) == MISSING {
         return None;
     }
     let mut w = Walk {
@@ -79,7 +80,7 @@ extern "C" fn step(_i: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: ctx is the &mut Walk handed to bpf_loop by walk.
     let w = unsafe { &mut *(ctx as *mut Walk) };
     let o_mnt = off!(mount_mnt) as u64;
-    if w.dentry == rd_ptr(w.vfs, off!(vfsmount_mnt_root)) {
+    if w.vfs != 0 && w.dentry == rd_ptr(w.vfs, off!(vfsmount_mnt_root)) {
         let parent = rd_ptr(w.mnt, off!(mount_mnt_parent));
         if parent == w.mnt || parent == 0 {
             w.truncated = 0;

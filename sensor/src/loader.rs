@@ -263,7 +263,18 @@ impl Sensor {
                 .map(|(_, c, t)| format!("tracepoint:{c}:{t}"))
                 .chain(PROCESS_RAW_TRACEPOINTS.iter().map(|(_, t)| format!("raw_tracepoint:{t}")))
                 .collect(),
-            policies: self.policies.list(),
+            policies: self
+                .policies
+                .list()
+                .into_iter()
+                .map(|mut p| {
+                    for h in &mut p.hooks {
+                        h.filtered = self.hook_counter("FILTERED", h.id);
+                        h.rate_limited = self.hook_counter("RATE_LIMITED", h.id);
+                    }
+                    p
+                })
+                .collect(),
             records: self.stats.records.load(Ordering::Relaxed),
             missed: self.stats.missed.load(Ordering::Relaxed),
             decode_errors: self.stats.decode_errors.load(Ordering::Relaxed),
@@ -405,13 +416,18 @@ impl Sensor {
 
     /// Exports the kernel's per-hook "filtered" counters as `nightjar_policy_filtered_total`.
     fn export_filtered(&self) {
-        let Some(map) = self.ebpf.map("FILTERED") else { return };
-        let Ok(filtered) = PerCpuArray::<_, u64>::try_from(map) else { return };
         for (id, meta) in self.policies.loaded_hooks() {
-            if let Ok(vals) = filtered.get(&id, 0) {
-                nightjar_event::metrics::set_policy_filtered(&meta.policy, &meta.function, vals.iter().sum());
-            }
+            nightjar_event::metrics::set_policy_filtered(&meta.policy, &meta.function, self.hook_counter("FILTERED", id));
+            let limited = self.hook_counter("RATE_LIMITED", id);
+            nightjar_event::metrics::set_policy_rate_limited(&meta.policy, &meta.function, limited);
         }
+    }
+
+    /// A per-hook kernel counter (`FILTERED`, `RATE_LIMITED`), summed over CPUs.
+    pub fn hook_counter(&self, map: &str, hook: u32) -> u64 {
+        let Some(m) = self.ebpf.map(map) else { return 0 };
+        let Ok(a) = PerCpuArray::<_, u64>::try_from(m) else { return 0 };
+        a.get(&hook, 0).map(|v| v.iter().sum()).unwrap_or(0)
     }
 
     fn handle(&mut self, r: Record) -> Option<Event> {
@@ -592,6 +608,7 @@ fn kernel_hooks(btf: &crate::btf::Btf, features: &mut KernelFeatures) -> (Kernel
         lsm: features.bpf_lsm,
         lsm_unavailable,
         syscall_symbols: Default::default(),
+        error_injection: std::path::Path::new("/sys/kernel/debug/error_injection/list").exists(),
     }
     .with_symbols();
     tracing::info!(fentry = kernel.fentry, kprobes = kernel.kprobes, bpf_lsm = kernel.lsm, "policy hook backends");

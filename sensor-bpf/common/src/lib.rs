@@ -218,8 +218,8 @@ pub struct Offsets {
     pub args_max: u32,
     /// `linux_binprm.file` (the binary an exec hook is about to run).
     pub binprm_file: u32,
-    /// Pid-namespace inum of the host (init's), to flag "is host namespace".
-    pub _reserved: u32,
+    /// `kiocb.ki_filp`.
+    pub kiocb_ki_filp: u32,
 }
 
 impl Offsets {
@@ -284,7 +284,7 @@ impl Offsets {
             tp_exec_filename: m,
             args_max: 1024,
             binprm_file: m,
-            _reserved: 0,
+            kiocb_ki_filp: m,
         }
     }
 }
@@ -310,12 +310,19 @@ pub mod plimits {
     pub const SELECTORS: usize = 8;
     /// Selectors a policy hook may have (Tetragon's limit).
     pub const MAX_SELECTORS: usize = 5;
-    pub const ARGS: usize = 5;
+    /// Argument slots of a hook: 5 declared arguments and a return value.
+    pub const ARGS: usize = 6;
+    /// Arguments a policy hook may declare (Tetragon's limit; the 6th slot is the return).
+    pub const MAX_ARGS: usize = 5;
     pub const MATCH_ARGS: usize = 4;
     pub const INT_VALUES: usize = 8;
     pub const NS_CONDS: usize = 2;
     pub const PID_VALUES: usize = 4;
     pub const NS_VALUES: usize = 4;
+    /// matchPIDs entries per selector.
+    pub const PID_CONDS: usize = 2;
+    /// Ancestors a followForks matchPIDs looks at.
+    pub const PID_ANCESTORS: u32 = 16;
     /// Bytes of a string argument compared in the kernel (NUL included).
     pub const STR: usize = 252;
     /// matchBinaries conditions (each is one bit of a process's binary mask).
@@ -348,6 +355,16 @@ pub mod argsrc {
     pub const FILE_PTR: u8 = 6;
     /// The word at `offset` is a `struct linux_binprm *`: the path of its `file`.
     pub const BPRM_FILE: u8 = 7;
+    /// A pointer at `offset` to a NUL-terminated string (kernel or user memory).
+    pub const KERNEL_STR: u8 = 8;
+    /// A `struct path *`: its path.
+    pub const PATH_PTR: u8 = 9;
+    /// A `struct dentry *`: its path within its mount.
+    pub const DENTRY_PTR: u8 = 10;
+    /// A `struct filename *`: its `name`.
+    pub const FILENAME_PTR: u8 = 11;
+    /// A `struct kiocb *`: the path of its `ki_filp`.
+    pub const KIOCB_FILE: u8 = 12;
 }
 
 /// Condition operators (matchArgs, matchBinaries, matchNamespaces, matchPIDs, matchCapabilities).
@@ -363,6 +380,9 @@ pub mod op {
     pub const GT: u8 = 9;
     pub const LT: u8 = 10;
     pub const MASK: u8 = 11;
+    /// The value is a bit set in the condition's values read as a 512-bit map (InMap).
+    pub const IN_MAP: u8 = 12;
+    pub const NOT_IN_MAP: u8 = 13;
 }
 
 pub mod action {
@@ -415,6 +435,27 @@ pub struct NsCond {
     pub vals: [u32; plimits::NS_VALUES],
 }
 
+/// One matchPIDs entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PidCond {
+    /// IN / NOT_IN (0: unused).
+    pub op: u8,
+    pub nvals: u8,
+    /// Values are pids in the process's own pid namespace.
+    pub ns: u8,
+    /// followForks: the process or one of its ancestors.
+    pub follow: u8,
+    pub vals: [u32; plimits::PID_VALUES],
+}
+
+/// Scopes of a rate limit ([`Selector::rate_scope`]).
+pub mod rate_scope {
+    pub const THREAD: u8 = 0;
+    pub const PROCESS: u8 = 1;
+    pub const GLOBAL: u8 = 2;
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Selector {
@@ -424,10 +465,11 @@ pub struct Selector {
     /// The bit must be clear instead (NotIn / NotPrefix / NotPostfix).
     pub bin_negate: u8,
     pub nns: u8,
-    /// matchPIDs: op (0 = none), nvals, and whether values are pid-namespace pids.
-    pub pid_op: u8,
-    pub pid_nvals: u8,
-    pub pid_ns: u8,
+    /// matchPIDs entries in use.
+    pub npids: u8,
+    /// rateLimit scope (`rate_scope`).
+    pub rate_scope: u8,
+    pub _pad0: u8,
     /// matchCapabilities: op (0 = none) and which set (0 eff, 1 perm, 2 inh).
     pub cap_op: u8,
     pub cap_set: u8,
@@ -435,7 +477,9 @@ pub struct Selector {
     /// Signal number for SIGNAL.
     pub signal: u8,
     pub _pad: u8,
-    pub pid_vals: [u32; plimits::PID_VALUES],
+    pub pids: [PidCond; plimits::PID_CONDS],
+    /// rateLimit: at most one event per this many ns per scope and arguments (0: none).
+    pub rate_ns: u64,
     /// OVERRIDE: what the LSM hook returns (a negative errno, e.g. -1 = -EPERM).
     pub error: i32,
     pub cap_mask: u64,
@@ -457,6 +501,16 @@ pub struct HookConfig {
     pub sels: [Selector; plimits::SELECTORS],
 }
 
+/// Key of the rate-limit map: a hook's selector, the scope's id, a hash of the arguments.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateKey {
+    pub hook: u32,
+    pub sel: u32,
+    pub scope: u64,
+    pub args: u64,
+}
+
 /// Hooks served by one tracepoint (keyed by its tracefs event id), `u32::MAX` padded.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -475,6 +529,43 @@ pub const SYSCALL_KFUNC: u32 = 0x0004_0000;
 /// `HOOK_LISTS` keys of uprobe hooks: this flag | a number the engine gives each
 /// (binary, symbol) it attaches to; the key is the uprobe's attach cookie.
 pub const UPROBE_KEY: u32 = 0x0008_0000;
+/// `HOOK_LISTS` keys of generic kernel-function hooks (kprobe or kretprobe): this flag | a
+/// number the engine gives each (function, entry or return) it attaches to.
+pub const KFUNC_KEY: u32 = 0x0010_0000;
+
+/// Flags of [`KfuncKeys`].
+pub mod kfunc_flags {
+    /// The function is a syscall wrapper: its arguments are in the `pt_regs` it is given.
+    pub const SYSCALL: u32 = 1;
+}
+
+/// The hooks of one kernel function hooked by kprobe (map `KFUNC_KEYS`, by address).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KfuncKeys {
+    /// `HOOK_LISTS` key of its entry hooks (0: none).
+    pub entry: u32,
+    /// `HOOK_LISTS` key of its return hooks (0: none).
+    pub ret: u32,
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Key of the arguments a kprobe saves for its kretprobe.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetKey {
+    pub pid_tgid: u64,
+    pub ip: u64,
+}
+
+/// The argument words saved at entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetSave {
+    pub words: [u64; 6],
+}
+
 /// `HOOK_LISTS` keys of kernel-function and LSM hooks.
 pub const KFUNC_FILE_OPEN_KEY: u32 = 0xffff_0002;
 pub const KFUNC_BPRM_CHECK_KEY: u32 = 0xffff_0003;
@@ -542,4 +633,5 @@ mod user_policy {
     unsafe impl aya::Pod for super::StrData {}
     unsafe impl aya::Pod for super::ProcState {}
     unsafe impl aya::Pod for super::BinSet {}
+    unsafe impl aya::Pod for super::KfuncKeys {}
 }

@@ -121,10 +121,17 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
         None => Process { pid: Some(r.pid), tid: Some(r.tid), ..Default::default() },
     };
     let parent = info.as_ref().and_then(|i| procs.cache.parent_of(i)).map(|p| p.process.clone());
+    let mut ret = None;
     let args: Vec<KprobeArgument> = meta
         .args
         .iter()
         .zip(&p.args)
+        .filter(|(m, a)| {
+            if m.ret {
+                ret = Some(arg_value(m.ty, a.src, &a.data));
+            }
+            !m.ret && m.ty != ArgType::Nop
+        })
         .map(|(m, a)| {
             let mut k = KprobeArgument::new(arg_value(m.ty, a.src, &a.data));
             k.label = m.label.clone();
@@ -137,6 +144,10 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
     let node = procs.cache.node().to_owned();
     let message = meta.message.clone();
     let tags = (!meta.tags.is_empty()).then(|| meta.tags.clone());
+    let mut extra = nightjar_event::event::Extra::new();
+    if let Some(r) = ret {
+        extra.insert("return".into(), json!(KprobeArgument::new(r)));
+    }
     let kind = match meta.kind {
         HookKind::Kprobe => EventKind::ProcessKprobe(Box::new(ProcessKprobe {
             process: Some(process),
@@ -147,6 +158,7 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
             policy_name: Some(meta.policy.clone()),
             message,
             tags,
+            extra,
             ..Default::default()
         })),
         HookKind::Tracepoint => {

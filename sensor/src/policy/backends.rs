@@ -9,7 +9,7 @@ use nightjar_event::config::ConfigError;
 use super::{
     args::{self, Class},
     compile::{attach_for, syscall_nr, tracepoint_fields, Attach, Env, Field, SYSCALL_SYMBOL_PREFIX},
-    spec::{ArgDecl, ArgType},
+    spec::{ArgDecl, ArgType, KprobeSpec},
     Loaded,
 };
 
@@ -89,8 +89,19 @@ pub fn syscall_name(call: &str) -> Option<&str> {
 }
 
 /// A `kprobes:` entry.
-pub fn kprobe(l: &Loaded, env: &Env, base: &str, call: &str, args: &[ArgDecl]) -> Result<Served, ConfigError> {
+pub fn kprobe(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Served, ConfigError> {
+    let (call, args) = (k.call.as_str(), k.args.as_slice());
     let native = env.kernel.kfunc();
+    if k.return_ {
+        // A return probe: only a kretprobe can see the return value.
+        if !env.kernel.kprobes {
+            return Err(l.error(
+                &format!("{base}.return"),
+                format!("return probe on {call:?} needs kprobes, which this kernel does not have (CONFIG_KPROBES)"),
+            ));
+        }
+        return kfunc_generic(l, env, base, k);
+    }
     let mut s = match (call, native) {
         ("security_file_open", Some(how)) => kfunc_one_arg(l, base, call, how, true, args)?,
         ("security_bprm_check", Some(how)) => kfunc_one_arg(l, base, call, how, false, args)?,
@@ -120,6 +131,7 @@ pub fn kprobe(l: &Loaded, env: &Env, base: &str, call: &str, args: &[ArgDecl]) -
                 Some(si) if tracepoint_fields(&env.tracefs, si.category, si.event).is_some() => {
                     stand_in(l, env, base, si, args)?
                 }
+                _ if env.kernel.kprobes => kfunc_generic(l, env, base, k)?,
                 _ => return Err(no_kprobes(l, env, base, call)),
             },
         },
@@ -146,7 +158,76 @@ fn no_kprobes(l: &Loaded, env: &Env, base: &str, call: &str) -> ConfigError {
             ),
         );
     }
-    l.unsupported(&at, format!("kprobe on {call:?} (generic kernel functions)"))
+    l.error(&at, format!("kprobe {call:?} cannot be served on this kernel"))
+}
+
+/// Any kernel function by kprobe (or kretprobe for `return: true`): its arguments are its
+/// argument registers (a syscall's: the user registers of its `pt_regs`), read as the
+/// policy types them; the return value is word 6.
+fn kfunc_generic(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Served, ConfigError> {
+    let syscall = k.syscall || syscall_name(&k.call).is_some_and(|_| k.call.starts_with("__x64_sys_"));
+    let function = match (k.syscall, syscall_name(&k.call)) {
+        (true, Some(n)) => format!("{SYSCALL_SYMBOL_PREFIX}{n}"),
+        _ => k.call.clone(),
+    };
+    if env.kernel.ksym(&function).is_none() {
+        return Err(l.error(
+            &format!("{base}.call"),
+            format!("kernel function {function:?} is not in this kernel's /proc/kallsyms (not built in, or inlined)"),
+        ));
+    }
+    let mut slots = Slots(0);
+    let mut out = Vec::new();
+    for (j, a) in k.args.iter().enumerate() {
+        out.push(kfunc_arg(l, &format!("{base}.args[{j}]"), a, 8 * a.index as u16, syscall, &mut slots)?);
+    }
+    if let Some(ra) = &k.return_arg {
+        out.push(kfunc_arg(l, &format!("{base}.returnArg"), ra, 48, false, &mut slots)?);
+    }
+    let attach = Attach::Kfunc { function: function.clone(), ret: k.return_, syscall, key: 0 };
+    let desc = format!("{} {function}", attach.backend());
+    let mut s = Served::new(vec![attach], desc, out);
+    s.override_refused = Some(match env.kernel.error_injection {
+        false => format!("Override on {function} needs bpf_override_return, which this kernel does not have (CONFIG_FUNCTION_ERROR_INJECTION, CONFIG_BPF_KPROBE_OVERRIDE); use Sigkill, or an lsmhooks: entry"),
+        true => format!("not supported by nightjar: Override through bpf_override_return (on {function}); use Sigkill, or an lsmhooks: entry"),
+    });
+    Ok(s)
+}
+
+/// A kernel function's argument at word `offset`, read as type `a.ty`.
+fn kfunc_arg(
+    l: &Loaded,
+    at: &str,
+    a: &ArgDecl,
+    offset: u16,
+    user: bool,
+    slots: &mut Slots,
+) -> Result<ArgSpec, ConfigError> {
+    let src = match a.ty {
+        ArgType::String if user => argsrc::USER_STR,
+        ArgType::String => argsrc::KERNEL_STR,
+        ArgType::Filename => argsrc::FILENAME_PTR,
+        ArgType::File => argsrc::FILE_PTR,
+        ArgType::Path => argsrc::PATH_PTR,
+        ArgType::Dentry => argsrc::DENTRY_PTR,
+        ArgType::LinuxBinprm => argsrc::BPRM_FILE,
+        ArgType::Kiocb => argsrc::KIOCB_FILE,
+        ArgType::Fd => argsrc::FD_PATH,
+        ArgType::Nop => argsrc::NONE,
+        t => match args::info(t).class {
+            Class::Int { .. } => return Ok(int_spec(t, offset)),
+            _ => {
+                return Err(
+                    l.unsupported(&format!("{at}.type"), format!("argument type {} on kernel functions", t.name()))
+                )
+            }
+        },
+    };
+    let mut spec = ArgSpec { src, offset, ..Default::default() };
+    if src != argsrc::NONE {
+        slots.take(&mut spec);
+    }
+    Ok(spec)
 }
 
 /// `security_file_open(struct file *)` / `security_bprm_check(struct linux_binprm *)` by

@@ -29,6 +29,9 @@ pub enum Attach {
     Kprobe { function: String, key: u32 },
     /// BPF-LSM program on an LSM hook (`file_open`, `bprm_check_security`).
     Lsm { hook: String, key: u32 },
+    /// kprobe (or kretprobe, `ret`) on any kernel function, found by its address; the key
+    /// is given by the engine. `syscall`: a syscall wrapper (arguments in its `pt_regs`).
+    Kfunc { function: String, ret: bool, syscall: bool, key: u32 },
     /// uprobe on a function of a binary: by symbol, or by offset when `symbol` is empty;
     /// the key (the attach cookie) is given by the engine.
     Uprobe { path: String, symbol: String, offset: u64, key: u32 },
@@ -41,6 +44,8 @@ impl Attach {
             Attach::Tracepoint { .. } | Attach::Exec => "tracepoint",
             Attach::Fentry { .. } => "fentry",
             Attach::Kprobe { .. } => "kprobe",
+            Attach::Kfunc { ret: false, .. } => "kprobe",
+            Attach::Kfunc { ret: true, .. } => "kretprobe",
             Attach::Lsm { .. } => "lsm",
             Attach::Uprobe { .. } => "uprobe",
         }
@@ -53,6 +58,7 @@ impl Attach {
             Attach::Exec => "sched/sched_process_exec".to_owned(),
             Attach::Fentry { function, .. } | Attach::Kprobe { function, .. } => function.clone(),
             Attach::Lsm { hook, .. } => hook.clone(),
+            Attach::Kfunc { function, .. } => function.clone(),
             Attach::Uprobe { path, symbol, offset, .. } if symbol.is_empty() => format!("{path}:{offset:#x}"),
             Attach::Uprobe { path, symbol, .. } => format!("{path}:{symbol}"),
         }
@@ -66,12 +72,18 @@ impl Attach {
             | Attach::Fentry { key, .. }
             | Attach::Kprobe { key, .. }
             | Attach::Lsm { key, .. }
+            | Attach::Kfunc { key, .. }
             | Attach::Uprobe { key, .. } => *key,
         }
     }
 }
 
 include!(concat!(env!("OUT_DIR"), "/syscalls.rs"));
+
+/// Every syscall number of this architecture.
+pub fn syscall_numbers() -> impl Iterator<Item = u32> {
+    SYSCALLS.iter().map(|(_, nr)| *nr)
+}
 
 /// The x86_64 number of a syscall.
 pub fn syscall_nr(name: &str) -> Option<u32> {
@@ -110,6 +122,8 @@ pub struct ArgMeta {
     pub index: u32,
     pub ty: ArgType,
     pub label: Option<String>,
+    /// The return value (`returnArg`), exported as `return`.
+    pub ret: bool,
 }
 
 /// A hook ready to load, minus the ids the engine allocates.
@@ -155,6 +169,9 @@ pub struct KernelHooks {
     /// Kernel symbols of syscalls (`__x64_sys_*`) from /proc/kallsyms, when fentry or
     /// kprobes are usable.
     pub syscall_symbols: std::collections::HashSet<String>,
+    /// bpf_override_return is possible (CONFIG_FUNCTION_ERROR_INJECTION: the kernel lists
+    /// /sys/kernel/debug/error_injection/list).
+    pub error_injection: bool,
 }
 
 impl KernelHooks {
@@ -176,6 +193,19 @@ impl KernelHooks {
             }
         }
         self
+    }
+
+    /// The address of kernel function `name` (/proc/kallsyms), when kprobes are usable.
+    pub fn ksym(&self, name: &str) -> Option<u64> {
+        if !self.kprobes {
+            return None;
+        }
+        let text = std::fs::read_to_string("/proc/kallsyms").ok()?;
+        text.lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            let (addr, kind, sym) = (f.next()?, f.next()?, f.next()?);
+            (sym == name && matches!(kind, "T" | "t")).then(|| u64::from_str_radix(addr, 16).ok()).flatten()
+        })
     }
 
     /// The backend for a kernel function: fentry when it loads here, else kprobe.
@@ -254,8 +284,14 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
     let mut out = Vec::new();
     for (i, k) in spec.kprobes.iter().enumerate() {
         let base = format!("spec.kprobes[{i}]");
-        let served = backends::kprobe(l, env, &base, &k.call, &k.args)?;
-        out.push(assemble(l, env, HookKind::Kprobe, &k.call, &base, served, k.common())?);
+        let served = backends::kprobe(l, env, &base, k)?;
+        let mut p = assemble(l, env, HookKind::Kprobe, &k.call, &base, served, k.common())?;
+        if let Some(ra) = &k.return_arg {
+            p.args.push(ArgMeta { index: ra.index, ty: ra.ty, label: ra.label.clone(), ret: true });
+            p.conf.nargs = p.args.len() as u8;
+            selectors::return_conditions(&mut p.conf, k, p.args.len() - 1);
+        }
+        out.push(p);
     }
     for (i, t) in spec.tracepoints.iter().enumerate() {
         let base = format!("spec.tracepoints[{i}]");
@@ -292,7 +328,7 @@ fn assemble(
     served: backends::Served,
     h: HookCommon<'_>,
 ) -> Result<HookPlan, ConfigError> {
-    let mut conf = HookConfig { nargs: h.args.len() as u8, active: 1, ..Default::default() };
+    let mut conf = HookConfig { nargs: served.args.len() as u8, active: 1, ..Default::default() };
     for (j, a) in served.args.iter().enumerate().take(plimits::ARGS) {
         conf.args[j] = *a;
     }
@@ -304,6 +340,7 @@ fn assemble(
             at: format!("{base}.selectors[{s}]"),
             index: s,
             args: h.args,
+            lists: &l.policy.spec.lists,
             host_ns: &env.host_ns,
             override_refused: served.override_refused.clone(),
             lsm: served.lsm,
@@ -319,7 +356,7 @@ fn assemble(
         function: function.to_owned(),
         served_by: served.desc,
         attach: served.attach,
-        args: h.args.iter().map(|a| ArgMeta { index: a.index, ty: a.ty, label: a.label.clone() }).collect(),
+        args: h.args.iter().map(|a| ArgMeta { index: a.index, ty: a.ty, label: a.label.clone(), ret: false }).collect(),
         conf,
         strings,
         message: h.message.map(str::to_owned),
@@ -384,6 +421,7 @@ mod tests {
                 lsm,
                 lsm_unavailable: "no BPF-LSM in this test".into(),
                 syscall_symbols: ["__x64_sys_setns".to_owned()].into(),
+                error_injection: false,
             },
         }
     }

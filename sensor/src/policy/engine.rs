@@ -18,7 +18,7 @@ use aya::{
     },
     Btf, Ebpf,
 };
-use nightjar_common::{plimits, BinSet, HookConfig, HookList, StrData};
+use nightjar_common::{plimits, BinSet, HookConfig, HookList, KfuncKeys, StrData};
 use serde::Serialize;
 
 use super::compile::{self, ArgMeta, Attach, Env, HookKind, HookPlan};
@@ -63,6 +63,14 @@ enum Link {
     Kprobe(&'static str, KProbeLinkId),
     Lsm(&'static str, LsmLinkId),
     Uprobe(UProbeLinkId),
+    /// A generic kernel-function probe and where its keys are in `KFUNC_KEYS`.
+    Kfunc {
+        program: &'static str,
+        link: KProbeLinkId,
+        function: String,
+        ip: u64,
+        ret: bool,
+    },
 }
 
 /// What events need to know about a hook.
@@ -97,6 +105,12 @@ pub struct HookStatus {
     pub points: Vec<String>,
     /// Human description (backend, hook points, where the arguments come from).
     pub served_by: String,
+    /// Hits no selector matched (filtered in the kernel), as of `status`.
+    #[serde(default)]
+    pub filtered: u64,
+    /// Events a rateLimit held back in the kernel, as of `status`.
+    #[serde(default)]
+    pub rate_limited: u64,
 }
 
 struct Installed {
@@ -146,6 +160,8 @@ pub struct PolicyEngine {
     /// Keys given to uprobe points (`path:symbol`), kept while attached.
     uprobe_keys: HashMap<String, u32>,
     next_uprobe: u32,
+    /// Keys of each kernel function hooked by kprobe.
+    kfunc_keys: HashMap<String, KfuncKeys>,
 }
 
 impl PolicyEngine {
@@ -163,6 +179,7 @@ impl PolicyEngine {
             next_cond: 1,
             uprobe_keys: HashMap::new(),
             next_uprobe: 1,
+            kfunc_keys: HashMap::new(),
         }
     }
 
@@ -192,13 +209,14 @@ impl PolicyEngine {
         let mut given = self.uprobe_keys.clone();
         for p in &mut plans {
             for a in &mut p.attach {
-                let point = a.point();
-                if let Attach::Uprobe { key, .. } = a {
-                    *key = *given.entry(point).or_insert_with(|| {
-                        next += 1;
-                        nightjar_common::UPROBE_KEY | (next & 0xffff)
-                    });
-                }
+                let point = link_key(a);
+                let (Attach::Uprobe { key, .. } | Attach::Kfunc { key, .. }) = a else { continue };
+                let flag =
+                    if point.starts_with("uprobe:") { nightjar_common::UPROBE_KEY } else { nightjar_common::KFUNC_KEY };
+                *key = *given.entry(point).or_insert_with(|| {
+                    next += 1;
+                    flag | (next & 0xffff)
+                });
             }
         }
         // Syscalls by fentry need a program of the pool each; beyond it, kprobes serve them.
@@ -289,12 +307,14 @@ impl PolicyEngine {
             })?;
             inst.hooks.push((hid, Vec::new()));
             plan.conf.policy = hid;
-            // A reused id starts its kernel-side "filtered" count from zero.
-            if let Some(m) = ebpf.map_mut("FILTERED") {
-                if let Ok(mut f) = aya::maps::PerCpuArray::<&mut MapData, u64>::try_from(m) {
-                    if let Ok(n) = aya::util::nr_cpus() {
-                        if let Ok(zero) = aya::maps::PerCpuValues::try_from(vec![0u64; n]) {
-                            let _ = f.set(hid, zero, 0);
+            // A reused id starts its kernel-side counts from zero.
+            for counter in ["FILTERED", "RATE_LIMITED"] {
+                if let Some(m) = ebpf.map_mut(counter) {
+                    if let Ok(mut f) = aya::maps::PerCpuArray::<&mut MapData, u64>::try_from(m) {
+                        if let Ok(n) = aya::util::nr_cpus() {
+                            if let Ok(zero) = aya::maps::PerCpuValues::try_from(vec![0u64; n]) {
+                                let _ = f.set(hid, zero, 0);
+                            }
                         }
                     }
                 }
@@ -374,6 +394,8 @@ impl PolicyEngine {
                 backend: plan.backend,
                 points: plan.attach.iter().map(Attach::point).collect(),
                 served_by: plan.served_by,
+                filtered: 0,
+                rate_limited: 0,
             });
         }
         Ok(())
@@ -492,6 +514,20 @@ impl PolicyEngine {
                 }
                 Link::Lsm(program, prog.attach().map_err(err)?)
             }
+            Attach::Kfunc { function, ret, syscall, key } => {
+                let program = if *ret { "kretprobe_policy" } else { "kprobe_policy" };
+                let ip = self.env.kernel.ksym(function).ok_or(EngineError::Missing("the function's address"))?;
+                self.set_kfunc_keys(ebpf, function, ip, *ret, *syscall, *key, policy)?;
+                let prog: &mut KProbe =
+                    ebpf.program_mut(program).ok_or(EngineError::Missing("kprobe program"))?.try_into().map_err(err)?;
+                if prog.fd().is_err() {
+                    prog.load().map_err(err)?;
+                }
+                let link = prog.attach(function, 0).map_err(err)?;
+                self.uprobe_keys.insert(link_key(a), *key);
+                self.next_uprobe = self.next_uprobe.max(*key & 0xffff);
+                Link::Kfunc { program, link, function: function.clone(), ip, ret: *ret }
+            }
             Attach::Uprobe { path, symbol, offset, key } => {
                 let prog: &mut UProbe = ebpf
                     .program_mut("uprobe_policy")
@@ -508,12 +544,56 @@ impl PolicyEngine {
                 };
                 let point = UProbeAttachPoint { location, cookie: Some(u64::from(*key)) };
                 let link = prog.attach(point, path, UProbeScope::AllProcesses).map_err(err)?;
-                self.uprobe_keys.insert(a.point(), *key);
+                self.uprobe_keys.insert(link_key(a), *key);
                 self.next_uprobe = self.next_uprobe.max(*key & 0xffff);
                 Link::Uprobe(link)
             }
         };
         self.links.insert(lk, link);
+        Ok(())
+    }
+
+    /// Sets the entry or return key of `function` (0 clears it) in `KFUNC_KEYS`, under its
+    /// address and the address past its `endbr64` (where `bpf_get_func_ip` may point on
+    /// kernels with IBT).
+    #[allow(clippy::too_many_arguments)]
+    fn set_kfunc_keys(
+        &mut self,
+        ebpf: &mut Ebpf,
+        function: &str,
+        ip: u64,
+        ret: bool,
+        syscall: bool,
+        key: u32,
+        policy: &str,
+    ) -> Result<(), EngineError> {
+        let entry = self.kfunc_keys.entry(function.to_owned()).or_default();
+        if ret {
+            entry.ret = key;
+        } else {
+            entry.entry = key;
+        }
+        if key != 0 && syscall {
+            entry.flags |= nightjar_common::kfunc_flags::SYSCALL;
+        }
+        let keys = *entry;
+        let map_err = |op: &'static str| {
+            let name = policy.to_owned();
+            move |source| EngineError::Map { name: name.clone(), op, source: Box::new(source) }
+        };
+        let mut m: BpfHashMap<&mut MapData, u64, KfuncKeys> =
+            BpfHashMap::try_from(ebpf.map_mut("KFUNC_KEYS").ok_or(EngineError::Missing("KFUNC_KEYS"))?)
+                .map_err(map_err("KFUNC_KEYS"))?;
+        for addr in [ip, ip + 4] {
+            if keys.entry == 0 && keys.ret == 0 {
+                let _ = m.remove(&addr);
+            } else {
+                m.insert(addr, keys, 0).map_err(map_err("KFUNC_KEYS insert"))?;
+            }
+        }
+        if keys.entry == 0 && keys.ret == 0 {
+            self.kfunc_keys.remove(function);
+        }
         Ok(())
     }
 
@@ -547,11 +627,18 @@ impl PolicyEngine {
                     let _ = prog.detach(id);
                 }
             }
+            Link::Kfunc { program, link, function, ip, ret } => {
+                if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut KProbe>::try_from) {
+                    let _ = prog.detach(link);
+                }
+                let _ = self.set_kfunc_keys(ebpf, &function, ip, ret, false, 0, "");
+                self.uprobe_keys.remove(&link_key(a));
+            }
             Link::Uprobe(id) => {
                 if let Some(Ok(prog)) = ebpf.program_mut("uprobe_policy").map(<&mut UProbe>::try_from) {
                     let _ = prog.detach(id);
                 }
-                self.uprobe_keys.remove(&a.point());
+                self.uprobe_keys.remove(&link_key(a));
             }
         }
     }

@@ -3,7 +3,7 @@
 //! kernel's `Selector` (and string conditions for the `STRINGS` LPM trie). A new kind
 //! (the network operators, matchCapabilityChanges, ...) is one more function here and one
 //! more evaluator in `sensor-bpf/src/policy.rs`.
-use nightjar_common::{action, ns, op, ArgCond, NsCond, Selector};
+use nightjar_common::{action, ns, op, rate_scope, ArgCond, NsCond, Selector};
 use nightjar_event::config::ConfigError;
 
 use super::{
@@ -31,6 +31,8 @@ pub struct Ctx<'a> {
     pub at: String,
     pub index: usize,
     pub args: &'a [ArgDecl],
+    /// The policy's `lists:`.
+    pub lists: &'a [ListSpec],
     pub host_ns: &'a [u32; ns::COUNT],
     /// Whether the hook can act before the operation happens (Override): LSM or kprobe
     /// with error injection. None: Override is refused with this reason.
@@ -43,13 +45,37 @@ pub struct Ctx<'a> {
 pub fn compile(c: &Ctx<'_>, s: &SelectorSpec) -> Result<(Selector, Vec<StrCond>), ConfigError> {
     let mut out = Selector { bin_bit: 0xff, action: action::POST, ..Default::default() };
     let mut strings = Vec::new();
-    match_args(c, &s.match_args, &mut out, &mut strings);
+    match_args(c, &s.match_args, &mut out, &mut strings)?;
     match_binaries(c, &s.match_binaries, &mut out, &mut strings);
     match_namespaces(c, &s.match_namespaces, &mut out)?;
     match_pids(&s.match_pids, &mut out);
     match_capabilities(&s.match_capabilities, &mut out);
     match_actions(c, &s.match_actions, &mut out)?;
     Ok((out, strings))
+}
+
+/// Appends each selector's matchReturnArgs as conditions on the return value, argument
+/// `ret` of the hook (it is captured like the others, from word 6 of the record).
+pub fn return_conditions(conf: &mut nightjar_common::HookConfig, k: &KprobeSpec, ret: usize) {
+    let Some(ra) = &k.return_arg else { return };
+    for (s, sel) in k.selectors.iter().enumerate().take(nightjar_common::plimits::SELECTORS) {
+        let out = &mut conf.sels[s];
+        for m in &sel.match_return_args {
+            let at = out.nargs as usize;
+            if at >= nightjar_common::plimits::MATCH_ARGS {
+                break;
+            }
+            let mut cond =
+                ArgCond { arg: ret as u8, op: int_op(m.operator), nvals: m.values.len() as u8, ..Default::default() };
+            if matches!(args::info(ra.ty).class, Class::Int { .. }) {
+                for (v, val) in m.values.iter().enumerate().take(cond.vals.len()) {
+                    cond.vals[v] = parse_int(val).unwrap_or_default();
+                }
+            }
+            out.args[at] = cond;
+            out.nargs += 1;
+        }
+    }
 }
 
 /// The positive form of a string operator and whether the condition negates it.
@@ -74,12 +100,75 @@ fn int_op(o: ArgOp) -> u8 {
     }
 }
 
-fn match_args(c: &Ctx<'_>, ms: &[ArgSel], out: &mut Selector, strings: &mut Vec<StrCond>) {
+/// The syscall number a `syscalls` list value names (`sys_dup`, `__x64_sys_dup`, `dup`).
+pub fn list_syscall(v: &str) -> Option<u32> {
+    let name = super::backends::syscall_name(v).unwrap_or(v);
+    super::compile::syscall_nr(name)
+}
+
+/// The values of an InMap condition: its literal values and the lists it names, expanded.
+fn in_map_values(c: &Ctx<'_>, m: &ArgSel) -> Vec<String> {
+    let mut out = Vec::new();
+    for v in &m.values {
+        let Some(name) = v.strip_prefix("list:") else {
+            out.push(v.clone());
+            continue;
+        };
+        let Some(list) = c.lists.iter().find(|l| l.name == name) else { continue };
+        match list.ty {
+            Some(ListType::Syscalls) => {
+                out.extend(list.values.iter().filter_map(|s| list_syscall(s)).map(|n| n.to_string()))
+            }
+            Some(ListType::GeneratedSyscalls) => out.extend(super::compile::syscall_numbers().map(|n| n.to_string())),
+            _ => out.extend(list.values.iter().cloned()),
+        }
+    }
+    out
+}
+
+/// An integer InMap condition: a 512-bit map in `vals` when every value is below 512, else
+/// the values themselves (at most INT_VALUES).
+fn int_in_map(c: &Ctx<'_>, at: &str, m: &ArgSel, values: &[String], cond: &mut ArgCond) -> Result<(), ConfigError> {
+    let negate = m.operator == ArgOp::NotInMap;
+    let nums: Vec<u64> = values.iter().filter_map(|v| parse_int(v)).collect();
+    if nums.iter().all(|n| *n < 512) {
+        cond.op = if negate { op::NOT_IN_MAP } else { op::IN_MAP };
+        for n in nums {
+            cond.vals[(n / 64) as usize] |= 1u64 << (n % 64);
+        }
+        return Ok(());
+    }
+    if nums.len() > cond.vals.len() {
+        return Err(c.l.error(
+            &format!("{at}.values"),
+            format!("{} values, some above 511: at most {} such values", nums.len(), cond.vals.len()),
+        ));
+    }
+    cond.op = if negate { op::NOT_EQUAL } else { op::EQUAL };
+    cond.nvals = nums.len() as u8;
+    for (v, n) in nums.iter().enumerate() {
+        cond.vals[v] = *n;
+    }
+    Ok(())
+}
+
+fn match_args(c: &Ctx<'_>, ms: &[ArgSel], out: &mut Selector, strings: &mut Vec<StrCond>) -> Result<(), ConfigError> {
     out.nargs = ms.len() as u8;
     for (k, m) in ms.iter().enumerate() {
         let Some(j) = c.args.iter().position(|a| a.index == m.index) else { continue };
         let mut cond = ArgCond { arg: j as u8, ..Default::default() };
+        let in_map = matches!(m.operator, ArgOp::InMap | ArgOp::NotInMap);
         match args::info(c.args[j].ty).class {
+            Class::Int { .. } if in_map => {
+                let values = in_map_values(c, m);
+                int_in_map(c, &format!("{}.matchArgs[{k}]", c.at), m, &values, &mut cond)?;
+            }
+            _ if in_map => {
+                let (pos, neg) =
+                    if m.operator == ArgOp::NotInMap { (op::EQUAL, op::NOT_EQUAL) } else { (op::EQUAL, op::EQUAL) };
+                cond.op = neg;
+                strings.push(StrCond { selector: c.index, arg_cond: Some(k), op: pos, values: in_map_values(c, m) });
+            }
             Class::Int { .. } => {
                 cond.op = int_op(m.operator);
                 cond.nvals = m.values.len() as u8;
@@ -95,6 +184,7 @@ fn match_args(c: &Ctx<'_>, ms: &[ArgSel], out: &mut Selector, strings: &mut Vec<
         }
         out.args[k] = cond;
     }
+    Ok(())
 }
 
 fn match_binaries(c: &Ctx<'_>, bs: &[BinSel], out: &mut Selector, strings: &mut Vec<StrCond>) {
@@ -158,13 +248,29 @@ fn match_namespaces(c: &Ctx<'_>, ns_sels: &[NsSel], out: &mut Selector) -> Resul
 }
 
 fn match_pids(ps: &[PidSel], out: &mut Selector) {
-    let Some(p) = ps.first() else { return };
-    out.pid_op = set_op(p.operator);
-    out.pid_ns = u8::from(p.is_namespace_pid);
-    out.pid_nvals = p.values.len() as u8;
-    for (v, val) in p.values.iter().enumerate() {
-        out.pid_vals[v] = *val;
+    out.npids = ps.len().min(out.pids.len()) as u8;
+    for (c, p) in out.pids.iter_mut().zip(ps) {
+        c.op = set_op(p.operator);
+        c.ns = u8::from(p.is_namespace_pid);
+        c.follow = u8::from(p.follow_forks);
+        c.nvals = p.values.len() as u8;
+        for (v, val) in p.values.iter().enumerate().take(c.vals.len()) {
+            c.vals[v] = *val;
+        }
     }
+}
+
+/// Tetragon's rateLimit: seconds (`30`, `30s`), minutes (`5m`) or hours (`1h`), as ns.
+pub fn rate_limit_ns(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last()? {
+        (i, 's') => (&t[..i], 1),
+        (i, 'm') => (&t[..i], 60),
+        (i, 'h') => (&t[..i], 3600),
+        _ => (t, 1),
+    };
+    let n: u64 = num.trim().parse().ok()?;
+    n.checked_mul(mult)?.checked_mul(1_000_000_000).filter(|v| *v > 0)
 }
 
 fn match_capabilities(cs: &[CapSel], out: &mut Selector) {
@@ -186,6 +292,14 @@ fn match_actions(c: &Ctx<'_>, acts: &[ActionSel], out: &mut Selector) -> Result<
     let mut post = true;
     let mut kill = None;
     for (i, a) in acts.iter().enumerate() {
+        if let Some(r) = &a.rate_limit {
+            out.rate_ns = rate_limit_ns(r).unwrap_or_default();
+            out.rate_scope = match a.rate_limit_scope.unwrap_or_default() {
+                RateLimitScope::Thread => rate_scope::THREAD,
+                RateLimitScope::Process => rate_scope::PROCESS,
+                RateLimitScope::Global => rate_scope::GLOBAL,
+            };
+        }
         match a.action {
             ActionKind::NoPost => post = false,
             ActionKind::Sigkill => kill = Some((action::SIGKILL, 9u8)),

@@ -72,8 +72,32 @@ fn spec_level(l: &Loaded, s: &Spec) -> R {
     if s.container_selector.is_some() {
         return Err(l.unsupported("spec.containerSelector", "containerSelector"));
     }
-    if !s.lists.is_empty() {
-        return Err(l.unsupported("spec.lists", "lists"));
+    for (i, list) in s.lists.iter().enumerate() {
+        let at = format!("spec.lists[{i}]");
+        if s.lists[..i].iter().any(|o| o.name == list.name) {
+            return Err(l.error(&format!("{at}.name"), format!("list {:?} is declared twice", list.name)));
+        }
+        match list.ty {
+            Some(ListType::GeneratedFtrace) => {
+                return Err(l.unsupported(&format!("{at}.type"), "lists of type generated_ftrace"))
+            }
+            Some(ListType::Syscalls) => {
+                for (v, val) in list.values.iter().enumerate() {
+                    if super::selectors::list_syscall(val).is_none() {
+                        return Err(l.error(
+                            &format!("{at}.values[{v}]"),
+                            format!("{val:?} is not a syscall of this architecture"),
+                        ));
+                    }
+                }
+            }
+            Some(ListType::GeneratedSyscalls) | None => {}
+        }
+    }
+    for (i, k) in s.kprobes.iter().enumerate() {
+        if k.call.starts_with("list:") {
+            return Err(l.unsupported(&format!("spec.kprobes[{i}].call"), "kprobes on a list (call: list:NAME)"));
+        }
     }
     if !s.enforcers.is_empty() {
         return Err(l.unsupported("spec.enforcers", "enforcers"));
@@ -90,8 +114,35 @@ fn kprobe(l: &Loaded, base: &str, k: &KprobeSpec) -> R {
     if k.call.trim().is_empty() {
         return Err(l.error(&format!("{base}.call"), "call must name a kernel function"));
     }
-    if k.return_ || k.return_arg.is_some() || k.return_arg_action.is_some() {
-        return Err(l.unsupported(&format!("{base}.return"), "return probes (return, returnArg, returnArgAction)"));
+    if (k.return_arg.is_some() || k.return_arg_action.is_some()) && !k.return_ {
+        return Err(l.error(&format!("{base}.returnArg"), "returnArg and returnArgAction need return: true"));
+    }
+    if let Some(a) = &k.return_arg {
+        arg(l, &format!("{base}.returnArg"), a)?;
+        if !matches!(args::info(a.ty).class, Class::Int { .. }) {
+            return Err(l.unsupported(&format!("{base}.returnArg.type"), format!("returnArg of type {}", a.ty.name())));
+        }
+    }
+    match k.return_arg_action {
+        None | Some(ActionKind::Post) => {}
+        Some(other) => {
+            return Err(l.unsupported(&format!("{base}.returnArgAction"), format!("returnArgAction {}", other.name())))
+        }
+    }
+    for (s, sel) in k.selectors.iter().enumerate() {
+        if !sel.match_return_args.is_empty() && !k.return_ {
+            return Err(
+                l.error(&format!("{base}.selectors[{s}].matchReturnArgs"), "matchReturnArgs needs return: true")
+            );
+        }
+        if let Some(ra) = &k.return_arg {
+            match_args(
+                l,
+                &format!("{base}.selectors[{s}]"),
+                std::slice::from_ref(ra),
+                &retargs_as_index(ra, &sel.match_return_args),
+            )?;
+        }
     }
     if !k.data.is_empty() {
         return Err(l.unsupported(&format!("{base}.data"), "data arguments"));
@@ -100,6 +151,11 @@ fn kprobe(l: &Loaded, base: &str, k: &KprobeSpec) -> R {
         return Err(l.unsupported(&format!("{base}.ignore"), "ignore"));
     }
     common(l, base, k.common(), false)
+}
+
+/// matchReturnArgs conditions as conditions on the return argument (any index names it).
+fn retargs_as_index(ra: &ArgDecl, ms: &[ArgSel]) -> Vec<ArgSel> {
+    ms.iter().map(|m| ArgSel { index: ra.index, ..m.clone() }).collect()
 }
 
 fn tracepoint(l: &Loaded, base: &str, t: &TracepointSpec) -> R {
@@ -134,8 +190,8 @@ fn uprobe(l: &Loaded, base: &str, u: &UprobeSpec) -> R {
 /// Args and selectors, the same for every kind of hook. Tracepoint arg indexes count the
 /// tracepoint's format fields (so they go beyond 5).
 fn common(l: &Loaded, base: &str, h: HookCommon<'_>, tracepoint: bool) -> R {
-    if h.args.len() > plimits::ARGS {
-        return Err(l.error(&format!("{base}.args"), format!("{} args; at most {}", h.args.len(), plimits::ARGS)));
+    if h.args.len() > plimits::MAX_ARGS {
+        return Err(l.error(&format!("{base}.args"), format!("{} args; at most {}", h.args.len(), plimits::MAX_ARGS)));
     }
     if let Some(m) = h.message {
         if m.len() > 256 {
@@ -207,7 +263,6 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
 fn selector(l: &Loaded, at: &str, args: &[ArgDecl], s: &SelectorSpec) -> R {
     for (field, n) in [
         ("matchData", s.match_data.len()),
-        ("matchReturnArgs", s.match_return_args.len()),
         ("matchParentBinaries", s.match_parent_binaries.len()),
         ("matchNamespaceChanges", s.match_namespace_changes.len()),
         ("matchCapabilityChanges", s.match_capability_changes.len()),
@@ -227,6 +282,7 @@ fn selector(l: &Loaded, at: &str, args: &[ArgDecl], s: &SelectorSpec) -> R {
 
 fn match_args(l: &Loaded, at: &str, args: &[ArgDecl], ms: &[ArgSel]) -> R {
     if ms.len() > plimits::MATCH_ARGS {
+        // (matchArgs and matchReturnArgs share the selector's MATCH_ARGS conditions.)
         return Err(
             l.error(&format!("{at}.matchArgs"), format!("{} matchArgs; at most {}", ms.len(), plimits::MATCH_ARGS))
         );
@@ -247,7 +303,16 @@ fn match_args(l: &Loaded, at: &str, args: &[ArgDecl], ms: &[ArgSel]) -> R {
             return Err(l.unsupported(&format!("{mat}.operator"), format!("operator {} ({why})", m.operator.name())));
         }
         if matches!(m.operator, ArgOp::InMap | ArgOp::NotInMap) {
-            return Err(l.unsupported(&format!("{mat}.operator"), format!("operator {}", m.operator.name())));
+            for (v, val) in m.values.iter().enumerate() {
+                if let Some(name) = val.strip_prefix("list:") {
+                    if !l.policy.spec.lists.iter().any(|x| x.name == name) {
+                        return Err(
+                            l.error(&format!("{mat}.values[{v}]"), format!("no list named {name:?} in spec.lists"))
+                        );
+                    }
+                }
+            }
+            continue;
         }
         let class = args::info(decl.ty).class;
         let ops = args::ops_for(class);
@@ -350,14 +415,14 @@ fn match_namespaces(l: &Loaded, at: &str, ns: &[NsSel]) -> R {
 }
 
 fn match_pids(l: &Loaded, at: &str, ps: &[PidSel]) -> R {
-    if ps.len() > 1 {
-        return Err(l.unsupported(&format!("{at}.matchPIDs"), "several matchPIDs entries in one selector"));
+    if ps.len() > plimits::PID_CONDS {
+        return Err(l.error(
+            &format!("{at}.matchPIDs"),
+            format!("{} matchPIDs entries; at most {}", ps.len(), plimits::PID_CONDS),
+        ));
     }
     for (i, m) in ps.iter().enumerate() {
         let pat = format!("{at}.matchPIDs[{i}]");
-        if m.follow_forks {
-            return Err(l.unsupported(&format!("{pat}.followForks"), "matchPIDs followForks"));
-        }
         if m.values.is_empty() || m.values.len() > plimits::PID_VALUES {
             return Err(l.error(&format!("{pat}.values"), format!("matchPIDs needs 1-{} values", plimits::PID_VALUES)));
         }
@@ -427,8 +492,18 @@ fn action(l: &Loaded, at: &str, a: &ActionSel) -> R {
         }
         other => return Err(l.unsupported(&format!("{at}.action"), format!("action {}", other.name()))),
     }
-    if a.rate_limit.is_some() || a.rate_limit_scope.is_some() {
-        return Err(l.unsupported(&format!("{at}.rateLimit"), "rateLimit"));
+    match (&a.rate_limit, a.rate_limit_scope) {
+        (None, Some(_)) => return Err(l.error(&format!("{at}.rateLimitScope"), "rateLimitScope needs rateLimit")),
+        (Some(r), _) if super::selectors::rate_limit_ns(r).is_none() => {
+            return Err(l.error(
+                &format!("{at}.rateLimit"),
+                format!("{r:?}: a period is expected: seconds (30 or 30s), minutes (5m) or hours (1h)"),
+            ))
+        }
+        (Some(_), _) if a.action != ActionKind::Post => {
+            return Err(l.error(&format!("{at}.rateLimit"), "rateLimit applies to the Post action only"))
+        }
+        _ => {}
     }
     if a.kernel_stack_trace || a.user_stack_trace {
         return Err(l.unsupported(&format!("{at}.kernelStackTrace"), "stack traces"));
