@@ -253,6 +253,50 @@ def scenario_overhead(tmp):
             )
 
 
+HOOK_POLICY = """apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: bench-{name}
+spec:
+{hook}
+    selectors:
+    - matchPIDs:
+      - operator: In
+        values: [1]
+"""
+
+
+def scenario_hook_cost(tmp):
+    """ns per call of a hooked function whose selector does not match, by hook kind."""
+    print("7. hook cost: calls with a non-matching policy vs none (uprobe, tracepoint; kprobe where the kernel has them)", flush=True)
+    n = 2_000_000
+    loadgen_path = os.path.realpath(LOADGEN)
+    kinds = [
+        ("uprobe", "call", f"  uprobes:\n  - path: \"{loadgen_path}\"\n    symbols: [nightjar_bench_target]"),
+        ("tracepoint", "getppid", "  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_getppid"),
+    ]
+    has_kprobes = os.path.exists("/sys/kernel/tracing/kprobe_events") or os.path.exists("/sys/kernel/debug/tracing/kprobe_events")
+    if has_kprobes:
+        kinds.append(("kprobe", "getppid", "  kprobes:\n  - call: __x64_sys_getppid\n    syscall: false"))
+    for name, mode, hook in kinds:
+        pdir = os.path.join(tmp, f"policies-hook-{name}")
+        os.makedirs(pdir, exist_ok=True)
+        with open(os.path.join(pdir, "p.yaml"), "w") as f:
+            f.write(HOOK_POLICY.format(name=name, hook=hook))
+        base, hooked = [], []
+        for _ in range(RUNS):
+            base.append(loadgen(mode, "-", n)[0])
+            a = Agent(pdir)
+            try:
+                hooked.append(loadgen(mode, "-", n)[0])
+            finally:
+                a.stop()
+        cost = (med(hooked) - med(base)) / n * 1e9
+        row(f"cost per call of a {name} hook, selector not matching", f"{cost:,.0f} ns", f"{med(base) / n * 1e9:,.0f} ns per call without agent", f"{med(hooked) / med(base):.2f}x")
+    if not has_kprobes:
+        row("cost per call of a generic kprobe hook, selector not matching", "not measured", "this kernel has no kprobes", "-")
+
+
 def cargo_bench(pkg, bench, env=None):
     out = subprocess.run(
         ["cargo", "bench", "--locked", "-p", pkg, "--bench", bench],
@@ -371,6 +415,7 @@ def main():
         ("4 remote sinks", scenario_remote_sinks),
         ("5 memory", lambda: scenario_memory(tmp)),
         ("6 sink buffers", scenario_buffers),
+        ("7 hook cost", lambda: scenario_hook_cost(tmp)),
     ]
     only = os.environ.get("BENCH_ONLY")
     for name, fn in scenarios:

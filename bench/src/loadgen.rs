@@ -1,10 +1,20 @@
 //! Load generator for the benchmark harness: a tight loop of `openat`+`close` on a file, or
-//! of fork+exec of a binary, optionally paced to a target rate. Prints one line:
-//! `ops=<n> secs=<wall> rate=<ops/s>`.
+//! of fork+exec of a binary, of calls of its own function `nightjar_bench_target` (a uprobe
+//! target), or of `getppid` (a syscall hook target), optionally paced to a target rate.
+//! Prints one line: `ops=<n> secs=<wall> rate=<ops/s>`.
 //!
 //! loadgen open PATH COUNT [RATE]
 //! loadgen exec PATH COUNT [RATE]
+//! loadgen call - COUNT
+//! loadgen getppid - COUNT
 use std::{ffi::CString, time::Instant};
+
+/// What the uprobe row of the benchmark hooks: one call per op, never inlined.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn nightjar_bench_target(i: u64) -> u64 {
+    std::hint::black_box(i.wrapping_mul(31))
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -63,8 +73,15 @@ fn main() {
                 // SAFETY: waiting for the child we forked.
                 unsafe { libc::waitpid(pid, &mut status, 0) };
             }
+            "call" => {
+                std::hint::black_box(nightjar_bench_target(i));
+            }
+            "getppid" => {
+                // SAFETY: a syscall without arguments.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
             other => {
-                eprintln!("loadgen: unknown mode {other:?} (open or exec)");
+                eprintln!("loadgen: unknown mode {other:?} (open, exec, call or getppid)");
                 std::process::exit(2);
             }
         }

@@ -29,7 +29,20 @@ fn one_arg(arg0: u64, key: u32) -> i32 {
     ab.ret = 0;
     ab.raw[..8].copy_from_slice(&arg0.to_ne_bytes());
     run_hooks(key);
-    ab.ret
+    lsm_verdict(ab.ret)
+}
+
+/// An LSM verdict every verifier accepts (6.12 checks R0 in [-MAX_ERRNO, 0] as a 64-bit
+/// value): the Override error sign-extended, or 0.
+#[inline(always)]
+fn lsm_verdict(err: i32) -> i32 {
+    // The opaque copy keeps the sign extension in the register the program returns.
+    let r = core::hint::black_box(err as i64);
+    if (-4095..0).contains(&r) {
+        r as i32
+    } else {
+        0
+    }
 }
 
 /// x86_64 `struct pt_regs` offsets of the syscall argument registers (di, si, dx, r10, r8,

@@ -111,8 +111,6 @@ const PROCESS_TRACEPOINTS: [(&str, &str, &str); 2] =
     [("sched_process_exec", "sched", "sched_process_exec"), ("sched_process_exit", "sched", "sched_process_exit")];
 /// Policy programs every start loads (attached per tracepoint as policies need them).
 const POLICY_PROGRAMS: [&str; 5] = ["policy_tp", "policy_sys_enter", "policy_sys_exit", "exec_binmask", "exec_policy"];
-/// Of those, the ones that always run on exec, in run order.
-const EXEC_POLICY_PROGRAMS: [&str; 2] = ["exec_binmask", "exec_policy"];
 /// Raw tracepoints (they give the task pointers): (program, tracepoint).
 const PROCESS_RAW_TRACEPOINTS: [(&str, &str); 1] = [("sched_process_fork", "sched_process_fork")];
 
@@ -212,16 +210,8 @@ impl Sensor {
             (scan.map(|h| h.join()), loaded)
         });
         loaded?;
-        // Policy programs are attached per tracepoint as policies need them, but for the exec
-        // ones; attach order is run order: the binary mask first, then the exec hooks.
-        for prog in EXEC_POLICY_PROGRAMS {
-            let p: &mut TracePoint = ebpf
-                .program_mut(prog)
-                .ok_or(SensorError::MissingProgram(prog))?
-                .try_into()
-                .map_err(|source| SensorError::Program { name: prog, source })?;
-            p.attach("sched", "sched_process_exec").map_err(|source| SensorError::Program { name: prog, source })?;
-        }
+        // Policy programs are attached per tracepoint as policies need them, the exec ones
+        // too (policy/engine.rs keeps their run order: the binary mask first).
         let (kernel, aya_btf) = kernel_hooks(&btf, &mut features);
         drop(btf);
         let host_ns = crate::hooks::process::host_namespaces();

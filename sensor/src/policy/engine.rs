@@ -258,6 +258,9 @@ impl PolicyEngine {
         }
         let plans = self.plan(l)?;
         let n_bits = plans.iter().flat_map(|p| &p.strings).filter(|s| s.arg_cond.is_none()).count();
+        if n_bits > 0 {
+            self.ensure_binmask(ebpf, &name)?;
+        }
         if plans.len() > self.free_hooks.len() {
             return Err(EngineError::Full { name, what: "hooks", limit: plimits::HOOKS });
         }
@@ -401,6 +404,36 @@ impl PolicyEngine {
         Ok(())
     }
 
+    /// The matchBinaries mask program (sched_process_exec), attached with the first policy
+    /// that uses matchBinaries and kept: it must run before `exec_policy`, so when the exec
+    /// hooks are attached already it is attached again in front of them.
+    fn ensure_binmask(&mut self, ebpf: &mut Ebpf, policy: &str) -> Result<(), EngineError> {
+        if self.links.contains_key("binmask") {
+            return Ok(());
+        }
+        let exec = self.links.remove("tracepoint:sched/sched_process_exec");
+        let had_exec = exec.is_some();
+        if let Some(l) = exec {
+            self.detach_link(ebpf, l);
+        }
+        let err = |source| EngineError::Attach {
+            name: policy.into(),
+            tracepoint: "sched/sched_process_exec".into(),
+            source: Box::new(source),
+        };
+        let prog: &mut TracePoint =
+            ebpf.program_mut("exec_binmask").ok_or(EngineError::Missing("exec_binmask"))?.try_into().map_err(err)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(err)?;
+        }
+        let link = Link::Tp("exec_binmask", prog.attach("sched", "sched_process_exec").map_err(err)?);
+        self.links.insert("binmask".into(), link);
+        if had_exec {
+            self.ensure_attached(ebpf, &Attach::Exec, policy)?;
+        }
+        Ok(())
+    }
+
     fn write_list(&mut self, ebpf: &mut Ebpf, key: u32, policy: &str) -> Result<(), EngineError> {
         let mut lists: BpfHashMap<&mut MapData, u32, HookList> =
             BpfHashMap::try_from(ebpf.map_mut("HOOK_LISTS").ok_or(EngineError::Missing("HOOK_LISTS"))?).map_err(
@@ -439,16 +472,29 @@ impl PolicyEngine {
 
     fn ensure_attached(&mut self, ebpf: &mut Ebpf, a: &Attach, policy: &str) -> Result<(), EngineError> {
         let lk = link_key(a);
-        if matches!(a, Attach::Exec) || self.links.contains_key(&lk) {
+        if self.links.contains_key(&lk) {
             return Ok(());
         }
         let err =
             |source| EngineError::Attach { name: policy.into(), tracepoint: lk.clone(), source: Box::new(source) };
         let link = match a {
-            Attach::Exec => return Ok(()),
+            Attach::Exec => {
+                let prog: &mut TracePoint = ebpf
+                    .program_mut("exec_policy")
+                    .ok_or(EngineError::Missing("exec_policy"))?
+                    .try_into()
+                    .map_err(err)?;
+                if prog.fd().is_err() {
+                    prog.load().map_err(err)?;
+                }
+                Link::Tp("exec_policy", prog.attach("sched", "sched_process_exec").map_err(err)?)
+            }
             Attach::Tracepoint { category, name: tp, program, key } => {
                 let prog: &mut TracePoint =
                     ebpf.program_mut(program).ok_or(EngineError::Missing("policy program"))?.try_into().map_err(err)?;
+                if prog.fd().is_err() {
+                    prog.load().map_err(err)?;
+                }
                 if *program == "policy_tp" {
                     // The record cannot say which tracepoint it is: the cookie does (the
                     // key is the tracefs id).
@@ -600,6 +646,14 @@ impl PolicyEngine {
     /// Detaches a hook point nobody uses anymore (and frees its fentry pool slot).
     fn detach(&mut self, ebpf: &mut Ebpf, a: &Attach) {
         let Some(link) = self.links.remove(&link_key(a)) else { return };
+        if let Link::Uprobe(_) | Link::Kfunc { .. } = link {
+            self.uprobe_keys.remove(&link_key(a));
+        }
+        self.detach_link(ebpf, link);
+    }
+
+    /// Detaches one link (and frees what it held: a pool slot, function keys).
+    fn detach_link(&mut self, ebpf: &mut Ebpf, link: Link) {
         match link {
             Link::TpCookie(link) => drop(link),
             Link::Tp(program, id) => {
@@ -632,13 +686,11 @@ impl PolicyEngine {
                     let _ = prog.detach(link);
                 }
                 let _ = self.set_kfunc_keys(ebpf, &function, ip, ret, false, 0, "");
-                self.uprobe_keys.remove(&link_key(a));
             }
             Link::Uprobe(id) => {
                 if let Some(Ok(prog)) = ebpf.program_mut("uprobe_policy").map(<&mut UProbe>::try_from) {
                     let _ = prog.detach(id);
                 }
-                self.uprobe_keys.remove(&link_key(a));
             }
         }
     }
