@@ -148,6 +148,18 @@ impl Btf {
         Ok(btf)
     }
 
+    /// The names of the functions (BTF FUNC entries) among `names`.
+    pub fn funcs_among<'a>(&self, names: impl Iterator<Item = &'a String>) -> std::collections::HashSet<String> {
+        let wanted: std::collections::HashSet<&str> = names.map(String::as_str).collect();
+        self.types
+            .iter()
+            .filter(|t| t.kind == KIND_FUNC)
+            .map(|t| self.str(t.name))
+            .filter(|n| wanted.contains(n))
+            .map(str::to_owned)
+            .collect()
+    }
+
     fn str(&self, off: u32) -> &str {
         let s = self.strings.get(off as usize..).unwrap_or_default();
         let end = s.iter().position(|c| *c == 0).unwrap_or(s.len());

@@ -212,7 +212,9 @@ impl Sensor {
         loaded?;
         // Policy programs are attached per tracepoint as policies need them, the exec ones
         // too (policy/engine.rs keeps their run order: the binary mask first).
-        let (kernel, aya_btf) = kernel_hooks(&btf, &mut features);
+        let (mut kernel, aya_btf) = kernel_hooks(&btf, &mut features);
+        // fentry needs the function in BTF (kallsyms lists some that BTF does not).
+        kernel.fentry_syscalls = btf.funcs_among(kernel.syscall_symbols.iter());
         drop(btf);
         let host_ns = crate::hooks::process::host_namespaces();
         let tracefs = features.tracefs.clone().unwrap_or_else(|| "/sys/kernel/tracing".into());
@@ -407,7 +409,11 @@ impl Sensor {
     /// Exports the kernel's per-hook "filtered" counters as `nightjar_policy_filtered_total`.
     fn export_filtered(&self) {
         for (id, meta) in self.policies.loaded_hooks() {
-            nightjar_event::metrics::set_policy_filtered(&meta.policy, &meta.function, self.hook_counter("FILTERED", id));
+            nightjar_event::metrics::set_policy_filtered(
+                &meta.policy,
+                &meta.function,
+                self.hook_counter("FILTERED", id),
+            );
             let limited = self.hook_counter("RATE_LIMITED", id);
             nightjar_event::metrics::set_policy_rate_limited(&meta.policy, &meta.function, limited);
         }
@@ -599,6 +605,7 @@ fn kernel_hooks(btf: &crate::btf::Btf, features: &mut KernelFeatures) -> (Kernel
         lsm_unavailable,
         syscall_symbols: Default::default(),
         error_injection: std::path::Path::new("/sys/kernel/debug/error_injection/list").exists(),
+        fentry_syscalls: Default::default(),
     }
     .with_symbols();
     tracing::info!(fentry = kernel.fentry, kprobes = kernel.kprobes, bpf_lsm = kernel.lsm, "policy hook backends");

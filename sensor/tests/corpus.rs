@@ -568,7 +568,7 @@ fn helper(action: &str, dir: &Path) -> i32 {
 }
 
 struct Run {
-    rx: mpsc::Receiver<pipeline::Event>,
+    rx: mpsc::Receiver<nightjar_event::Event>,
     control: mpsc::Sender<SensorCommand>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -681,7 +681,9 @@ fn trigger(action: &str, dir: &Path, helper: &str, bash: &str) -> (u32, std::pro
                 _ => "nightjar-corpus-miner",
             };
             let bin = dir.join(name);
-            let _ = std::fs::copy("/bin/true", &bin);
+            // A dynamically linked program that exits 0 with any argv[0] (in the VMs,
+            // /bin/true is busybox, which needs its own name).
+            let _ = std::fs::copy("/bin/echo", &bin);
             Command::new(bin)
         }
         _ => {

@@ -122,7 +122,12 @@ pub fn kprobe(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Serve
             Some(n)
                 if native.is_some() && env.kernel.syscall_symbols.contains(&format!("{SYSCALL_SYMBOL_PREFIX}{n}")) =>
             {
-                kfunc_syscall(l, env, base, native.unwrap_or("kprobe"), n, args)?
+                let symbol = format!("{SYSCALL_SYMBOL_PREFIX}{n}");
+                let how = match native {
+                    Some("fentry") if !env.kernel.fentry_syscalls.contains(&symbol) => "kprobe",
+                    other => other.unwrap_or("kprobe"),
+                };
+                kfunc_syscall(l, env, base, how, n, args)?
             }
             Some(n) if tracepoint_fields(&env.tracefs, "syscalls", &format!("sys_enter_{n}")).is_some() => {
                 syscall_tp(l, env, base, n, args)?

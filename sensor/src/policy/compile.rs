@@ -169,6 +169,8 @@ pub struct KernelHooks {
     /// Kernel symbols of syscalls (`__x64_sys_*`) from /proc/kallsyms, when fentry or
     /// kprobes are usable.
     pub syscall_symbols: std::collections::HashSet<String>,
+    /// Those of `syscall_symbols` the kernel's BTF has as functions (fentry can hook them).
+    pub fentry_syscalls: std::collections::HashSet<String>,
     /// bpf_override_return is possible (CONFIG_FUNCTION_ERROR_INJECTION: the kernel lists
     /// /sys/kernel/debug/error_injection/list).
     pub error_injection: bool,
@@ -422,6 +424,7 @@ mod tests {
                 lsm_unavailable: "no BPF-LSM in this test".into(),
                 syscall_symbols: ["__x64_sys_setns".to_owned()].into(),
                 error_injection: false,
+                fentry_syscalls: ["__x64_sys_setns".to_owned()].into(),
             },
         }
     }

@@ -63,10 +63,10 @@ enum Link {
     Kprobe(&'static str, KProbeLinkId),
     Lsm(&'static str, LsmLinkId),
     Uprobe(UProbeLinkId),
-    /// A generic kernel-function probe and where its keys are in `KFUNC_KEYS`.
+    /// A generic kernel-function hook (its kretprobe, for return hooks; the entry kprobe is
+    /// shared, in `kprobe_entries`) and where its keys are in `KFUNC_KEYS`.
     Kfunc {
-        program: &'static str,
-        link: KProbeLinkId,
+        link: Option<KProbeLinkId>,
         function: String,
         ip: u64,
         ret: bool,
@@ -162,6 +162,8 @@ pub struct PolicyEngine {
     next_uprobe: u32,
     /// Keys of each kernel function hooked by kprobe.
     kfunc_keys: HashMap<String, KfuncKeys>,
+    /// The entry kprobe of each hooked kernel function and how many hooks use it.
+    kprobe_entries: HashMap<String, (KProbeLinkId, usize)>,
 }
 
 impl PolicyEngine {
@@ -180,6 +182,7 @@ impl PolicyEngine {
             uprobe_keys: HashMap::new(),
             next_uprobe: 1,
             kfunc_keys: HashMap::new(),
+            kprobe_entries: HashMap::new(),
         }
     }
 
@@ -561,18 +564,27 @@ impl PolicyEngine {
                 Link::Lsm(program, prog.attach().map_err(err)?)
             }
             Attach::Kfunc { function, ret, syscall, key } => {
-                let program = if *ret { "kretprobe_policy" } else { "kprobe_policy" };
                 let ip = self.env.kernel.ksym(function).ok_or(EngineError::Missing("the function's address"))?;
                 self.set_kfunc_keys(ebpf, function, ip, *ret, *syscall, *key, policy)?;
-                let prog: &mut KProbe =
-                    ebpf.program_mut(program).ok_or(EngineError::Missing("kprobe program"))?.try_into().map_err(err)?;
-                if prog.fd().is_err() {
-                    prog.load().map_err(err)?;
-                }
-                let link = prog.attach(function, 0).map_err(err)?;
+                // The entry probe runs entry hooks and saves the arguments for return
+                // hooks: one per function, shared by both.
+                self.acquire_kprobe_entry(ebpf, function).map_err(err)?;
+                let link = if *ret {
+                    let prog: &mut KProbe = ebpf
+                        .program_mut("kretprobe_policy")
+                        .ok_or(EngineError::Missing("kretprobe program"))?
+                        .try_into()
+                        .map_err(err)?;
+                    if prog.fd().is_err() {
+                        prog.load().map_err(err)?;
+                    }
+                    Some(prog.attach(function, 0).map_err(err)?)
+                } else {
+                    None
+                };
                 self.uprobe_keys.insert(link_key(a), *key);
                 self.next_uprobe = self.next_uprobe.max(*key & 0xffff);
-                Link::Kfunc { program, link, function: function.clone(), ip, ret: *ret }
+                Link::Kfunc { link, function: function.clone(), ip, ret: *ret }
             }
             Attach::Uprobe { path, symbol, offset, key } => {
                 let prog: &mut UProbe = ebpf
@@ -597,6 +609,36 @@ impl PolicyEngine {
         };
         self.links.insert(lk, link);
         Ok(())
+    }
+
+    /// Attaches `kprobe_policy` to `function` unless it is already (then counts one more user).
+    fn acquire_kprobe_entry(&mut self, ebpf: &mut Ebpf, function: &str) -> Result<(), aya::programs::ProgramError> {
+        if let Some((_, n)) = self.kprobe_entries.get_mut(function) {
+            *n += 1;
+            return Ok(());
+        }
+        let prog: &mut KProbe =
+            ebpf.program_mut("kprobe_policy").ok_or(aya::programs::ProgramError::UnexpectedProgramType)?.try_into()?;
+        if prog.fd().is_err() {
+            prog.load()?;
+        }
+        let link = prog.attach(function, 0)?;
+        self.kprobe_entries.insert(function.to_owned(), (link, 1));
+        Ok(())
+    }
+
+    /// One user fewer of `function`'s entry kprobe; detached with the last.
+    fn release_kprobe_entry(&mut self, ebpf: &mut Ebpf, function: &str) {
+        let Some((_, n)) = self.kprobe_entries.get_mut(function) else { return };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        if let Some((link, _)) = self.kprobe_entries.remove(function) {
+            if let Some(Ok(prog)) = ebpf.program_mut("kprobe_policy").map(<&mut KProbe>::try_from) {
+                let _ = prog.detach(link);
+            }
+        }
     }
 
     /// Sets the entry or return key of `function` (0 clears it) in `KFUNC_KEYS`, under its
@@ -681,11 +723,14 @@ impl PolicyEngine {
                     let _ = prog.detach(id);
                 }
             }
-            Link::Kfunc { program, link, function, ip, ret } => {
-                if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut KProbe>::try_from) {
-                    let _ = prog.detach(link);
+            Link::Kfunc { link, function, ip, ret } => {
+                if let Some(link) = link {
+                    if let Some(Ok(prog)) = ebpf.program_mut("kretprobe_policy").map(<&mut KProbe>::try_from) {
+                        let _ = prog.detach(link);
+                    }
                 }
                 let _ = self.set_kfunc_keys(ebpf, &function, ip, ret, false, 0, "");
+                self.release_kprobe_entry(ebpf, &function);
             }
             Link::Uprobe(id) => {
                 if let Some(Ok(prog)) = ebpf.program_mut("uprobe_policy").map(<&mut UProbe>::try_from) {

@@ -111,13 +111,10 @@ mod tests {
         let all = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: all\n  labels: {a: b}\nspec:\n  loader: false\n  options:\n  - name: disable-kprobe-multi\n    value: \"1\"\n  kprobes:\n  - call: fd_install\n    syscall: false\n    return: false\n    message: m\n    tags: [t]\n    args:\n    - index: 0\n      type: int\n      label: fd\n      maxData: false\n      returnCopy: false\n    selectors:\n    - matchPIDs:\n      - operator: NotIn\n        followForks: false\n        isNamespacePID: false\n        values: [1]\n      matchArgs:\n      - index: 0\n        operator: GreaterThan\n        values: [\"2\"]\n      matchActions:\n      - action: Post\n        argError: 0\n        argSig: 9\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_dup\n    raw: false\n    message: m\n    tags: [t]\n  uprobes: []\n  usdts: []\n  lsmhooks: []\n  lists: []\n  enforcers: []\n";
         let p = parse("all.yaml", all).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.policy.spec.kprobes[0].selectors[0].match_args[0].operator, ArgOp::GT);
-        let e = parse(
-            "u.yaml",
-            &all.replace("  lists: []", "  lists:\n  - name: l\n    type: syscalls\n    values: [sys_dup]"),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("not supported by nightjar: lists (u.yaml:"), "{e}");
+        let e = parse("u.yaml", &all.replace("  enforcers: []", "  enforcers:\n  - calls: [sys_dup]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not supported by nightjar: enforcers (u.yaml:"), "{e}");
     }
 
     #[test]
