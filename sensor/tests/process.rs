@@ -150,11 +150,13 @@ async fn new_pid_and_mount_namespace_is_not_host() {
             ev.iter().filter_map(exec_of).any(|(p, _)| p.arguments.as_deref() == Some("nsmarker"))
         })
         .await;
-    let (p, _) = events
-        .iter()
-        .filter_map(exec_of)
-        .find(|(p, _)| p.arguments.as_deref() == Some("nsmarker"))
-        .expect("exec of echo nsmarker");
+    let (p, _) =
+        events.iter().filter_map(exec_of).find(|(p, _)| p.arguments.as_deref() == Some("nsmarker")).unwrap_or_else(
+            || {
+                let missed = s.stats.missed_exec.load(Ordering::Relaxed);
+                panic!("no exec of echo nsmarker among {} events; exec records missed: {missed}", events.len())
+            },
+        );
     let ns = p.ns.as_ref().expect("namespaces");
     assert_eq!(ns.pid.as_ref().unwrap().is_host, Some(false), "{ns:?}");
     assert_eq!(ns.mnt.as_ref().unwrap().is_host, Some(false), "{ns:?}");

@@ -15,7 +15,7 @@ fn run_serves_metrics_and_writes_events() {
             .args(["--set", &format!("sinks.file.path={}", log.display())])
             .args(["--set", "sinks.stdout.format=json"]),
     );
-    let up = wait_for(Duration::from_secs(30), || http_get(addr, "/healthz").ok().filter(|(s, _)| *s == 200));
+    let up = wait_for(Duration::from_secs(60), || http_get(addr, "/healthz").ok().filter(|(s, _)| *s == 200));
     assert!(up.is_some(), "agent never became healthy");
     let (status, body) = http_get(addr, "/metrics").unwrap();
     assert!(status == 200 && body.contains("nightjar_build_info"), "{status} {body}");
