@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::{
     decode::Policy,
     hooks::process::ProcessHook,
-    policy::{args, compile::HookKind, engine::HookMeta, ArgType, Loaded},
+    policy::{args, compile::HookKind, engine::HookMeta, spec::ActionKind, ArgType, Loaded},
 };
 
 /// Tetragon's names for actions in events.
@@ -27,12 +27,12 @@ pub fn action_name(a: u8) -> &'static str {
 
 /// Tetragon's event name of a policy's `matchActions[].action` (`Sigkill` →
 /// `KPROBE_ACTION_SIGKILL`); `None` for actions that post no event.
-fn action_event_name(a: &str) -> Option<&'static str> {
-    Some(match a.to_ascii_lowercase().as_str() {
-        "post" => "KPROBE_ACTION_POST",
-        "sigkill" => "KPROBE_ACTION_SIGKILL",
-        "signal" => "KPROBE_ACTION_SIGNAL",
-        "override" => "KPROBE_ACTION_OVERRIDE",
+fn action_event_name(a: ActionKind) -> Option<&'static str> {
+    Some(match a {
+        ActionKind::Post => "KPROBE_ACTION_POST",
+        ActionKind::Sigkill => "KPROBE_ACTION_SIGKILL",
+        ActionKind::Signal => "KPROBE_ACTION_SIGNAL",
+        ActionKind::Override => "KPROBE_ACTION_OVERRIDE",
         _ => return None,
     })
 }
@@ -46,9 +46,11 @@ pub fn init_policy_series(l: &Loaded) {
         .iter()
         .flat_map(|k| &k.selectors)
         .chain(spec.tracepoints.iter().flat_map(|t| &t.selectors))
-        .chain(spec.lsmhooks.iter().flat_map(|h| &h.selectors));
+        .chain(spec.lsmhooks.iter().flat_map(|h| &h.selectors))
+        .chain(spec.uprobes.iter().flat_map(|u| &u.selectors))
+        .chain(spec.usdts.iter().flat_map(|u| &u.selectors));
     let mut actions = vec!["KPROBE_ACTION_POST"];
-    for a in selectors.flat_map(|s| &s.match_actions).filter_map(|a| action_event_name(&a.action)) {
+    for a in selectors.flat_map(|s| &s.match_actions).filter_map(|a| action_event_name(a.action)) {
         if !actions.contains(&a) {
             actions.push(a);
         }
@@ -204,8 +206,8 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
 
 #[cfg(test)]
 mod tests {
-    use nightjar_common::PolicyRecord;
     use super::*;
+    use nightjar_common::PolicyRecord;
 
     fn meta(kind: HookKind) -> HookMeta {
         HookMeta {
