@@ -15,6 +15,7 @@ use crate::{
     metrics, Event,
 };
 
+pub mod chain;
 pub mod dedup;
 pub mod enrich;
 pub mod filter;
@@ -30,7 +31,7 @@ pub struct PipelineConfig {
     /// Capacity of the channel between the sources and the pipeline, in events.
     #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 1048576>")]
     pub channel_capacity: usize,
-    /// Capacity of each channel between two stages, in events.
+    /// Capacity of the channel between the stages and the fan-out, in events.
     #[serde(deserialize_with = "crate::config::bounded::<_, _, 1, 1048576>")]
     pub stage_channel_capacity: usize,
     /// How long shutdown may take to drain and flush, in seconds.
@@ -162,62 +163,6 @@ pub trait Stage: Send + 'static {
     }
 }
 
-/// Most events a stage takes from its input before it forwards what it produced.
-const BATCH: usize = 64;
-
-/// Runs `stage` between `rx` and `tx` until `rx` closes, then finishes and returns its report.
-/// With `count_input` it also counts each input event in `nightjar_events_total` (the first
-/// stage does this, so the metric counts what entered the pipeline).
-pub async fn run_stage<S: Stage>(
-    mut stage: S,
-    mut rx: mpsc::Receiver<Event>,
-    tx: mpsc::Sender<Event>,
-    count_input: bool,
-) -> StageReport {
-    let mut out = Out::new(stage.name());
-    let period = stage.tick_interval();
-    let mut tick = tokio::time::interval(period.unwrap_or(Duration::from_secs(3600)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut open = true;
-    while open {
-        tokio::select! {
-            biased;
-            m = rx.recv() => match m {
-                Some(ev) => {
-                    let now = Instant::now();
-                    take_one(&mut stage, ev, now, &mut out, count_input);
-                    for _ in 1..BATCH {
-                        match rx.try_recv() {
-                            Ok(ev) => take_one(&mut stage, ev, now, &mut out, count_input),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                None => {
-                    stage.finish(Instant::now(), &mut out);
-                    open = false;
-                }
-            },
-            _ = tick.tick(), if period.is_some() => stage.tick(Instant::now(), &mut out),
-        }
-        for ev in out.take() {
-            if tx.send(ev).await.is_err() {
-                // Only when the next stage died; count rather than lose silently.
-                out.drop("downstream_closed", 1);
-            }
-        }
-    }
-    out.report
-}
-
-fn take_one<S: Stage>(stage: &mut S, ev: Event, now: Instant, out: &mut Out, count_input: bool) {
-    out.report.received += 1;
-    if count_input {
-        count_entry(&ev);
-    }
-    stage.process(ev, now, out);
-}
-
 /// Counts an event entering the pipeline: `events_total{type}` and, for policy events,
 /// `policy_events_total{policy,action}`.
 pub fn count_entry(ev: &Event) {
@@ -233,9 +178,10 @@ pub struct Context {
     pub node_name: String,
 }
 
-/// The running pipeline: stage tasks, the fan-out, and background refreshers.
+/// The running pipeline: the stages' task, the fan-out, and background refreshers.
 pub struct Pipeline {
-    stages: Vec<JoinHandle<StageReport>>,
+    /// The task running every stage (none when no stage is enabled).
+    stages: Option<JoinHandle<Vec<StageReport>>>,
     fanout: JoinHandle<FanoutReport>,
     background: Vec<JoinHandle<()>>,
 }
@@ -260,9 +206,6 @@ impl PipelineReport {
     }
 }
 
-/// Starts one stage task between an input and an output (the bool: count the input).
-type StartFn = Box<dyn FnOnce(mpsc::Receiver<Event>, mpsc::Sender<Event>, bool) -> JoinHandle<StageReport>>;
-
 /// Builds every enabled stage without starting it: the errors [`spawn`] would return, for
 /// `nightjar config --check`.
 pub fn check(cfg: &PipelineConfig, ctx: &Context) -> Result<(), StageError> {
@@ -279,8 +222,8 @@ pub fn check(cfg: &PipelineConfig, ctx: &Context) -> Result<(), StageError> {
     Ok(())
 }
 
-/// Builds the enabled stages and spawns them, chained by bounded channels, in front of the
-/// fan-out to `outputs`. The pipeline ends when `input` closes and every stage has drained.
+/// Builds the enabled stages and spawns them in one task ([`chain::run_chain`]) in front
+/// of the fan-out to `outputs`. The pipeline ends when `input` closes and every stage has drained.
 pub fn spawn(
     cfg: &PipelineConfig,
     ctx: &Context,
@@ -288,33 +231,29 @@ pub fn spawn(
     outputs: Vec<Output>,
 ) -> Result<Pipeline, StageError> {
     let mut background = Vec::new();
-    let mut boxed: Vec<StartFn> = Vec::new();
+    let mut chain: Vec<Box<dyn Stage>> = Vec::new();
     if cfg.dedup.enabled {
-        let s = dedup::Dedup::new(&cfg.dedup)?;
-        boxed.push(Box::new(move |rx, tx, c| tokio::spawn(run_stage(s, rx, tx, c))));
+        chain.push(Box::new(dedup::Dedup::new(&cfg.dedup)?));
     }
     if cfg.enrich.enabled {
         let (s, bg) = enrich::Enrich::new(&cfg.enrich, ctx)?;
         background.extend(bg);
-        boxed.push(Box::new(move |rx, tx, c| tokio::spawn(run_stage(s, rx, tx, c))));
+        chain.push(Box::new(s));
     }
     let f = filter::Filter::new(&cfg.filter)?;
     if !f.is_noop() {
-        boxed.push(Box::new(move |rx, tx, c| tokio::spawn(run_stage(f, rx, tx, c))));
+        chain.push(Box::new(f));
     }
     if cfg.rate_limit.enabled() {
-        let s = ratelimit::RateLimit::new(&cfg.rate_limit, ctx)?;
-        boxed.push(Box::new(move |rx, tx, c| tokio::spawn(run_stage(s, rx, tx, c))));
+        chain.push(Box::new(ratelimit::RateLimit::new(&cfg.rate_limit, ctx)?));
     }
-    let cap = cfg.stage_channel_capacity.max(1);
-    let mut rx = input;
-    let mut stages = Vec::new();
-    for (i, start) in boxed.into_iter().enumerate() {
-        let (tx, next) = mpsc::channel(cap);
-        stages.push(start(rx, tx, i == 0));
-        rx = next;
-    }
-    let count_at_fanout = stages.is_empty();
+    let count_at_fanout = chain.is_empty();
+    let (rx, stages) = if count_at_fanout {
+        (input, None)
+    } else {
+        let (tx, rx) = mpsc::channel(cfg.stage_channel_capacity.max(1));
+        (rx, Some(tokio::spawn(chain::run_chain(chain, input, tx))))
+    };
     let fanout = tokio::spawn(async move {
         if count_at_fanout {
             fanout::run_counting(rx, outputs).await
@@ -329,9 +268,9 @@ impl Pipeline {
     /// Waits for every stage and the fan-out to finish (after the input closed).
     pub async fn join(self) -> PipelineReport {
         let mut report = PipelineReport::default();
-        for s in self.stages {
+        if let Some(s) = self.stages {
             match s.await {
-                Ok(r) => report.stages.push(r),
+                Ok(r) => report.stages = r,
                 Err(e) => tracing::error!(error = %e, "a pipeline stage failed"),
             }
         }

@@ -1,0 +1,122 @@
+//! Every enabled stage in one task: an event goes through all of them before the next one
+//! is taken. Measured against one task per stage chained by channels (bench/run.sh,
+//! scenario 3): each hop cost a send, a wake-up and a move of the event, more than most
+//! stages' own work.
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::{count_entry, Out, Stage, StageReport};
+use crate::Event;
+
+/// Most events taken from the input before what they produced is forwarded.
+const BATCH: usize = 64;
+
+struct Step {
+    stage: Box<dyn Stage>,
+    out: Out,
+    period: Option<Duration>,
+    next_tick: Instant,
+}
+
+/// Runs `stages` in order between `rx` and `tx` until `rx` closes, then finishes each (in
+/// order, so what one emits at the end still goes through the later ones) and returns
+/// their reports. Each input event is counted in `nightjar_events_total` on the way in.
+pub async fn run_chain(
+    stages: Vec<Box<dyn Stage>>,
+    mut rx: mpsc::Receiver<Event>,
+    tx: mpsc::Sender<Event>,
+) -> Vec<StageReport> {
+    let now = Instant::now();
+    let mut steps: Vec<Step> = stages
+        .into_iter()
+        .map(|stage| {
+            let period = stage.tick_interval();
+            let out = Out::new(stage.name());
+            Step { stage, out, period, next_tick: now + period.unwrap_or(Duration::ZERO) }
+        })
+        .collect();
+    let mut ready: Vec<Event> = Vec::with_capacity(BATCH);
+    let mut open = true;
+    while open {
+        let due = steps.iter().filter(|s| s.period.is_some()).map(|s| s.next_tick).min();
+        let sleep = tokio::time::sleep_until(due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)).into());
+        tokio::select! {
+            biased;
+            m = rx.recv() => match m {
+                Some(ev) => {
+                    let now = Instant::now();
+                    let mut batch = vec![ev];
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(ev) => batch.push(ev),
+                            Err(_) => break,
+                        }
+                    }
+                    for ev in &batch {
+                        count_entry(ev);
+                    }
+                    through(&mut steps, 0, batch, now, &mut ready, |s, ev, now, out| s.process(ev, now, out));
+                }
+                None => {
+                    let now = Instant::now();
+                    for i in 0..steps.len() {
+                        let step = &mut steps[i];
+                        step.stage.finish(now, &mut step.out);
+                        let made = step.out.take();
+                        through(&mut steps, i + 1, made, now, &mut ready, |s, ev, now, out| s.process(ev, now, out));
+                    }
+                    open = false;
+                }
+            },
+            _ = sleep, if due.is_some() => {
+                let now = Instant::now();
+                for i in 0..steps.len() {
+                    let step = &mut steps[i];
+                    let Some(p) = step.period else { continue };
+                    if step.next_tick > now {
+                        continue;
+                    }
+                    step.next_tick = now + p;
+                    step.stage.tick(now, &mut step.out);
+                    let made = step.out.take();
+                    through(&mut steps, i + 1, made, now, &mut ready, |s, ev, now, out| s.process(ev, now, out));
+                }
+            }
+        }
+        for ev in ready.drain(..) {
+            if tx.send(ev).await.is_err() {
+                // Only when the fan-out died; count rather than lose silently.
+                if let Some(last) = steps.last_mut() {
+                    last.out.drop("downstream_closed", 1);
+                }
+            }
+        }
+    }
+    steps.into_iter().map(|s| s.out.report).collect()
+}
+
+/// Passes `events` through the stages from `from` on; what comes out of the last one is
+/// appended to `ready`.
+fn through(
+    steps: &mut [Step],
+    from: usize,
+    mut events: Vec<Event>,
+    now: Instant,
+    ready: &mut Vec<Event>,
+    process: impl Fn(&mut dyn Stage, Event, Instant, &mut Out),
+) {
+    for step in steps.iter_mut().skip(from) {
+        if events.is_empty() {
+            return;
+        }
+        for ev in events.drain(..) {
+            step.out.report.received += 1;
+            process(step.stage.as_mut(), ev, now, &mut step.out);
+        }
+        // The stage's output becomes the next one's input; the emptied vector is reused
+        // as the stage's next output buffer.
+        std::mem::swap(&mut events, &mut step.out.events);
+    }
+    ready.append(&mut events);
+}
