@@ -81,6 +81,28 @@ fn print_agent(v: &Value) {
     println!("records read:  {}", v["records"]);
     println!("missed events: {}", v["missed"]);
     println!("process cache: {}", v["process_cache"]);
+    print_programs(v);
+}
+
+/// Each loaded program's cost from the kernel's accounting (BPF stats).
+fn print_programs(v: &Value) {
+    if let Some(why) = v["program_stats_off"].as_str() {
+        println!("program cost:  not counted ({why})");
+        return;
+    }
+    println!("program cost (kernel BPF stats: runs, ns per run, seconds):");
+    for p in v["programs"].as_array().into_iter().flatten() {
+        let runs = p["runs"].as_u64().unwrap_or(0);
+        let ns = p["run_time_ns"].as_u64().unwrap_or(0);
+        println!(
+            "  {:<36} {:>12} {:>8} {:>10.3}  {}",
+            p["section"].as_str().unwrap_or("?"),
+            runs,
+            ns.checked_div(runs).unwrap_or(0),
+            ns as f64 / 1e9,
+            p["attach"].as_str().unwrap_or("?")
+        );
+    }
 }
 
 fn local(json: bool, why: &str) -> ExitCode {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod event;
 pub mod kinds;
 pub mod metrics;
+pub mod overhead;
 pub mod time;
 
 pub use event::{Event, EventKind, Origin};

@@ -39,7 +39,7 @@ pub fn set_tetragon_names(on: bool) {
     TETRAGON_NAMES.store(on, Ordering::Relaxed);
 }
 
-fn tetragon() -> bool {
+pub(crate) fn tetragon() -> bool {
     TETRAGON_NAMES.load(Ordering::Relaxed)
 }
 
@@ -171,7 +171,9 @@ pub fn describe() {
 }
 
 /// Every metric name the agent exports (dashboards and alert rules are checked against it).
-pub const ALL_NAMES: [&str; 24] = [
+pub const ALL_NAMES: [&str; 26] = [
+    crate::overhead::PROGRAM_SECONDS,
+    crate::overhead::PROGRAM_RUNS,
     names::POLICY_FILTERED,
     names::POLICY_RATE_LIMITED,
     names::EVENTS,

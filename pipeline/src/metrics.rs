@@ -109,7 +109,11 @@ fn route(req: &Request<hyper::body::Incoming>, handle: &PrometheusHandle, health
         return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into());
     }
     match req.uri().path() {
-        "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4", handle.render()),
+        "/metrics" => {
+            let mut body = handle.render();
+            nightjar_event::overhead::render(&mut body);
+            text(StatusCode::OK, "text/plain; version=0.0.4", body)
+        }
         // Liveness: the process serves, whatever its sinks and sensor say (a SIEM outage
         // must not make the kubelet restart the agent and lose its memory buffers).
         "/livez" => text(StatusCode::OK, "text/plain", "alive\n".into()),

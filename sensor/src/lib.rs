@@ -10,6 +10,7 @@ pub mod decode;
 pub mod hooks;
 pub mod loader;
 pub mod offsets;
+pub mod overhead;
 pub mod perf;
 pub mod policy;
 pub mod probe;

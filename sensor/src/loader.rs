@@ -63,6 +63,10 @@ pub struct SensorConfig {
     pub cgroup_filter: u64,
     /// Directory of TracingPolicy files loaded at start (`*.yaml`, `*.yml`); empty: none.
     pub policies_dir: std::path::PathBuf,
+    /// Keep the kernel's BPF stats on while the agent runs, so every program's run time and
+    /// run count are exported (`nightjar_overhead_program_*`, `nightjar status`); costs two
+    /// clock reads per program run.
+    pub program_stats: bool,
 }
 
 impl Default for SensorConfig {
@@ -76,6 +80,7 @@ impl Default for SensorConfig {
             process_cache_max: 262_144,
             cgroup_filter: 0,
             policies_dir: "config/policies".into(),
+            program_stats: true,
         }
     }
 }
@@ -123,6 +128,8 @@ pub struct Sensor {
     stats: Arc<SensorStats>,
     commands: mpsc::Receiver<Command>,
     command_tx: mpsc::Sender<Command>,
+    /// BPF stats on while this lives (or why they are off).
+    program_stats: Result<std::os::fd::OwnedFd, String>,
 }
 
 /// Requests to a running sensor (from the agent's control socket).
@@ -143,6 +150,12 @@ pub struct SensorStatus {
     pub missed: u64,
     pub decode_errors: u64,
     pub process_cache: usize,
+    /// Why the programs' costs are not counted (`sensor.program_stats` off, or the kernel
+    /// refused); absent when they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program_stats_off: Option<String>,
+    /// Every loaded program's run count and run time, from the kernel's accounting.
+    pub programs: Vec<nightjar_event::overhead::ProgramCost>,
 }
 
 /// Records read from the ring buffer per wake-up before they are turned into events.
@@ -226,7 +239,12 @@ impl Sensor {
             tracing::info!(processes = n, "process cache seeded from /proc");
         }
         let (command_tx, commands) = mpsc::channel(16);
-        Ok(Sensor { ebpf, features, process, policies, stats: Arc::default(), commands, command_tx })
+        let program_stats =
+            if cfg.program_stats { crate::overhead::enable() } else { Err("sensor.program_stats is off".into()) };
+        if let Err(why) = &program_stats {
+            tracing::warn!(reason = %why, "BPF programs' run time is not counted (nightjar_overhead_program_*)");
+        }
+        Ok(Sensor { ebpf, features, process, policies, stats: Arc::default(), commands, command_tx, program_stats })
     }
 
     /// Loads a policy (all its hooks or none). Its errors name the file, line and reason.
@@ -271,6 +289,8 @@ impl Sensor {
             missed: self.stats.missed.load(Ordering::Relaxed),
             decode_errors: self.stats.decode_errors.load(Ordering::Relaxed),
             process_cache: self.process.cache.len(),
+            program_stats_off: self.program_stats.as_ref().err().cloned(),
+            programs: if self.program_stats.is_ok() { crate::overhead::read(&self.ebpf) } else { Vec::new() },
         }
     }
 
@@ -328,6 +348,9 @@ impl Sensor {
                 Some(c) = self.commands.recv() => self.command(c),
                 _ = stats_tick.tick() => {
                     self.export_filtered();
+                    if self.program_stats.is_ok() {
+                        nightjar_event::overhead::publish(crate::overhead::read(&self.ebpf));
+                    }
                     metrics::gauge!(nightjar_event::metrics::names::PROCESS_CACHE_SIZE).set(self.process.cache.len() as f64);
                 }
                 _ = gc_tick.tick() => {

@@ -292,3 +292,27 @@ async fn tiny_ring_counts_every_miss() {
     assert!(missed > 0, "a 4 KiB ring with a stalled reader must lose exec records");
     assert_eq!(seen as u64 + missed, u64::from(n), "seen {seen} + missed {missed} must equal the {n} execs done");
 }
+
+/// BPF stats on: the kernel's run count of the exec program covers our execs, with time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn program_costs_come_from_the_kernels_accounting() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sensor = Sensor::load(&SensorConfig { proc_scan: false, ..Default::default() }, "test-node")
+        .expect("load the sensor (run as root)");
+    let cost = |s: &Sensor| {
+        s.status().programs.into_iter().find(|p| p.section == "tracepoint/sched_process_exec").expect("exec program")
+    };
+    let before = cost(&sensor);
+    assert_eq!(before.sensor, "__base__");
+    for _ in 0..20 {
+        assert!(Command::new("/bin/true").status().unwrap().success());
+    }
+    let after = cost(&sensor);
+    assert!(after.runs >= before.runs + 20, "{before:?} -> {after:?}");
+    assert!(after.run_time_ns > before.run_time_ns, "{before:?} -> {after:?}");
+    assert!(sensor.status().program_stats_off.is_none());
+    let off = Sensor::load(&SensorConfig { proc_scan: false, program_stats: false, ..Default::default() }, "test-node")
+        .expect("load the sensor");
+    assert_eq!(off.status().program_stats_off.as_deref(), Some("sensor.program_stats is off"));
+    assert!(off.status().programs.is_empty());
+}
