@@ -59,14 +59,28 @@ pub fn lsm(btf: &Btf, hook: &str) -> Probe {
 
 fn load(btf: &Btf, function: &str, prog_type: u32, attach: u32) -> Probe {
     let id = btf.func_id(function).ok_or_else(|| format!("the kernel BTF has no function {function}"))?;
+    // Closing the descriptor unloads the probe program.
+    load_return_zero(prog_type, attach, id)
+        .map(drop)
+        .map_err(|e| format!("BPF_PROG_LOAD of a program on {function}: {e}"))
+}
+
+/// `BPF_PROG_TYPE_TRACEPOINT`, for [`load_return_zero`].
+pub const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
+/// `BPF_PROG_TYPE_RAW_TRACEPOINT`, for [`load_return_zero`].
+pub const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
+
+/// Loads `r0 = 0; exit` as a program of `prog_type` (a no-op: the benchmark's baseline for
+/// what any program on a hook costs, and the probes above); the fd owns it.
+pub fn load_return_zero(prog_type: u32, expected_attach_type: u32, attach_btf_id: u32) -> std::io::Result<OwnedFd> {
     let license = c"GPL";
     let attr = ProgLoadAttr {
         prog_type,
         insn_cnt: RETURN_ZERO.len() as u32,
         insns: RETURN_ZERO.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        expected_attach_type: attach,
-        attach_btf_id: id,
+        expected_attach_type,
+        attach_btf_id,
         ..Default::default()
     };
     // SAFETY: bpf(2) reads `size_of::<ProgLoadAttr>()` bytes of `attr`, whose pointers
@@ -80,11 +94,10 @@ fn load(btf: &Btf, function: &str, prog_type: u32, attach: u32) -> Probe {
         )
     };
     if fd < 0 {
-        return Err(format!("BPF_PROG_LOAD of a program on {function}: {}", std::io::Error::last_os_error()));
+        return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: a descriptor the kernel just gave us; closing it unloads the probe program.
-    drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-    Ok(())
+    // SAFETY: a descriptor the kernel just gave us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]
