@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod control;
 mod getevents;
+mod memory;
 mod policy;
 mod run;
 mod status;
@@ -27,7 +28,10 @@ pub const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
-        cli::Command::Run(args) => run::main(&cli.global, args),
+        cli::Command::Run(args) => {
+            memory::tune();
+            run::main(&cli.global, args)
+        }
         cli::Command::Getevents(args) => getevents::main(&cli.global, *args),
         cli::Command::Policy(args) => policy::main(&cli.global, args),
         cli::Command::Status(args) => status::main(&cli.global, args),
