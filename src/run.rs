@@ -233,7 +233,7 @@ async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) 
 
     let mut sensor = if cfg.sensor.enabled {
         lift_memlock_limit();
-        let mut s = sensor::Sensor::load(&cfg.sensor, &node).context("cannot start the sensor")?;
+        let mut s = sensor::Sensor::load_with(&cfg.sensor, &node, &policies).context("cannot start the sensor")?;
         tracing::info!(features = ?s.features, node = %node, "sensor loaded");
         for p in &policies {
             s.add_policy(p).map_err(|e| BadInput(e.to_string()))?;

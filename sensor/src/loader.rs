@@ -114,8 +114,6 @@ pub enum SensorError {
 /// Tracepoints the base sensor attaches: (program, category, tracepoint).
 const PROCESS_TRACEPOINTS: [(&str, &str, &str); 2] =
     [("sched_process_exec", "sched", "sched_process_exec"), ("sched_process_exit", "sched", "sched_process_exit")];
-/// Policy programs every start loads (attached per tracepoint as policies need them).
-const POLICY_PROGRAMS: [&str; 5] = ["policy_tp", "policy_sys_enter", "policy_sys_exit", "exec_binmask", "exec_policy"];
 /// Raw tracepoints (they give the task pointers): (program, tracepoint).
 const PROCESS_RAW_TRACEPOINTS: [(&str, &str); 1] = [("sched_process_fork", "sched_process_fork")];
 
@@ -182,6 +180,13 @@ pub const MISSED_WINDOW_SECS: usize = 10;
 impl Sensor {
     /// Probes the kernel, loads the programs and attaches the process hooks.
     pub fn load(cfg: &SensorConfig, node_name: &str) -> Result<Self, SensorError> {
+        Self::load_with(cfg, node_name, &[])
+    }
+
+    /// [`Sensor::load`], verifying meanwhile the programs the `startup` policies will need
+    /// (in parallel, with the /proc scan): the kernel's verifier is most of a start, so a
+    /// program no policy needs is verified only when one does.
+    pub fn load_with(cfg: &SensorConfig, node_name: &str, startup: &[Loaded]) -> Result<Self, SensorError> {
         let size = cfg.ring_buffer_size.0;
         if size < 4096 || !size.is_power_of_two() || size > u32::MAX as u64 {
             return Err(SensorError::RingSize(size));
@@ -215,14 +220,6 @@ impl Sensor {
             .load(BPF_OBJECT)?;
         drop(loader);
         attach_process_hooks(&mut ebpf)?;
-        // With the process hooks attached, the /proc scan runs while the kernel verifies the
-        // policy programs (a process born meanwhile is seen by one or the other).
-        let (scan, loaded) = std::thread::scope(|s| {
-            let scan = cfg.proc_scan.then(|| s.spawn(crate::procfs::scan));
-            let loaded = load_in_parallel(&mut ebpf, &POLICY_PROGRAMS);
-            (scan.map(|h| h.join()), loaded)
-        });
-        loaded?;
         // Policy programs are attached per tracepoint as policies need them, the exec ones
         // too (policy/engine.rs keeps their run order: the binary mask first).
         let (mut kernel, aya_btf) = kernel_hooks(&btf, &mut features);
@@ -232,6 +229,18 @@ impl Sensor {
         let host_ns = crate::hooks::process::host_namespaces();
         let tracefs = features.tracefs.clone().unwrap_or_else(|| "/sys/kernel/tracing".into());
         let policies = PolicyEngine::new(Env { tracefs, host_ns, kernel }, aya_btf);
+        // With the process hooks attached, the /proc scan runs while the kernel verifies the
+        // programs the start-up policies need (a process born meanwhile is seen by one or
+        // the other). A program that fails here fails again, named, when its policy is added.
+        let needed = policies.programs_for(startup);
+        let (scan, loaded) = std::thread::scope(|s| {
+            let scan = cfg.proc_scan.then(|| s.spawn(crate::procfs::scan));
+            let loaded = load_in_parallel(&mut ebpf, &needed);
+            (scan.map(|h| h.join()), loaded)
+        });
+        if let Err(e) = loaded {
+            tracing::debug!(error = %e, "verifying the start-up policies' programs");
+        }
         let mut process = ProcessHook::new(node_name, cfg.process_cache_max);
         if let Some(scan) = scan {
             let snapshot = scan.map_err(|_| SensorError::LoaderThread)?;

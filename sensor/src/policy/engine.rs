@@ -205,6 +205,25 @@ impl PolicyEngine {
 
     /// Plans the policy on this kernel (without loading it): the located errors and the
     /// backend of each hook.
+    /// The tracepoint programs these policies' hooks would run on (not yet loaded ones
+    /// included; a policy that does not plan is left to `add` to report).
+    pub fn programs_for(&self, ls: &[Loaded]) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = ls
+            .iter()
+            .filter_map(|l| self.plan(l).ok())
+            .flatten()
+            .flat_map(|p| p.attach)
+            .filter_map(|a| match a {
+                Attach::Tracepoint { program, .. } => Some(program),
+                Attach::Exec => Some("exec_policy"),
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     pub fn plan(&self, l: &Loaded) -> Result<Vec<HookPlan>, EngineError> {
         let mut plans = compile::plan(l, &self.env).map_err(|e| EngineError::Policy(Box::new(e)))?;
         // A uprobe point keeps its key while attached; a new one gets the next.
