@@ -3,7 +3,9 @@
 //! 2 MiB region the allocator touches is zeroed whole on its first fault (a fifth of the
 //! agent's time under load) and counts whole in RSS; with mimalloc's default purge delay
 //! (1 s, applied only when the allocator runs again) an idle agent keeps what a start-up
-//! burst freed. Idle RSS went 62 -> 37 MiB on this machine.
+//! burst freed. Purging at once: idle RSS went 62 -> 37-40 MiB on this machine (10 ms, v2's
+//! default: 41-44). The price is page faults when a loaded agent reuses a purged page;
+//! bench/run.sh's event-path scenarios are where it would show.
 
 /// Call first in the agent, before its threads start (mimalloc's options are not
 /// thread-safe to set).
