@@ -308,19 +308,25 @@ def offered(a, target, rate, secs, key="nightjar_policy_events_total"):
     return achieved, got / run_secs, ms
 
 
-def sustained(tmp, target, pdir):
-    """200k matching events/s for 10 s into the file sink, the default export."""
-    rate, secs = 200_000, int(os.environ.get("BENCH_SUSTAINED_SECS", "10"))
+def held_runs(target, rate, secs, pdir, extra=(), key="nightjar_policy_events_total"):
+    """RUNS times: the generator alone at `rate`, then with an agent; (base, got, missed)."""
     base, got, missed = [], [], []
     for _ in range(RUNS):
         base.append(loadgen("open", target, rate * secs, rate=rate)[1])
-        a = Agent(pdir)
+        a = Agent(pdir, extra=extra)
         try:
-            _, g, ms = offered(a, target, rate, secs)
+            _, g, ms = offered(a, target, rate, secs, key=key)
             got.append(g)
             missed.append(ms)
         finally:
             a.stop()
+    return base, got, missed
+
+
+def sustained(tmp, target, pdir):
+    """200k matching events/s for 10 s into the file sink, the default export."""
+    rate, secs = 200_000, int(os.environ.get("BENCH_SUSTAINED_SECS", "10"))
+    base, got, missed = held_runs(target, rate, secs, pdir)
     row(f"sustained {rate:,} matching opens/s for {secs} s: delivered", fmt(got, "ev/s") + f", {med(missed):,.0f} missed",
         fmt(base, "ops/s") + " generator alone", f"{med(got)/med(base):.2f}")
     goal(f"sustained {rate // 1000}k matching events/s to the file sink, 0 missed", ">= 200,000 ev/s, 0 missed",
@@ -335,17 +341,8 @@ def sustained_seed(tmp, target):
     src = os.path.join(ROOT, "config/policies")
     observing_copy(src, pdir, sorted(f for f in os.listdir(src) if f.endswith(".yaml")))
     bench_policy(pdir, target)
-    base, got, missed = [], [], []
-    for _ in range(RUNS):
-        base.append(loadgen("open", target, rate * secs, rate=rate)[1])
-        a = Agent(pdir, extra=("--set", "pipeline.dedup.enabled=true"))
-        try:
-            # Dedup folds the identical opens: the measure is what entered the pipeline.
-            _, g, ms = offered(a, target, rate, secs, key="nightjar_events_total")
-            got.append(g)
-            missed.append(ms)
-        finally:
-            a.stop()
+    # Dedup folds the identical opens: the measure is what entered the pipeline.
+    base, got, missed = held_runs(target, rate, secs, pdir, ("--set", "pipeline.dedup.enabled=true"), "nightjar_events_total")
     row(f"{rate:,} matching opens/s, every seed policy, dedup on: taken in", fmt(got, "ev/s") + f", {med(missed):,.0f} missed",
         fmt(base, "ops/s") + " generator alone", f"{med(got)/med(base):.2f}")
     goal(f"{rate // 1000}k matching events/s, all seed policies, dedup on, 0 missed", "0 missed",
