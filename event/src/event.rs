@@ -190,71 +190,60 @@ fn no_hook<T>(_: &T) -> Option<Hook<'_>> {
     None
 }
 
+/// The [`Hook`] view of a policy payload: the fields every hook kind shares, and how it
+/// names its function.
+macro_rules! hook_view {
+    ($p:ident, $function:expr) => {
+        Some(Hook {
+            policy_name: $p.policy_name.as_deref(),
+            action: $p.action.as_deref(),
+            function: $function,
+            args: $p.args.as_deref().unwrap_or_default(),
+            message: $p.message.as_deref(),
+            tags: $p.tags.as_deref().unwrap_or_default(),
+        })
+    };
+}
+
 process_payload!(ProcessExec, no_hook);
 process_payload!(ProcessExit, no_hook);
 process_payload!(ProcessLoader, no_hook);
 fn hook_process_kprobe(k: &ProcessKprobe) -> Option<Hook<'_>> {
-    Some(Hook {
-        policy_name: k.policy_name.as_deref(),
-        action: k.action.as_deref(),
-        function: k.function_name.as_deref().map(Cow::Borrowed),
-        args: k.args.as_deref().unwrap_or_default(),
-        message: k.message.as_deref(),
-        tags: k.tags.as_deref().unwrap_or_default(),
-    })
+    hook_view!(k, k.function_name.as_deref().map(Cow::Borrowed))
 }
 process_payload!(ProcessKprobe, hook_process_kprobe);
 fn hook_process_tracepoint(t: &ProcessTracepoint) -> Option<Hook<'_>> {
-    Some(Hook {
-        policy_name: t.policy_name.as_deref(),
-        action: t.action.as_deref(),
-        function: match (&t.subsys, &t.event) {
+    hook_view!(
+        t,
+        match (&t.subsys, &t.event) {
             (Some(s), Some(e)) => Some(Cow::Owned(format!("{s}/{e}"))),
             (s, e) => s.as_deref().or(e.as_deref()).map(Cow::Borrowed),
-        },
-        args: t.args.as_deref().unwrap_or_default(),
-        message: t.message.as_deref(),
-        tags: t.tags.as_deref().unwrap_or_default(),
-    })
+        }
+    )
 }
 process_payload!(ProcessTracepoint, hook_process_tracepoint);
 fn hook_process_lsm(l: &ProcessLsm) -> Option<Hook<'_>> {
-    Some(Hook {
-        policy_name: l.policy_name.as_deref(),
-        action: l.action.as_deref(),
-        function: l.function_name.as_deref().map(Cow::Borrowed),
-        args: l.args.as_deref().unwrap_or_default(),
-        message: l.message.as_deref(),
-        tags: l.tags.as_deref().unwrap_or_default(),
-    })
+    hook_view!(l, l.function_name.as_deref().map(Cow::Borrowed))
 }
 process_payload!(ProcessLsm, hook_process_lsm);
 fn hook_process_uprobe(u: &ProcessUprobe) -> Option<Hook<'_>> {
-    Some(Hook {
-        policy_name: u.policy_name.as_deref(),
-        action: u.action.as_deref(),
-        function: match (&u.path, &u.symbol) {
+    hook_view!(
+        u,
+        match (&u.path, &u.symbol) {
             (Some(p), Some(s)) => Some(Cow::Owned(format!("{p} {s}"))),
             (p, s) => p.as_deref().or(s.as_deref()).map(Cow::Borrowed),
-        },
-        args: u.args.as_deref().unwrap_or_default(),
-        message: u.message.as_deref(),
-        tags: u.tags.as_deref().unwrap_or_default(),
-    })
+        }
+    )
 }
 process_payload!(ProcessUprobe, hook_process_uprobe);
 fn hook_process_usdt(u: &ProcessUsdt) -> Option<Hook<'_>> {
-    Some(Hook {
-        policy_name: u.policy_name.as_deref(),
-        action: u.action.as_deref(),
-        function: match (&u.provider, &u.name) {
+    hook_view!(
+        u,
+        match (&u.provider, &u.name) {
             (Some(p), Some(n)) => Some(Cow::Owned(format!("{p}:{n}"))),
             (p, n) => p.as_deref().or(n.as_deref()).map(Cow::Borrowed),
-        },
-        args: u.args.as_deref().unwrap_or_default(),
-        message: u.message.as_deref(),
-        tags: u.tags.as_deref().unwrap_or_default(),
-    })
+        }
+    )
 }
 process_payload!(ProcessUsdt, hook_process_usdt);
 impl Payload for ProcessThrottle {}
