@@ -70,7 +70,7 @@ pub struct ArgBuf {
     pub ovr: u32,
     ints: [u64; plimits::ARGS],
     /// Start and length of each string slot's value inside its slot.
-    spos: [u32; plimits::STR_SLOTS],
+    pub spos: [u32; plimits::STR_SLOTS],
     slen: [u32; plimits::STR_SLOTS],
     pub strs: [[u8; SLOT]; plimits::STR_SLOTS],
 }

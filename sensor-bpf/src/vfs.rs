@@ -42,18 +42,22 @@ pub fn walk(dentry: u64, vfsmnt: u64, mode: u64, target: u64) -> Option<(u64, bo
     if dentry == 0 || (vfsmnt == 0 && mode != PREPEND) || o_mnt == MISSING || off!(dentry_d_name_name) == MISSING {
         return None;
     }
-    let mut w = Walk {
-        dentry,
-        mnt: vfsmnt.wrapping_sub(o_mnt as u64),
-        vfs: vfsmnt,
-        mode,
-        target,
-        pos: if mode == PREPEND { PATH_MAX as u64 } else { 0 },
-        truncated: 1,
-    };
+    let mut w =
+        Walk { dentry, mnt: vfsmnt.wrapping_sub(o_mnt as u64), vfs: vfsmnt, mode, target, pos: 0, truncated: 1 };
+    if mode == PREPEND {
+        // The position lives in the slot's map value, not in `w` on the stack: the verifier
+        // tracks stack values exactly, so a position there made every iteration a new state
+        // (kernels since 6.7 verify a callback until its states repeat: 6.18 gave up).
+        let Some(ab) = argbuf() else { return None };
+        ab.spos[crate::policy::slot_idx(target as usize)] = PATH_MAX as u32;
+    }
     // SAFETY: step only touches the Walk passed as its context and per-CPU buffers.
     unsafe {
         gen::bpf_loop(limits::PATH_DEPTH, step as *mut c_void, &mut w as *mut Walk as *mut c_void, 0);
+    }
+    if mode == PREPEND {
+        let Some(ab) = argbuf() else { return None };
+        w.pos = ab.spos[crate::policy::slot_idx(target as usize)] as u64;
     }
     Some((w.pos, w.truncated != 0))
 }
@@ -128,13 +132,14 @@ fn leaf_first(w: &mut Walk) -> bool {
 #[inline(always)]
 fn prepend(w: &mut Walk) -> bool {
     let len = rd::<u32>(w.dentry, off!(dentry_d_name_len)).unwrap_or(0) as u64 & 0xff;
-    if w.pos < len + 2 {
+    let Some(ab) = argbuf() else { return false };
+    let slot = crate::policy::slot_idx(w.target as usize);
+    let pos = ab.spos[slot] as u64;
+    if pos < len + 2 {
         return false; // no room: the path is cut at the front
     }
     let name = rd_ptr(w.dentry, off!(dentry_d_name_name));
-    let Some(ab) = argbuf() else { return false };
-    let slot = crate::policy::slot_idx(w.target as usize);
-    let start = ((w.pos - len) as usize) & PATH_MASK;
+    let start = ((pos - len) as usize) & PATH_MASK;
     // The mask is applied to an opaque copy so the compiler cannot fold it away: every
     // kernel's verifier then sees the size bounded right at the call.
     let size = (core::hint::black_box(len) as u32) & 0xff;
@@ -144,6 +149,6 @@ fn prepend(w: &mut Walk) -> bool {
     }
     let slash = (start.wrapping_sub(1)) & PATH_MASK;
     ab.strs[slot][slash] = b'/';
-    w.pos = slash as u64;
+    ab.spos[slot] = slash as u32;
     true
 }
