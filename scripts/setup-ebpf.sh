@@ -6,6 +6,8 @@
 set -euo pipefail
 
 NIGHTLY="${NIGHTJAR_NIGHTLY:-nightly}"
+# Pinned: a new bpf-linker release must not change the programs a clean clone builds.
+BPF_LINKER_VERSION="0.13.0"
 log() { printf '[setup-ebpf] %s\n' "$*" >&2; }
 
 if ! rustup toolchain list | grep -q "^${NIGHTLY}"; then
@@ -28,11 +30,13 @@ mkdir -p "${prefix}/lib"
 ln -sfn "${llvm_so}" "${prefix}/lib/libLLVM.so"
 ln -sfn "${llvm_so}" "${prefix}/lib/$(basename "${llvm_so}")"
 
-if command -v bpf-linker >/dev/null 2>&1 && bpf-linker --version >/dev/null 2>&1; then
-  log "bpf-linker present: $(bpf-linker --version)"
+have="$(bpf-linker --version 2>/dev/null || true)"
+if [ "${have}" = "bpf-linker ${BPF_LINKER_VERSION}" ]; then
+  log "bpf-linker present: ${have}"
 else
-  log "building bpf-linker against ${llvm_so} (a few minutes, once)"
+  log "building bpf-linker ${BPF_LINKER_VERSION} against ${llvm_so} (a few minutes, once; found: ${have:-none})"
   LLVM_PREFIX="${prefix}" LD_LIBRARY_PATH="${prefix}/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}" \
-    cargo +"${NIGHTLY}" install bpf-linker --locked --no-default-features --features llvm-22
+    cargo +"${NIGHTLY}" install bpf-linker --version "${BPF_LINKER_VERSION}" --locked --force \
+    --no-default-features --features llvm-22
 fi
 log "ok"
