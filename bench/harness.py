@@ -570,7 +570,7 @@ def scenario_remote_sinks():
 
 def scenario_buffers():
     print("6. sink buffers: disk vs memory, and replay after an outage", flush=True)
-    mem, disk, fill, replay = [], [], [], []
+    mem, disk, fill, replay, group, apart = [], [], [], [], [], []
     events = os.environ.get("BENCH_BUFFER_EVENTS", "300000")
     for _ in range(RUNS):
         o = cargo_bench("nightjar-sinks", "buffers", env={"NIGHTJAR_BENCH_EVENTS": events})
@@ -579,11 +579,15 @@ def scenario_buffers():
             if len(cols) == 2 and re.fullmatch(r"[\d.]+", cols[1]):
                 {"memory buffer": mem, "disk buffer (fsync interval)": disk,
                  "disk buffer fill (outage, no reader)": fill,
-                 "disk buffer replay after restart": replay}.get(cols[0], []).append(float(cols[1]))
-    if not (mem and disk and fill and replay):
+                 "disk buffer replay after restart": replay,
+                 "3 disk sinks, one commit point": group,
+                 "3 disk sinks, independent buffers": apart}.get(cols[0], []).append(float(cols[1]))
+    if not (mem and disk and fill and replay and group and apart):
         raise ScenarioFailed("buffers bench output not understood")
     row(f"disk buffer events/s ({events} events)", fmt(disk, "ev/s"), fmt(mem, "ev/s") + " (memory buffer)", f"{med(disk)/med(mem):.2f}")
     row("disk buffer replay after an outage, events/s", fmt(replay, "ev/s"), fmt(fill, "ev/s") + " (filling it)", f"{med(replay)/med(fill):.2f}")
+    row("3 disk-buffered sinks through one commit point, events/s each", fmt(group, "ev/s"),
+        fmt(apart, "ev/s") + " (3 independent disk buffers)", f"{med(group)/med(apart):.2f}")
 
 def main():
     if os.geteuid() != 0:

@@ -3,6 +3,33 @@
 //! batches, sends, retries and acknowledges. Must not know about: the sensor, BPF, or how
 //! events were produced.
 
+/// Implements [`SinkConfig`] for a sink's config: every sink's has the keys `enabled`,
+/// `buffer`, `batch`, `retry` and `health_timeout_secs` (its [`Delivery`]); what differs
+/// is its name and how it builds (`|c| expr`, `c` the config).
+macro_rules! sink_config {
+    ($ty:ty, $name:literal, |$c:ident| $build:expr) => {
+        impl $crate::SinkConfig for $ty {
+            const NAME: &'static str = $name;
+            fn enabled(&self) -> bool {
+                self.enabled
+            }
+            fn delivery(&self) -> $crate::Delivery {
+                $crate::Delivery {
+                    buffer: self.buffer.clone(),
+                    batch: self.batch.clone(),
+                    retry: self.retry.clone(),
+                    health_timeout_secs: self.health_timeout_secs,
+                }
+            }
+            fn build(&self) -> Result<Box<dyn $crate::Sink>, $crate::BuildError> {
+                let $c = self;
+                $build
+            }
+        }
+    };
+}
+pub(crate) use sink_config;
+
 pub mod blocking;
 pub mod bounds;
 pub mod buffer;

@@ -172,6 +172,39 @@ pub fn drive(
     (Feed(o.writer.tx), tokio::spawn(d.run()), health)
 }
 
+/// Feeds `n` numbered events ([`seq_event`]) at `per_sec` a second (0: as fast as taken).
+pub async fn feed(tx: Feed, n: u64, per_sec: u64) {
+    let start = tokio::time::Instant::now();
+    for i in 0..n {
+        if per_sec > 0 && i % 100 == 0 {
+            tokio::time::sleep_until(start + std::time::Duration::from_micros(i * 1_000_000 / per_sec)).await;
+        }
+        tx.send(seq_event(i)).await;
+    }
+}
+
+/// 150,000 events at 5,000/s through `sink` while `proxy` cuts its server from 5 s to
+/// 25 s in; asserts the driver settled every one as delivered, none failed. Returns N.
+pub async fn through_an_outage(
+    sink: Box<dyn crate::Sink>,
+    batch: &crate::driver::BatchConfig,
+    retry: &crate::retry::RetryConfig,
+    proxy: &crate::test_servers::Proxy,
+) -> u64 {
+    use std::time::Duration;
+    const N: u64 = 150_000;
+    let (tx, drv, _) = drive(sink, batch.clone(), retry.clone());
+    let feeder = tokio::spawn(feed(tx, N, 5_000));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    proxy.restore();
+    feeder.await.unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(600), drv).await.unwrap().unwrap();
+    assert_eq!((report.delivered, report.failed), (N, 0));
+    N
+}
+
 /// Installs the process-wide recorder (call from inside a tokio runtime, before counting).
 pub fn install_metrics() {
     static ONCE: OnceLock<()> = OnceLock::new();

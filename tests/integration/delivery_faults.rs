@@ -36,28 +36,27 @@ fn field(stderr: &str, sink: &str, what: &str, key: &str) -> Option<u64> {
     line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
+/// `n` tailed lines with Elasticsearch at a port nobody listens on (buffer `buffer`), SIGTERM
+/// once the file sink has them all: the agent's exit and its log.
+fn shutdown_with_es_down(n: usize, buffer: &str) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, sink) = (dir.path().join("tetragon.log"), dir.path().join("out.log"));
+    write_lines(&log, 0, n);
+    let dead = free_port();
+    let endpoint = format!("sinks.elasticsearch.endpoint=http://127.0.0.1:{dead}");
+    let buffer = format!("sinks.elasticsearch.buffer.type={buffer}");
+    let sets = ["sinks.elasticsearch.enabled=true", &endpoint, &buffer, "pipeline.shutdown_timeout_secs=2"];
+    let (agent, _) = start_with(dir.path(), &log, &sink, &sets);
+    wait_all(&sink, n);
+    let out = agent.terminate();
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 #[test]
 fn shutdown_during_an_outage_reports_exact_undelivered_counts_and_exits_non_zero() {
     const N: usize = 2000;
-    let dir = tempfile::tempdir().unwrap();
-    let (log, sink) = (dir.path().join("tetragon.log"), dir.path().join("out.log"));
-    write_lines(&log, 0, N);
-    let dead = free_port();
-    let (agent, _) = start_with(
-        dir.path(),
-        &log,
-        &sink,
-        &[
-            "sinks.elasticsearch.enabled=true",
-            &format!("sinks.elasticsearch.endpoint=http://127.0.0.1:{dead}"),
-            "sinks.elasticsearch.buffer.type=memory",
-            "pipeline.shutdown_timeout_secs=2",
-        ],
-    );
-    wait_all(&sink, N);
-    let out = agent.terminate();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "accepted events were lost: exit 1\n{stderr}");
+    let (status, stderr) = shutdown_with_es_down(N, "memory");
+    assert_eq!(status.code(), Some(1), "accepted events were lost: exit 1\n{stderr}");
     let lost = "sink finished with events accepted and not delivered";
     assert_eq!(field(&stderr, "elasticsearch", lost, "undelivered"), Some(N as u64), "{stderr}");
     assert_eq!(field(&stderr, "elasticsearch", lost, "delivered"), Some(0), "{stderr}");
@@ -67,24 +66,8 @@ fn shutdown_during_an_outage_reports_exact_undelivered_counts_and_exits_non_zero
 #[test]
 fn a_disk_buffer_keeps_what_an_outage_left_and_the_exit_is_clean() {
     const N: usize = 1500;
-    let dir = tempfile::tempdir().unwrap();
-    let (log, sink) = (dir.path().join("tetragon.log"), dir.path().join("out.log"));
-    write_lines(&log, 0, N);
-    let dead = free_port();
-    let (agent, _) = start_with(
-        dir.path(),
-        &log,
-        &sink,
-        &[
-            "sinks.elasticsearch.enabled=true",
-            &format!("sinks.elasticsearch.endpoint=http://127.0.0.1:{dead}"),
-            "pipeline.shutdown_timeout_secs=2",
-        ],
-    );
-    wait_all(&sink, N);
-    let out = agent.terminate();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "everything is on disk: exit 0\n{stderr}");
+    let (status, stderr) = shutdown_with_es_down(N, "disk");
+    assert!(status.success(), "everything is on disk: exit 0\n{stderr}");
     assert_eq!(field(&stderr, "elasticsearch", "sink finished", "persisted"), Some(N as u64), "{stderr}");
 }
 

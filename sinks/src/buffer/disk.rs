@@ -14,9 +14,12 @@
 //! Ids are consecutive, so a corrupt stretch is skipped by finding the next valid record
 //! (or the next segment) and the ids in between are exactly the records lost.
 //!
-//! One thread writes (from a small staging channel the fan-out fills); the sink's driver
-//! reads (recently written events come from memory, older ones from the files) and
-//! acknowledges; a segment is deleted once every record in it is acknowledged.
+//! One thread writes every sink's log ([`super::group`]: the event's JSON encoded once, then
+//! appended to each log, and a commit point recorded for all of them at once); the sink's
+//! driver reads only what is committed (recently written events come from memory, older
+//! ones from the files) and acknowledges; a segment is deleted once every record in it is
+//! acknowledged. On opening, what a log holds past its commit point is cut: it was never
+//! accepted (see [`super::commit`]).
 use std::{
     collections::VecDeque,
     fs::{File, OpenOptions},
@@ -27,12 +30,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pipeline::{fanout::Entry, fanout::QueuePolicy, metrics::names, Event};
-use tokio::sync::{mpsc, Notify};
+use pipeline::{fanout::QueuePolicy, metrics::names, Event};
+use tokio::sync::Notify;
 
 use super::{BufferStats, DiskFsync};
 
-const HEADER: usize = 24;
+pub(super) const HEADER: usize = 24;
 /// Largest record accepted (an event's JSON is far smaller).
 const MAX_RECORD: usize = 64 << 20;
 /// Recently written events kept in memory, so a reader that keeps up never parses JSON.
@@ -120,28 +123,12 @@ fn seg_path(dir: &Path, first_id: u64) -> PathBuf {
     dir.join(format!("{first_id:020}.seg"))
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 fn crc(id: u64, ts: u64, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&id.to_le_bytes());
     h.update(&ts.to_le_bytes());
     h.update(payload);
     h.finalize()
-}
-
-fn encode(out: &mut Vec<u8>, id: u64, ts: u64, ev: &Event) {
-    let at = out.len();
-    out.extend_from_slice(&[0u8; HEADER]);
-    ev.write_json(out);
-    let len = (out.len() - at - HEADER) as u32;
-    let c = crc(id, ts, &out[at + HEADER..]);
-    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
-    out[at + 4..at + 8].copy_from_slice(&c.to_le_bytes());
-    out[at + 8..at + 16].copy_from_slice(&id.to_le_bytes());
-    out[at + 16..at + 24].copy_from_slice(&ts.to_le_bytes());
 }
 
 /// A record parsed from `buf` at its start: (id, ts, payload range end) if valid.
@@ -201,27 +188,75 @@ pub struct Recovered {
     pub pending: u64,
     /// Bytes cut from the end of the newest segment (a record torn by a crash).
     pub torn_bytes: u64,
+    /// Records written after the last commit point (never accepted: the agent died
+    /// before every disk buffer had the event), cut.
+    pub uncommitted: u64,
 }
 
-/// Opens (or creates) the buffer in `cfg.dir` and starts its writer thread. Returns the
-/// staging sender for the fan-out, the reader and what recovery found.
-pub(super) fn open(
+/// Scans the newest segment and cuts what lies past the commit point (`commit`: the first
+/// id not committed, if the commit file knows this buffer) or past the last whole record;
+/// segments wholly past the commit point are deleted. Returns the first id not written
+/// (None: no segment is left).
+fn recover_head(
+    name: &'static str,
+    dir: &Path,
+    segs: &mut VecDeque<Seg>,
+    commit: Option<u64>,
+    recovered: &mut Recovered,
+) -> Result<Option<u64>, DiskError> {
+    let io = |what: &'static str| move |source| DiskError::Io { dir: dir.to_path_buf(), what, source };
+    loop {
+        let several = segs.len() > 1;
+        let Some(head) = segs.back_mut() else { return Ok(None) };
+        let path = seg_path(dir, head.first_id);
+        if commit.is_some_and(|c| head.first_id > c || (head.first_id == c && several)) {
+            // Wholly past the commit point: count its records and delete it.
+            let buf = std::fs::read(&path).map_err(io("read a segment past the commit point"))?;
+            recovered.uncommitted += scan(&buf, head.first_id).0.len() as u64;
+            std::fs::remove_file(&path).map_err(io("delete a segment past the commit point"))?;
+            segs.pop_back();
+            continue;
+        }
+        let buf = std::fs::read(&path).map_err(io("read the newest segment"))?;
+        let (recs, valid_end) = scan(&buf, head.first_id);
+        let written = recs.last().map(|r| r.1 + 1).unwrap_or(head.first_id);
+        let next = commit.map_or(written, |c| written.min(c));
+        // Where the kept records end: after record `next - 1`.
+        let keep = recs.iter().take_while(|r| r.1 < next).last().map(|r| r.0 + r.3).unwrap_or(0);
+        let keep = if next == written { valid_end } else { keep };
+        if keep < buf.len() {
+            recovered.torn_bytes += (buf.len() - valid_end) as u64;
+            recovered.uncommitted += written - next;
+            tracing::warn!(sink = name, file = %path.display(), torn_bytes = buf.len() - valid_end,
+                uncommitted = written - next,
+                "disk buffer: cut from the end of the newest segment what no commit point covers");
+            let f = OpenOptions::new().write(true).open(&path).map_err(io("open the newest segment"))?;
+            f.set_len(keep as u64).map_err(io("cut a torn record"))?;
+            head.bytes = keep as u64;
+        }
+        return Ok(Some(next));
+    }
+}
+
+/// Opens (or creates) the buffer in `cfg.dir` and recovers it up to `commit` (the commit
+/// file's point for it). Returns its writer (run by a [`super::group`] thread), its reader
+/// and what recovery found.
+pub(super) fn open_member(
     name: &'static str,
     cfg: DiskConfig,
     stats: Arc<BufferStats>,
-) -> Result<(mpsc::Sender<Entry>, DiskReader, Recovered), DiskError> {
+    commit: Option<u64>,
+) -> Result<(Member, DiskReader, Recovered), DiskError> {
     let dir = cfg.dir.clone();
     let io = |what: &'static str| {
         let dir = dir.clone();
         move |source| DiskError::Io { dir, what, source }
     };
     std::fs::create_dir_all(&dir).map_err(io("create the directory"))?;
-    let lock =
-        OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock")).map_err(io("open lock"))?;
-    // SAFETY: flock on a descriptor we own; no memory is involved.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(DiskError::Locked { dir });
-    }
+    let lock = lock_file(&dir.join("lock")).map_err(|e| match e {
+        None => DiskError::Locked { dir: dir.clone() },
+        Some(source) => DiskError::Io { dir: dir.clone(), what: "open lock", source },
+    })?;
     let ack_file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -247,27 +282,12 @@ pub(super) fn open(
         let bytes = std::fs::metadata(seg_path(&dir, f)).map(|m| m.len()).map_err(io("stat a segment"))?;
         segs.push_back(Seg { first_id: f, bytes });
     }
-    // The newest segment: find its end (the next id) and cut a torn tail.
-    let committed = match segs.back_mut() {
+    let committed = match recover_head(name, &dir, &mut segs, commit, &mut recovered)? {
+        Some(next) => next,
         None => {
             segs.push_back(Seg { first_id: acked, bytes: 0 });
             File::create(seg_path(&dir, acked)).map_err(io("create a segment"))?;
             acked
-        }
-        Some(head) => {
-            let path = seg_path(&dir, head.first_id);
-            let buf = std::fs::read(&path).map_err(io("read the newest segment"))?;
-            let (recs, valid_end) = scan(&buf, head.first_id);
-            let next = recs.last().map(|r| r.1 + 1).unwrap_or(head.first_id);
-            if valid_end < buf.len() {
-                recovered.torn_bytes = (buf.len() - valid_end) as u64;
-                tracing::warn!(sink = name, file = %path.display(), bytes = recovered.torn_bytes,
-                    "disk buffer: cut an incomplete record from the end of the newest segment");
-                let f = OpenOptions::new().write(true).open(&path).map_err(io("open the newest segment"))?;
-                f.set_len(valid_end as u64).map_err(io("cut a torn record"))?;
-                head.bytes = valid_end as u64;
-            }
-            next
         }
     };
     if acked > committed {
@@ -282,6 +302,7 @@ pub(super) fn open(
     if acked < segs[0].first_id {
         acked = segs[0].first_id;
     }
+    let committed = committed.max(acked);
     recovered.pending = committed - acked;
     let total_bytes = segs.iter().map(|s| s.bytes).sum();
     let head = segs.back().copied().unwrap_or(Seg { first_id: committed, bytes: 0 });
@@ -302,125 +323,157 @@ pub(super) fn open(
         _lock: lock,
     });
     shared.publish(&shared.lock());
-    let (tx, rx) = mpsc::channel(1024);
-    let w = Writer {
+    let member = Member {
         shared: shared.clone(),
         file: BufWriter::with_capacity(256 << 10, head_file),
         head,
         next_id: committed,
-        buf: Vec::new(),
         last_sync: Instant::now(),
         dirty: false,
         failed: false,
+        hot: Vec::new(),
+        written: 0,
     };
-    let handle = tokio::runtime::Handle::current();
-    std::thread::Builder::new()
-        .name(format!("nj-buf-{name}"))
-        .spawn(move || w.run(rx, handle))
-        .map_err(io("start the writer thread"))?;
     let reader = DiskReader { shared, pos: None, next_id: acked, replay_until: committed };
-    Ok((tx, reader, recovered))
+    Ok((member, reader, recovered))
 }
 
-struct Writer {
-    shared: Arc<Shared>,
+/// An exclusive flock on `path` (created if missing). Err(None): another process holds it.
+pub(super) fn lock_file(path: &Path) -> Result<File, Option<io::Error>> {
+    let f = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path).map_err(Some)?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(None);
+    }
+    Ok(f)
+}
+
+/// Whether a record of some length can be appended to a member now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Room {
+    Fits,
+    /// Refused, for this reason (full under drop_newest, too large, the sink is gone).
+    Drop(&'static str),
+    /// Full under `block`: commit what is written, wait ([`Member::wait_for_room`]), ask again.
+    Full,
+}
+
+/// One sink's disk buffer as the group writer sees it: appends, and makes what it appended
+/// readable once the group has committed it.
+pub(super) struct Member {
+    pub(super) shared: Arc<Shared>,
     file: BufWriter<File>,
     head: Seg,
-    next_id: u64,
-    buf: Vec<u8>,
+    pub(super) next_id: u64,
     last_sync: Instant,
     dirty: bool,
     /// A write failed: what comes is counted and dropped until a write works again.
     failed: bool,
+    /// Appended since the last commit (made readable by [`Member::publish`]).
+    hot: Vec<Hot>,
+    written: u64,
 }
 
-impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Entry>, rt: tokio::runtime::Handle) {
-        let idle = self.shared.cfg.fsync_interval.max(Duration::from_millis(10));
-        let mut batch: Vec<Entry> = Vec::with_capacity(1024);
-        loop {
-            let got = rt.block_on(async { tokio::time::timeout(idle, rx.recv()).await });
-            match got {
-                Ok(Some(e)) => batch.push(e),
-                Ok(None) => break,
-                Err(_) => {
-                    self.sync_if_due(true);
-                    continue;
-                }
-            }
-            while batch.len() < 1024 {
-                match rx.try_recv() {
-                    Ok(e) => batch.push(e),
-                    Err(_) => break,
-                }
-            }
-            self.write_batch(&mut batch);
-        }
-        self.commit(&mut Vec::new(), &mut Vec::new());
-        self.sync_if_due(false);
-        let _ = self.file.get_ref().sync_data();
-        let mut st = self.shared.lock();
-        st.writer_done = true;
-        drop(st);
-        self.shared.readable.notify_one();
+impl Member {
+    pub(super) fn name(&self) -> &'static str {
+        self.shared.name
     }
 
-    fn sync_if_due(&mut self, idle: bool) {
+    /// Syncs if the fsync policy says it is time (`idle`: the writer has nothing to do).
+    /// True if it synced.
+    pub(super) fn sync_if_due(&mut self, idle: bool) -> bool {
         let due = match self.shared.cfg.fsync {
             DiskFsync::Never => false,
             DiskFsync::Always => true,
             DiskFsync::Interval => idle || self.last_sync.elapsed() >= self.shared.cfg.fsync_interval,
         };
-        if due && self.dirty {
-            if let Err(e) = self.file.get_ref().sync_data() {
-                tracing::error!(sink = self.shared.name, error = %e, "disk buffer: fsync failed");
-            }
-            self.dirty = false;
-            self.last_sync = Instant::now();
+        if !(due && self.dirty) {
+            return false;
+        }
+        if let Err(e) = self.file.get_ref().sync_data() {
+            tracing::error!(sink = self.shared.name, error = %e, "disk buffer: fsync failed");
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        true
+    }
+
+    fn drop_counted(&self, reason: &'static str) {
+        self.shared.stats.dropped(1);
+        pipeline::metrics::count_stage_drop("buffer", reason, 1);
+        metrics::counter!(names::SINK_EVENTS, "sink" => self.shared.name, "outcome" => "dropped").increment(1);
+    }
+
+    /// Whether a record of `len` bytes (header included) can be appended. Only the group
+    /// writer adds bytes, so what fits now still fits when it appends.
+    pub(super) fn room(&self, len: u64) -> Room {
+        if len > self.shared.cfg.max_bytes {
+            return Room::Drop("too_large");
+        }
+        let st = self.shared.lock();
+        if st.closed {
+            Room::Drop("sink_closed")
+        } else if st.total_bytes + len <= self.shared.cfg.max_bytes {
+            Room::Fits
+        } else if self.shared.cfg.when_full == QueuePolicy::DropNewest {
+            Room::Drop("buffer_full")
+        } else {
+            Room::Full
         }
     }
 
-    fn drop_counted(&self, n: u64, reason: &'static str) {
-        if n == 0 {
+    /// Appends one record, the event's JSON `payload` (`payload_crc`: its CRC state), or
+    /// drops it (counted) if [`Member::room`] says so; the caller has waited out `Full`.
+    pub(super) fn append(&mut self, payload: &[u8], payload_crc: &crc32fast::Hasher, ts: u64, ev: &Arc<Event>) {
+        let len = (HEADER + payload.len()) as u64;
+        if let Room::Drop(reason) = self.room(len) {
+            return self.drop_counted(reason);
+        }
+        self.shared.lock().total_bytes += len;
+        if self.head.bytes > 0 && self.head.bytes + len > self.shared.cfg.segment_bytes {
+            self.rotate_segment();
+        }
+        let mut h = crc32fast::Hasher::new();
+        h.update(&self.next_id.to_le_bytes());
+        h.update(&ts.to_le_bytes());
+        h.combine(payload_crc);
+        let mut header = [0u8; HEADER];
+        header[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[4..8].copy_from_slice(&h.finalize().to_le_bytes());
+        header[8..16].copy_from_slice(&self.next_id.to_le_bytes());
+        header[16..24].copy_from_slice(&ts.to_le_bytes());
+        if let Err(err) = self.file.write_all(&header).and_then(|_| self.file.write_all(payload)) {
+            self.shared.lock().total_bytes -= len;
+            if !self.failed {
+                tracing::error!(sink = self.shared.name, error = %err, "disk buffer: write failed; events are dropped (counted) until writes work again");
+            }
+            self.failed = true;
+            return self.drop_counted("buffer_write_failed");
+        }
+        self.failed = false;
+        self.head.bytes += len;
+        self.hot.push(Hot {
+            id: self.next_id,
+            seg: self.head.first_id,
+            end: self.head.bytes,
+            ts_ms: ts,
+            event: ev.clone(),
+        });
+        self.next_id += 1;
+        self.written += 1;
+        self.dirty = true;
+    }
+
+    /// Full and blocking (everything written is committed): frees the head segment if it
+    /// is all acknowledged, else waits a little for acknowledgements.
+    pub(super) fn wait_for_room(&mut self) {
+        let st = self.shared.lock();
+        if st.acked >= self.next_id && self.head.bytes > 0 {
+            drop(st);
+            self.rotate_segment();
             return;
         }
-        self.shared.stats.dropped(n);
-        pipeline::metrics::count_stage_drop("buffer", reason, n);
-        metrics::counter!(names::SINK_EVENTS, "sink" => self.shared.name, "outcome" => "dropped").increment(n);
-    }
-
-    /// Waits (block) or refuses (drop_newest) until `len` more bytes fit. False: drop it.
-    fn reserve(&mut self, len: u64, written: &mut Vec<Entry>, hot: &mut Vec<Hot>) -> Result<bool, &'static str> {
-        let max = self.shared.cfg.max_bytes;
-        if len > max {
-            return Err("too_large");
-        }
-        loop {
-            let mut st = self.shared.lock();
-            if st.closed {
-                return Err("sink_closed");
-            }
-            if st.total_bytes + len <= max {
-                st.total_bytes += len;
-                return Ok(true);
-            }
-            if self.shared.cfg.when_full == QueuePolicy::DropNewest {
-                return Ok(false);
-            }
-            // Full and blocking: let the reader have what is written, make the old head
-            // deletable if it is all acknowledged, then wait for acknowledgements.
-            drop(st);
-            self.commit(written, hot);
-            let st = self.shared.lock();
-            if st.acked >= self.next_id && self.head.bytes > 0 {
-                drop(st);
-                self.rotate_segment();
-                continue;
-            }
-            let (st, _) =
-                self.shared.space.wait_timeout(st, Duration::from_millis(200)).unwrap_or_else(|p| p.into_inner());
-            drop(st);
-        }
+        let _ = self.shared.space.wait_timeout(st, Duration::from_millis(200));
     }
 
     fn rotate_segment(&mut self) {
@@ -430,8 +483,12 @@ impl Writer {
         match OpenOptions::new().append(true).create(true).open(&path) {
             Ok(f) => {
                 self.file = BufWriter::with_capacity(256 << 10, f);
-                self.head = Seg { first_id: self.next_id, bytes: 0 };
+                let old = std::mem::replace(&mut self.head, Seg { first_id: self.next_id, bytes: 0 });
                 let mut st = self.shared.lock();
+                // The old head's final size (a segment's bytes leave the total when deleted).
+                if let Some(s) = st.segs.back_mut().filter(|s| s.first_id == old.first_id) {
+                    s.bytes = old.bytes;
+                }
                 st.segs.push_back(self.head);
                 delete_acked_segments(&self.shared, &mut st);
                 self.shared.publish(&st);
@@ -441,63 +498,17 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, batch: &mut Vec<Entry>) {
-        let mut written: Vec<Entry> = Vec::with_capacity(batch.len());
-        let mut hot: Vec<Hot> = Vec::with_capacity(batch.len());
-        let ts = now_ms();
-        for e in batch.drain(..) {
-            self.buf.clear();
-            encode(&mut self.buf, self.next_id, ts, &e.event);
-            let len = self.buf.len() as u64;
-            match self.reserve(len, &mut written, &mut hot) {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.drop_counted(1, "buffer_full");
-                    continue;
-                }
-                Err(reason) => {
-                    self.drop_counted(1, reason);
-                    continue;
-                }
-            }
-            if self.head.bytes > 0 && self.head.bytes + len > self.shared.cfg.segment_bytes {
-                self.commit(&mut written, &mut hot);
-                self.rotate_segment();
-            }
-            if let Err(err) = self.file.write_all(&self.buf) {
-                self.shared.lock().total_bytes -= len;
-                if !self.failed {
-                    tracing::error!(sink = self.shared.name, error = %err, "disk buffer: write failed; events are dropped (counted) until writes work again");
-                }
-                self.failed = true;
-                self.drop_counted(1, "buffer_write_failed");
-                continue;
-            }
-            self.failed = false;
-            self.head.bytes += len;
-            hot.push(Hot {
-                id: self.next_id,
-                seg: self.head.first_id,
-                end: self.head.bytes,
-                ts_ms: ts,
-                event: e.event.clone(),
-            });
-            self.next_id += 1;
-            written.push(e);
-        }
-        self.commit(&mut written, &mut hot);
-    }
-
-    /// Hands what is written to the kernel (and the disk, per the fsync policy), makes it
-    /// readable, and only then lets the entries' source tokens go.
-    fn commit(&mut self, written: &mut Vec<Entry>, hot: &mut Vec<Hot>) {
+    /// Hands what is appended to the kernel (and the disk, per the fsync policy). True if
+    /// it synced.
+    pub(super) fn flush(&mut self) -> bool {
         if let Err(e) = self.file.flush() {
             tracing::error!(sink = self.shared.name, error = %e, "disk buffer: write failed");
         }
-        if !written.is_empty() {
-            self.dirty = true;
-        }
-        self.sync_if_due(false);
+        self.sync_if_due(false)
+    }
+
+    /// After the group's commit: what is appended becomes readable.
+    pub(super) fn publish(&mut self) {
         let mut st = self.shared.lock();
         st.committed = self.next_id;
         if let Some(s) = st.segs.back_mut() {
@@ -505,15 +516,23 @@ impl Writer {
                 s.bytes = self.head.bytes;
             }
         }
-        st.hot.extend(hot.drain(..));
+        st.hot.extend(self.hot.drain(..));
         while st.hot.len() > HOT_MAX {
             st.hot.pop_front();
         }
-        self.shared.stats.written(written.len() as u64);
+        self.shared.stats.written(std::mem::take(&mut self.written));
         self.shared.publish(&st);
         drop(st);
         self.shared.readable.notify_one();
-        written.clear();
+    }
+
+    /// The group writer is done: nothing more will come.
+    pub(super) fn finish(mut self) {
+        self.flush();
+        let _ = self.file.get_ref().sync_data();
+        self.publish();
+        self.shared.lock().writer_done = true;
+        self.shared.readable.notify_one();
     }
 }
 

@@ -2,8 +2,12 @@
 //! Vector: `memory` (a bounded channel of events) or `disk` (a write-ahead log under
 //! `sinks.data_dir/<sink>/`, see [`disk`]). Either way the fan-out only waits for room in
 //! that one buffer, and the buffer lets go of an event's source token once the event is
-//! durable: written to the disk buffer, or (memory) delivered by the sink.
+//! durable: written to the disk buffer, or (memory) delivered by the sink. The disk
+//! buffers of a data dir share one writer ([`group`]) and one commit point ([`commit`]):
+//! an event is in all of their logs or in none.
+mod commit;
 pub mod disk;
+mod group;
 #[cfg(test)]
 mod tests;
 
@@ -19,7 +23,7 @@ use std::{
 use pipeline::{
     ack::Ack,
     config::ByteSize,
-    fanout::{Entry, QueuePolicy},
+    fanout::{Entry, OutputCounters, QueuePolicy},
     metrics::names,
     Event,
 };
@@ -106,6 +110,12 @@ pub struct BufferStats {
 }
 
 impl BufferStats {
+    /// The figures of sink `name`'s buffer.
+    pub fn named(name: &'static str) -> Arc<BufferStats> {
+        let s = Arc::new(BufferStats::default());
+        let _ = s.name.set(name);
+        s
+    }
     fn label(&self) -> &'static str {
         self.name.get().copied().unwrap_or("?")
     }
@@ -171,49 +181,118 @@ pub struct Opened {
     pub stats: Arc<BufferStats>,
 }
 
-/// Opens the buffer of sink `name` (disk ones under `data_dir/<name>/`).
-pub fn open(name: &'static str, cfg: &BufferConfig, data_dir: &Path) -> Result<Opened, DiskError> {
-    let stats = Arc::new(BufferStats::default());
-    let _ = stats.name.set(name);
-    metrics::gauge!(names::BUFFER_MAX_EVENTS, "sink" => name).set(match cfg.kind {
-        BufferType::Memory => cfg.max_events as f64,
-        BufferType::Disk => 0.0,
-    });
-    metrics::gauge!(names::BUFFER_MAX_BYTES, "sink" => name).set(match cfg.kind {
-        BufferType::Memory => 0.0,
-        BufferType::Disk => cfg.max_size.0 as f64,
-    });
-    match cfg.kind {
-        BufferType::Memory => {
-            stats.set(0, 0);
-            let (tx, rx) = mpsc::channel(cfg.max_events.max(1));
-            Ok(Opened {
-                writer: BufferWriter { tx, policy: cfg.when_full },
-                reader: BufferReader { kind: Kind::Memory(rx, None), stats: stats.clone(), is_disk: false },
-                recovered: Recovered::default(),
-                stats,
-            })
+/// Publishes a buffer's bounds (one of the two is 0: the other kind's).
+fn announce(name: &'static str, cfg: &BufferConfig) {
+    let (events, bytes) = match cfg.kind {
+        BufferType::Memory => (cfg.max_events as f64, 0.0),
+        BufferType::Disk => (0.0, cfg.max_size.0 as f64),
+    };
+    metrics::gauge!(names::BUFFER_MAX_EVENTS, "sink" => name).set(events);
+    metrics::gauge!(names::BUFFER_MAX_BYTES, "sink" => name).set(bytes);
+}
+
+/// Opens a memory buffer for sink `name`.
+pub fn open_memory(name: &'static str, cfg: &BufferConfig, stats: Arc<BufferStats>) -> (BufferWriter, BufferReader) {
+    announce(name, cfg);
+    stats.set(0, 0);
+    let (tx, rx) = mpsc::channel(cfg.max_events.max(1));
+    (BufferWriter { tx, policy: cfg.when_full }, BufferReader { kind: Kind::Memory(rx, None), stats, is_disk: false })
+}
+
+/// A disk buffer to open with the others of its data dir.
+pub struct DiskSpec {
+    pub name: &'static str,
+    pub cfg: BufferConfig,
+    pub stats: Arc<BufferStats>,
+    /// The fan-out's counts for this sink (the group writer counts what it takes).
+    pub counters: Arc<OutputCounters>,
+}
+
+/// A disk buffer's reader and what its log held from an earlier run, or why it did not open.
+pub type OpenedDisk = Result<(BufferReader, Recovered), DiskError>;
+
+/// The disk buffers of one data dir: their one writer (the fan-out's output for all of
+/// them; None if none opened) and each sink's reader, or why it could not open.
+pub struct DiskGroup {
+    pub writer: Option<BufferWriter>,
+    pub readers: Vec<(&'static str, OpenedDisk)>,
+}
+
+/// Opens the disk buffers of `specs` under `data_dir/<name>/`, recovered up to their
+/// common commit point, and starts their writer.
+pub fn open_disk(specs: Vec<DiskSpec>, data_dir: &Path) -> DiskGroup {
+    let mut readers = Vec::new();
+    let fail = |e: &DiskError| match e {
+        DiskError::Locked { dir } => DiskError::Locked { dir: dir.clone() },
+        DiskError::Io { dir, what, source } => {
+            DiskError::Io { dir: dir.clone(), what, source: std::io::Error::new(source.kind(), source.to_string()) }
         }
-        BufferType::Disk => {
-            let max = cfg.max_size.0.max(1 << 16);
-            let dc = disk::DiskConfig {
-                dir: data_dir.join(name),
-                max_bytes: max,
-                segment_bytes: (max / 8).clamp(64 << 10, 32 << 20),
-                when_full: cfg.when_full,
-                fsync: cfg.fsync,
-                fsync_interval: Duration::from_millis(cfg.fsync_interval_ms.max(1)),
-            };
-            let (tx, reader, recovered) = disk::open(name, dc, stats.clone())?;
-            stats.replayed.store(recovered.pending, Ordering::Relaxed);
-            Ok(Opened {
-                writer: BufferWriter { tx, policy: QueuePolicy::Block },
-                reader: BufferReader { kind: Kind::Disk(Some(reader)), stats: stats.clone(), is_disk: true },
-                recovered,
-                stats,
-            })
+    };
+    let io = |what: &'static str| move |source| DiskError::Io { dir: data_dir.to_path_buf(), what, source };
+    let commit = std::fs::create_dir_all(data_dir).map_err(io("create the directory")).and_then(|_| {
+        commit::CommitFile::open(&data_dir.join("commit")).map_err(|e| match e {
+            None => DiskError::Locked { dir: data_dir.to_path_buf() },
+            Some(source) => io("open the commit file")(source),
+        })
+    });
+    let commit = match commit {
+        Ok(c) => c,
+        Err(e) => {
+            let readers = specs.iter().map(|s| (s.name, Err(fail(&e)))).collect();
+            return DiskGroup { writer: None, readers };
+        }
+    };
+    let mut members = Vec::new();
+    let mut idle = Duration::from_secs(1);
+    for s in specs {
+        announce(s.name, &s.cfg);
+        let max = s.cfg.max_size.0.max(1 << 16);
+        let interval = Duration::from_millis(s.cfg.fsync_interval_ms.max(1));
+        let dc = disk::DiskConfig {
+            dir: data_dir.join(s.name),
+            max_bytes: max,
+            segment_bytes: (max / 8).clamp(64 << 10, 32 << 20),
+            when_full: s.cfg.when_full,
+            fsync: s.cfg.fsync,
+            fsync_interval: interval,
+        };
+        match disk::open_member(s.name, dc, s.stats.clone(), commit.get(s.name)) {
+            Ok((member, reader, recovered)) => {
+                s.stats.replayed.store(recovered.pending, Ordering::Relaxed);
+                idle = idle.min(interval.max(Duration::from_millis(10)));
+                members.push((member, s.counters));
+                let reader = BufferReader { kind: Kind::Disk(Some(reader)), stats: s.stats, is_disk: true };
+                readers.push((s.name, Ok((reader, recovered))));
+            }
+            Err(e) => readers.push((s.name, Err(e))),
         }
     }
+    if members.is_empty() {
+        return DiskGroup { writer: None, readers };
+    }
+    match group::spawn(members, commit, idle) {
+        Ok(tx) => DiskGroup { writer: Some(BufferWriter { tx, policy: QueuePolicy::Block }), readers },
+        Err(e) => {
+            let e = io("start the writer thread")(e);
+            DiskGroup { writer: None, readers: readers.into_iter().map(|(n, _)| (n, Err(fail(&e)))).collect() }
+        }
+    }
+}
+
+/// Opens the buffer of one sink `name` (a disk one under `data_dir/<name>/`, as the only
+/// member of its group).
+pub fn open(name: &'static str, cfg: &BufferConfig, data_dir: &Path) -> Result<Opened, DiskError> {
+    let stats = BufferStats::named(name);
+    if cfg.kind == BufferType::Memory {
+        let (writer, reader) = open_memory(name, cfg, stats.clone());
+        return Ok(Opened { writer, reader, recovered: Recovered::default(), stats });
+    }
+    let spec = DiskSpec { name, cfg: cfg.clone(), stats: stats.clone(), counters: Arc::default() };
+    let mut g = open_disk(vec![spec], data_dir);
+    let (_, opened) = g.readers.pop().expect("one spec, one reader");
+    let (reader, recovered) = opened?;
+    let writer = g.writer.expect("a writer when the member opened");
+    Ok(Opened { writer, reader, recovered, stats })
 }
 
 fn now_ms() -> u64 {

@@ -1,6 +1,10 @@
 //! The buffers on real files: order, acknowledgement, replay after a restart, the size
 //! bound with both policies, corrupt and truncated segments.
-use std::{path::Path, sync::atomic::Ordering, time::Duration};
+use std::{
+    path::Path,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
 use pipeline::{config::ByteSize, fanout::Entry, fanout::QueuePolicy};
 
@@ -161,4 +165,79 @@ async fn memory_buffer_keeps_source_tokens_until_acknowledged() {
     assert!(log.0.lock().unwrap().is_empty(), "not delivered yet");
     o.reader.ack(b.token).await;
     assert_eq!(*log.0.lock().unwrap(), vec![1]);
+}
+
+fn spec(name: &'static str, cfg: &BufferConfig) -> (DiskSpec, Arc<BufferStats>) {
+    let stats = BufferStats::named(name);
+    (DiskSpec { name, cfg: cfg.clone(), stats: stats.clone(), counters: Arc::default() }, stats)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disk_buffers_of_a_data_dir_commit_together_and_cut_what_no_commit_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = disk(1 << 20, QueuePolicy::Block);
+    let open_two = || {
+        let (a, sa) = spec("a", &cfg);
+        let (b, sb) = spec("b", &cfg);
+        let mut g = open_disk(vec![a, b], dir.path());
+        let readers: Vec<_> = g.readers.drain(..).map(|(_, r)| r.unwrap()).collect();
+        (g.writer.unwrap(), readers, [sa, sb])
+    };
+    let (w, mut readers, stats) = open_two();
+    push(&w, 0, 1000).await;
+    for s in &stats {
+        for _ in 0..400 {
+            if s.accepted.load(Ordering::Relaxed) >= 1000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // Both logs have every event; sink a delivers (and acknowledges) 300 of them.
+    assert_eq!(take(&mut readers[0].0, 300, true).await, (0..300).collect::<Vec<_>>());
+    drop((w, readers));
+    tokio::time::sleep(Duration::from_millis(300)).await; // the writer lets go of the locks
+                                                          // As if the agent died after appending 400..1000 to both logs, before recording that
+                                                          // commit.
+    let mut c = super::commit::CommitFile::open(&dir.path().join("commit")).unwrap();
+    assert_eq!((c.get("a"), c.get("b")), (Some(1000), Some(1000)));
+    c.write([("a", 400), ("b", 400)].into_iter());
+    drop(c);
+    let (_w, mut readers, stats) = open_two();
+    let (ra, rb) = (readers.remove(0), readers.remove(0));
+    assert_eq!(ra.1.uncommitted, 600);
+    assert_eq!((ra.1.pending, rb.1.pending), (100, 400), "a had acknowledged 300");
+    let (mut ra, mut rb) = (ra.0, rb.0);
+    assert_eq!(take(&mut ra, 100, true).await, (300..400).collect::<Vec<_>>());
+    assert_eq!(take(&mut rb, 400, true).await, (0..400).collect::<Vec<_>>());
+    assert_eq!(stats[0].replayed.load(Ordering::Relaxed), 100);
+    // New events follow on from the commit point in both.
+    push(&_w, 5000, 10).await;
+    assert_eq!(take(&mut ra, 10, true).await, (5000..5010).collect::<Vec<_>>());
+    assert_eq!(take(&mut rb, 10, true).await, (5000..5010).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_blocking_member_holds_the_event_back_from_every_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, sa) = spec("a", &disk(1 << 20, QueuePolicy::Block));
+    let (b, sb) = spec("b", &disk(64 << 10, QueuePolicy::Block));
+    let mut g = open_disk(vec![a, b], dir.path());
+    let mut readers: Vec<_> = g.readers.drain(..).map(|(_, r)| r.unwrap().0).collect();
+    let w = g.writer.unwrap().tx;
+    let pusher = tokio::spawn(async move {
+        for i in 0..1000 {
+            w.send(Entry { event: seq_event(i), ack: None }).await.unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ka, kb) = (sa.accepted.load(Ordering::Relaxed), sb.accepted.load(Ordering::Relaxed));
+    assert!(kb < 1000 && ka == kb, "a holds exactly what full b holds: {ka} vs {kb}");
+    // b's sink takes everything: both get every event, nothing dropped.
+    let mut rb = readers.pop().unwrap();
+    let got = take(&mut rb, 1000, true).await;
+    assert_eq!(got, (0..1000).collect::<Vec<_>>());
+    assert_eq!(take(&mut readers[0], 1000, true).await, got);
+    pusher.await.unwrap();
+    assert_eq!(sa.dropped.load(Ordering::Relaxed) + sb.dropped.load(Ordering::Relaxed), 0);
 }

@@ -8,7 +8,6 @@ use crate::{
     driver::BatchConfig,
     retry::{RequestConfig, RetryConfig},
     secret::SecretSource,
-    BuildError, Delivery, Sink, SinkConfig,
 };
 
 /// Shape of the documents.
@@ -159,20 +158,4 @@ impl crate::Check for ElasticsearchConfig {
     }
 }
 
-impl SinkConfig for ElasticsearchConfig {
-    const NAME: &'static str = "elasticsearch";
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn delivery(&self) -> Delivery {
-        Delivery {
-            buffer: self.buffer.clone(),
-            batch: self.batch.clone(),
-            retry: self.retry.clone(),
-            health_timeout_secs: self.health_timeout_secs,
-        }
-    }
-    fn build(&self) -> Result<Box<dyn Sink>, BuildError> {
-        Ok(Box::new(super::build(self)?))
-    }
-}
+crate::sink_config!(ElasticsearchConfig, "elasticsearch", |c| Ok(Box::new(super::build(c)?)));

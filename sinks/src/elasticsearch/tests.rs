@@ -6,7 +6,7 @@ use crate::{
     driver::BatchConfig,
     retry::{RequestConfig, RetryConfig},
     test_servers::{free_port, Proxy, Server},
-    test_util::{counter, drive, install_metrics, seq_event, Feed},
+    test_util::{counter, drive, feed, install_metrics, seq_event, through_an_outage},
     SendOutcome, Sink, StartError,
 };
 use pipeline::{time::Timestamp, Event, EventKind};
@@ -43,16 +43,6 @@ async fn count(base: &str, query: Option<Value>) -> u64 {
 }
 
 /// Feeds events `0..n` into a driver at `per_sec` (0: as fast as the queue takes them).
-async fn feed(tx: Feed, n: u64, per_sec: u64) {
-    let start = tokio::time::Instant::now();
-    for i in 0..n {
-        if per_sec > 0 && i % 100 == 0 {
-            tokio::time::sleep_until(start + Duration::from_micros(i * 1_000_000 / per_sec)).await;
-        }
-        tx.send(seq_event(i)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_events_all_land_once() {
     let srv = Server::osmem();
@@ -81,17 +71,8 @@ async fn outage_of_twenty_seconds_loses_and_duplicates_nothing() {
     let c = cfg(format!("http://{}", proxy.addr), dir.path());
     let sink = build(&c).unwrap();
     let retries_before = counter("nightjar_sink_retries_total", &["sink=\"test\""]);
-    const N: u64 = 150_000; // 30 s at 5,000 events/s
-    let (tx, drv, _) = drive(Box::new(sink), c.batch.clone(), c.retry.clone());
-    let feeder = tokio::spawn(feed(tx, N, 5_000));
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    proxy.cut();
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    proxy.restore();
-    feeder.await.unwrap();
-    let report = tokio::time::timeout(Duration::from_secs(600), drv).await.unwrap().unwrap();
-    assert_eq!((report.delivered, report.failed), (N, 0));
-    assert_eq!(count(&srv.url(), None).await, N, "exactly N distinct documents");
+    let n = through_an_outage(Box::new(sink), &c.batch, &c.retry, &proxy).await;
+    assert_eq!(count(&srv.url(), None).await, n, "exactly N distinct documents");
     let retries = counter("nightjar_sink_retries_total", &["sink=\"elasticsearch\""]) - retries_before;
     assert!(retries > 0.0, "the outage shows in the retry metric");
     assert!(counter("nightjar_sink_events_total", &["sink=\"elasticsearch\"", "outcome=\"retried\""]) > 0.0);

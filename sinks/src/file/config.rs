@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use pipeline::config::ByteSize;
 use serde::{Deserialize, Serialize};
 
-use crate::{buffer::BufferConfig, driver::BatchConfig, retry::RetryConfig, BuildError, Delivery, Sink, SinkConfig};
+use crate::{buffer::BufferConfig, driver::BatchConfig, retry::RetryConfig};
 
 /// When the file sink asks the kernel to put written data on disk (`fdatasync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,22 +94,8 @@ impl Default for FileConfig {
     }
 }
 
-impl SinkConfig for FileConfig {
-    const NAME: &'static str = "file";
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn delivery(&self) -> Delivery {
-        Delivery {
-            buffer: self.buffer.clone(),
-            batch: self.batch.clone(),
-            retry: self.retry.clone(),
-            health_timeout_secs: self.health_timeout_secs,
-        }
-    }
-    fn build(&self) -> Result<Box<dyn Sink>, BuildError> {
-        let s = super::FileSink::new(self)?;
-        let tick = s.tick_interval();
-        Ok(Box::new(crate::blocking::OffThread::new(Self::NAME, s, Some(tick))))
-    }
-}
+crate::sink_config!(FileConfig, "file", |c| {
+    let s = super::FileSink::new(c)?;
+    let tick = s.tick_interval();
+    Ok(Box::new(crate::blocking::OffThread::new("file", s, Some(tick))))
+});

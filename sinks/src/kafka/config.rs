@@ -8,7 +8,6 @@ use crate::{
     driver::BatchConfig,
     retry::{RequestConfig, RetryConfig},
     secret::SecretSource,
-    BuildError, Delivery, Sink, SinkConfig,
 };
 
 /// What the message key is taken from.
@@ -135,20 +134,4 @@ impl crate::Check for KafkaConfig {
     }
 }
 
-impl SinkConfig for KafkaConfig {
-    const NAME: &'static str = "kafka";
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn delivery(&self) -> Delivery {
-        Delivery {
-            buffer: self.buffer.clone(),
-            batch: self.batch.clone(),
-            retry: self.retry.clone(),
-            health_timeout_secs: self.health_timeout_secs,
-        }
-    }
-    fn build(&self) -> Result<Box<dyn Sink>, BuildError> {
-        Ok(Box::new(super::build(self)?))
-    }
-}
+crate::sink_config!(KafkaConfig, "kafka", |c| Ok(Box::new(super::build(c)?)));

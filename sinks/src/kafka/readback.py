@@ -1,7 +1,8 @@
 """Reads a topic back with confluent-kafka (an independent librdkafka from PyPI) as a
 consumer group, until `expected` messages arrived and then a few quiet seconds more (to
 catch duplicates), checking each message's key and headers against its JSON.
-Usage: readback.py BOOTSTRAP TOPIC EXPECTED KEY_FIELD TIMEOUT_SECS. Prints one JSON object."""
+Usage: readback.py BOOTSTRAP TOPIC EXPECTED KEY_FIELD TIMEOUT_SECS [TIMES_FILE]. Prints one JSON
+object; TIMES_FILE gets the distinct `time`s read, sorted, one a line."""
 import json
 import sys
 import time
@@ -47,4 +48,7 @@ while time.time() < deadline:
     if count >= expected and quiet_until is None:
         quiet_until = time.time() + 5
 c.close()
+if len(sys.argv) > 6:
+    with open(sys.argv[6], "w") as f:
+        f.write("".join(t + "\n" for t in sorted(times)))
 print(json.dumps({"count": count, "distinct_pids": len(pids), "distinct_times": len(times), "bad_key": bad_key, "bad_headers": bad_headers, "errors": errors[:5]}))

@@ -6,7 +6,7 @@ use super::{build, KafkaConfig, KeyField};
 use crate::{
     driver::BatchConfig,
     test_servers::{create_topic, free_port, Proxy, Server},
-    test_util::{counter, drive, install_metrics, run_python, seq_event, Feed},
+    test_util::{counter, drive, feed, install_metrics, run_python, through_an_outage},
     Sink, StartError,
 };
 
@@ -20,16 +20,6 @@ fn cfg(brokers: SocketAddr, topic: &str) -> KafkaConfig {
         key: KeyField::NamespacePod,
         batch: BatchConfig { max_events: 4000, max_bytes: 20 << 20, max_age_ms: 100 },
         ..KafkaConfig::default()
-    }
-}
-
-async fn feed(tx: Feed, n: u64, per_sec: u64) {
-    let start = tokio::time::Instant::now();
-    for i in 0..n {
-        if per_sec > 0 && i % 100 == 0 {
-            tokio::time::sleep_until(start + Duration::from_micros(i * 1_000_000 / per_sec)).await;
-        }
-        tx.send(seq_event(i)).await;
     }
 }
 
@@ -69,19 +59,10 @@ async fn outage_of_twenty_seconds_loses_and_duplicates_nothing() {
     let c = cfg(proxy_addr, "nj-outage");
     let sink = build(&c).unwrap();
     let retries_before = counter("nightjar_sink_retries_total", &["sink=\"kafka\""]);
-    const N: u64 = 150_000; // 30 s at 5,000 events/s
-    let (tx, drv, _) = drive(Box::new(sink), c.batch.clone(), c.retry.clone());
-    let feeder = tokio::spawn(feed(tx, N, 5_000));
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    proxy.cut();
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    proxy.restore();
-    feeder.await.unwrap();
-    let report = tokio::time::timeout(Duration::from_secs(600), drv).await.unwrap().unwrap();
-    assert_eq!((report.delivered, report.failed), (N, 0));
-    let v = tokio::task::spawn_blocking(move || read_back(proxy_addr, "nj-outage", N)).await.unwrap();
-    assert_eq!(v["count"], N, "exactly N messages: {v}");
-    assert_eq!(v["distinct_pids"], N, "{v}");
+    let n = through_an_outage(Box::new(sink), &c.batch, &c.retry, &proxy).await;
+    let v = tokio::task::spawn_blocking(move || read_back(proxy_addr, "nj-outage", n)).await.unwrap();
+    assert_eq!(v["count"], n, "exactly N messages: {v}");
+    assert_eq!(v["distinct_pids"], n, "{v}");
     // librdkafka's statistics (every second) report the produce requests it retried.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let retries = loop {

@@ -3,10 +3,7 @@ use std::path::PathBuf;
 use pipeline::config::ByteSize;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    buffer::BufferConfig, driver::BatchConfig, file::OnError, retry::RetryConfig, BuildError, Delivery, Sink,
-    SinkConfig,
-};
+use crate::{buffer::BufferConfig, driver::BatchConfig, file::OnError, retry::RetryConfig};
 
 /// `sinks.parquet` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,25 +39,11 @@ pub struct ParquetConfig {
     pub health_timeout_secs: u64,
 }
 
-impl SinkConfig for ParquetConfig {
-    const NAME: &'static str = "parquet";
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn delivery(&self) -> Delivery {
-        Delivery {
-            buffer: self.buffer.clone(),
-            batch: self.batch.clone(),
-            retry: self.retry.clone(),
-            health_timeout_secs: self.health_timeout_secs,
-        }
-    }
-    fn build(&self) -> Result<Box<dyn Sink>, BuildError> {
-        let s = super::ParquetSink::new(self)?;
-        let tick = std::time::Duration::from_secs(self.max_file_age_secs.clamp(1, 10));
-        Ok(Box::new(crate::blocking::OffThread::new(Self::NAME, s, Some(tick))))
-    }
-}
+crate::sink_config!(ParquetConfig, "parquet", |c| {
+    let s = super::ParquetSink::new(c)?;
+    let tick = std::time::Duration::from_secs(c.max_file_age_secs.clamp(1, 10));
+    Ok(Box::new(crate::blocking::OffThread::new("parquet", s, Some(tick))))
+});
 
 impl Default for ParquetConfig {
     fn default() -> Self {

@@ -1,7 +1,7 @@
 use pipeline::fanout::QueuePolicy;
 use serde::{Deserialize, Serialize};
 
-use crate::{buffer::BufferConfig, driver::BatchConfig, retry::RetryConfig, BuildError, Delivery, Sink, SinkConfig};
+use crate::{buffer::BufferConfig, driver::BatchConfig, retry::RetryConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -39,20 +39,8 @@ impl Default for StdoutConfig {
     }
 }
 
-impl SinkConfig for StdoutConfig {
-    const NAME: &'static str = "stdout";
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn delivery(&self) -> Delivery {
-        Delivery {
-            buffer: self.buffer.clone(),
-            batch: self.batch.clone(),
-            retry: self.retry.clone(),
-            health_timeout_secs: self.health_timeout_secs,
-        }
-    }
-    fn build(&self) -> Result<Box<dyn Sink>, BuildError> {
-        Ok(Box::new(crate::blocking::OffThread::new(Self::NAME, super::StdoutSink::new(self), None)))
-    }
-}
+crate::sink_config!(StdoutConfig, "stdout", |c| Ok(Box::new(crate::blocking::OffThread::new(
+    "stdout",
+    super::StdoutSink::new(c),
+    None
+))));
