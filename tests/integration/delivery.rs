@@ -179,7 +179,14 @@ impl Setup {
 
     fn agent(&self, name: &str, extra: &[String]) -> Agent {
         let mut cmd = agent_run(self.dir.path());
+        // Only the policy whose events these scenarios count: each policy program is a
+        // copy of the selector engine the verifier checks at start, minutes on a busy host.
+        let pdir = self.dir.path().join("delivery-policies");
+        std::fs::create_dir_all(&pdir).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/policies/monitor-sensitive-files.yaml");
+        std::fs::copy(src, pdir.join("monitor-sensitive-files.yaml")).unwrap();
         let sets = [
+            format!("sensor.policies_dir={}", pdir.display()),
             format!("metrics.listen=127.0.0.1:{}", self.port),
             format!("sensor.cgroup_filter={}", self.cg.id()),
             "pipeline.dedup.enabled=false".into(),
@@ -208,10 +215,12 @@ impl Setup {
         let addr = format!("127.0.0.1:{}", self.port).parse().unwrap();
         let up = wait_for(Duration::from_secs(60), || http_get(addr, "/metrics").ok().filter(|(s, _)| *s == 200));
         assert!(up.is_some(), "{name}: agent never served metrics");
-        // The sensor is attached once /healthz no longer says "starting".
-        wait_for(Duration::from_secs(60), || {
+        // The sensor is attached once /healthz no longer says "starting" (the scenarios
+        // count its events: they cannot start before).
+        let attached = wait_for(Duration::from_secs(300), || {
             http_get(addr, "/healthz").ok().filter(|(_, b)| !b.contains("starting")).map(|_| ())
         });
+        assert!(attached.is_some(), "{name}: the sensor did not attach within 300 s");
         a
     }
 
