@@ -9,13 +9,19 @@
 //! | (name_len u8 | name | next_id u64)* | crc32 u32` (little endian, the CRC over what
 //! precedes it); the valid slot with the higher `seq` counts, so a write torn by a power
 //! cut leaves the previous point. The file is locked (flock): one agent per data dir.
-use std::{fs::File, io, os::unix::fs::FileExt, path::Path};
+use std::{
+    fs::File,
+    io,
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+};
 
 const SLOT: usize = 4096;
 const MAGIC: &[u8; 4] = b"NJC1";
 
 pub(super) struct CommitFile {
     file: File,
+    path: PathBuf,
     seq: u64,
     /// (sink, first id not committed), sinks of earlier runs included.
     entries: Vec<(String, u64)>,
@@ -51,7 +57,7 @@ impl CommitFile {
         slots.truncate(n);
         let best = slots.chunks(SLOT).filter_map(decode).max_by_key(|(seq, _)| *seq);
         let (seq, entries) = best.unwrap_or_default();
-        Ok(CommitFile { file, seq, entries, buf: Vec::with_capacity(SLOT), failed: false })
+        Ok(CommitFile { file, path: path.to_path_buf(), seq, entries, buf: Vec::with_capacity(SLOT), failed: false })
     }
 
     /// The commit point of `sink` (None: this file never saw it).
@@ -93,14 +99,18 @@ impl CommitFile {
             Ok(()) => self.failed = false,
             Err(e) if !self.failed => {
                 self.failed = true;
-                tracing::error!(error = %e, "disk buffers: cannot record the commit point; a crash now delivers again what came after the last one");
+                tracing::error!(file = %self.path.display(), error = %e,
+                    "disk buffers: cannot record the commit point; a crash now cuts what came after the last one recorded");
             }
             Err(_) => {}
         }
     }
 
     pub(super) fn sync(&self) {
-        let _ = self.file.sync_data();
+        if let Err(e) = self.file.sync_data() {
+            tracing::error!(file = %self.path.display(), error = %e,
+                "disk buffers: fsync of the commit point failed; a power cut may lose what it covers");
+        }
     }
 }
 

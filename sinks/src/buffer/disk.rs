@@ -374,6 +374,21 @@ pub(super) struct Member {
     written: u64,
 }
 
+/// Whether a record of `len` bytes (header included) fits in a log in state `st`.
+fn room(cfg: &DiskConfig, st: &State, len: u64) -> Room {
+    if len > cfg.max_bytes {
+        Room::Drop("too_large")
+    } else if st.closed {
+        Room::Drop("sink_closed")
+    } else if st.total_bytes + len <= cfg.max_bytes {
+        Room::Fits
+    } else if cfg.when_full == QueuePolicy::DropNewest {
+        Room::Drop("buffer_full")
+    } else {
+        Room::Full
+    }
+}
+
 impl Member {
     pub(super) fn name(&self) -> &'static str {
         self.shared.name
@@ -407,29 +422,22 @@ impl Member {
     /// Whether a record of `len` bytes (header included) can be appended. Only the group
     /// writer adds bytes, so what fits now still fits when it appends.
     pub(super) fn room(&self, len: u64) -> Room {
-        if len > self.shared.cfg.max_bytes {
-            return Room::Drop("too_large");
-        }
-        let st = self.shared.lock();
-        if st.closed {
-            Room::Drop("sink_closed")
-        } else if st.total_bytes + len <= self.shared.cfg.max_bytes {
-            Room::Fits
-        } else if self.shared.cfg.when_full == QueuePolicy::DropNewest {
-            Room::Drop("buffer_full")
-        } else {
-            Room::Full
-        }
+        room(&self.shared.cfg, &self.shared.lock(), len)
     }
 
     /// Appends one record, the event's JSON `payload` (`payload_crc`: its CRC state), or
     /// drops it (counted) if [`Member::room`] says so; the caller has waited out `Full`.
     pub(super) fn append(&mut self, payload: &[u8], payload_crc: &crc32fast::Hasher, ts: u64, ev: &Arc<Event>) {
         let len = (HEADER + payload.len()) as u64;
-        if let Room::Drop(reason) = self.room(len) {
-            return self.drop_counted(reason);
+        {
+            // Checked and reserved under one lock (this runs per event and per sink).
+            let mut st = self.shared.lock();
+            if let Room::Drop(reason) = room(&self.shared.cfg, &st, len) {
+                drop(st);
+                return self.drop_counted(reason);
+            }
+            st.total_bytes += len;
         }
-        self.shared.lock().total_bytes += len;
         if self.head.bytes > 0 && self.head.bytes + len > self.shared.cfg.segment_bytes {
             self.rotate_segment();
         }
@@ -529,7 +537,9 @@ impl Member {
     /// The group writer is done: nothing more will come.
     pub(super) fn finish(mut self) {
         self.flush();
-        let _ = self.file.get_ref().sync_data();
+        if let Err(e) = self.file.get_ref().sync_data() {
+            tracing::error!(sink = self.shared.name, error = %e, "disk buffer: fsync at shutdown failed");
+        }
         self.publish();
         self.shared.lock().writer_done = true;
         self.shared.readable.notify_one();
