@@ -406,7 +406,8 @@ pub struct ArgSpec {
     pub slot: u8,
     /// Offset in the tracepoint record.
     pub offset: u16,
-    pub _pad2: u16,
+    /// Per-source extra data (e.g. a size argument's index); 0 when unused.
+    pub aux: u16,
 }
 
 /// One matchArgs condition. Integer operators compare with `vals[..nvals]`; string
