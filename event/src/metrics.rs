@@ -17,6 +17,7 @@ pub mod names {
     pub const BUFFER_OLDEST_AGE: &str = "nightjar_buffer_oldest_event_age_seconds";
     pub const BUFFER_REPLAYED: &str = "nightjar_buffer_replayed_events_total";
     pub const BUFFER_CORRUPT: &str = "nightjar_buffer_corrupt_skipped_total";
+    pub const BUFFER_COMMIT_FAILURES: &str = "nightjar_buffer_commit_failures_total";
     pub const SINK_UP: &str = "nightjar_sink_up";
     pub const SINK_EVENTS: &str = "nightjar_sink_events_total";
     pub const SINK_BATCH_SECONDS: &str = "nightjar_sink_batch_seconds";
@@ -144,6 +145,10 @@ pub fn describe() {
     );
     describe_counter!(names::BUFFER_REPLAYED, "Events read back from a disk buffer written by an earlier run.");
     describe_counter!(names::BUFFER_CORRUPT, "Records of a disk buffer found corrupt or truncated and skipped.");
+    describe_counter!(
+        names::BUFFER_COMMIT_FAILURES,
+        "Failed writes of the disk buffers' commit point (each is retried; meanwhile nothing new is accepted)."
+    );
     describe_gauge!(names::SINK_UP, "1 when a sink is delivering, 0 while it retries or is disabled.");
     describe_counter!(
         names::SINK_EVENTS,
@@ -171,7 +176,7 @@ pub fn describe() {
 }
 
 /// Every metric name the agent exports (dashboards and alert rules are checked against it).
-pub const ALL_NAMES: [&str; 26] = [
+pub const ALL_NAMES: [&str; 27] = [
     crate::overhead::PROGRAM_SECONDS,
     crate::overhead::PROGRAM_RUNS,
     names::POLICY_FILTERED,
@@ -188,6 +193,7 @@ pub const ALL_NAMES: [&str; 26] = [
     names::BUFFER_OLDEST_AGE,
     names::BUFFER_REPLAYED,
     names::BUFFER_CORRUPT,
+    names::BUFFER_COMMIT_FAILURES,
     names::SINK_UP,
     names::SINK_EVENTS,
     names::SINK_BATCH_SECONDS,

@@ -65,8 +65,10 @@ impl CommitFile {
         self.entries.iter().find(|(n, _)| n == sink).map(|e| e.1)
     }
 
-    /// Records the new points of `points` (sink, next id) in one write.
-    pub(super) fn write(&mut self, points: impl Iterator<Item = (&'static str, u64)>) {
+    /// Records the new points of `points` (sink, next id) in one write. False when the
+    /// write failed (logged once per run of failures): the caller must not treat the
+    /// records as accepted, and writes again.
+    pub(super) fn write(&mut self, points: impl Iterator<Item = (&'static str, u64)>) -> bool {
         for (name, id) in points {
             match self.entries.iter_mut().find(|(n, _)| n == name) {
                 Some(e) => e.1 = id,
@@ -96,13 +98,22 @@ impl CommitFile {
         b.extend_from_slice(&c.to_le_bytes());
         let at = (self.seq % 2) * SLOT as u64;
         match self.file.write_all_at(b, at) {
-            Ok(()) => self.failed = false,
-            Err(e) if !self.failed => {
-                self.failed = true;
-                tracing::error!(file = %self.path.display(), error = %e,
-                    "disk buffers: cannot record the commit point; a crash now cuts what came after the last one recorded");
+            Ok(()) => {
+                if std::mem::take(&mut self.failed) {
+                    tracing::info!(file = %self.path.display(), "disk buffers: the commit point is recorded again");
+                }
+                true
             }
-            Err(_) => {}
+            Err(e) => {
+                // The slot may be torn: the next write goes to the same slot again, so the
+                // other one keeps the last good point.
+                self.seq -= 1;
+                if !std::mem::replace(&mut self.failed, true) {
+                    tracing::error!(file = %self.path.display(), error = %e,
+                        "disk buffers: cannot record the commit point; the events since the last one stay unaccepted (not readable by the sinks, their sources not acknowledged) and the writer retries, holding the fan-out");
+                }
+                false
+            }
         }
     }
 
@@ -136,5 +147,24 @@ mod tests {
         f.write_all_at(&[0xff; 8], 20).unwrap();
         let c = CommitFile::open(&p).unwrap();
         assert_eq!((c.get("es"), c.get("kafka")), (Some(10), Some(7)));
+    }
+
+    #[test]
+    fn a_failed_write_says_so_and_keeps_the_last_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("commit");
+        let mut c = CommitFile::open(&p).unwrap();
+        assert!(c.write([("es", 10)].into_iter()));
+        // A descriptor that refuses writes (EBADF), as a failing disk would.
+        let good = std::mem::replace(&mut c.file, File::open(&p).unwrap());
+        assert!(!c.write([("es", 20)].into_iter()), "the failure is reported to the writer");
+        assert!(!c.write([("es", 30)].into_iter()));
+        c.file = good;
+        assert!(c.write([("es", 40)].into_iter()), "and it recovers");
+        drop(c);
+        let c = CommitFile::open(&p).unwrap();
+        assert_eq!(c.get("es"), Some(40));
+        // The failed writes did not advance the slot sequence: the good writes alternate.
+        assert_eq!(c.seq, 2);
     }
 }

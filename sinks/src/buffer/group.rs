@@ -107,7 +107,7 @@ impl Group {
         }
         let moved = self.members.iter().zip(&self.recorded).any(|((m, _), &r)| m.next_id != r);
         if moved {
-            self.commit.write(self.members.iter().map(|(m, _)| (m.name(), m.next_id)));
+            self.record_point();
             if synced {
                 self.commit.sync();
             }
@@ -117,6 +117,21 @@ impl Group {
             }
         }
         self.accepted.clear();
+    }
+
+    /// Writes the commit point, retrying (with a growing pause, up to 5 s) until the write
+    /// succeeds: until then nothing after the last point is accepted, and the fan-out waits
+    /// on this writer (the kernel's ring buffer takes the stall, its misses counted).
+    fn record_point(&mut self) {
+        let mut pause = Duration::from_millis(10);
+        let points =
+            |ms: &[(Member, Arc<OutputCounters>)]| ms.iter().map(|(m, _)| (m.name(), m.next_id)).collect::<Vec<_>>();
+        let now = points(&self.members);
+        while !self.commit.write(now.iter().copied()) {
+            metrics::counter!(pipeline::metrics::names::BUFFER_COMMIT_FAILURES).increment(1);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
     }
 
     fn sync_idle(&mut self) {
