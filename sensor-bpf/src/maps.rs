@@ -1,5 +1,6 @@
 //! Maps shared by every hook: the event ring buffer, the missed counters, scratch space.
 use aya_ebpf::{
+    bindings as gen_flags,
     helpers::generated as gen,
     macros::map,
     maps::{PerCpuArray, RingBuf},
@@ -11,6 +12,20 @@ use nightjar_common::{limits, missed_index};
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
 /// Lost records, per CPU, indexed by `missed_index(kind, cause)`.
+/// Submit flags for a record: wake the reader only once an eighth of the ring is waiting.
+/// A wake-up per record (the default) costs the producer an irq_work and the reader an
+/// epoll round trip per event; below the mark the agent's 10 ms poll picks records up.
+#[inline(always)]
+pub fn wake_flags() -> u64 {
+    let avail = EVENTS.query(gen_flags::BPF_RB_AVAIL_DATA as u64);
+    let size = EVENTS.query(gen_flags::BPF_RB_RING_SIZE as u64);
+    if avail >= size / 8 {
+        gen_flags::BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        gen_flags::BPF_RB_NO_WAKEUP as u64
+    }
+}
+
 #[map]
 pub static MISSED: PerCpuArray<u64> = PerCpuArray::with_max_entries(nightjar_common::MISSED_ENTRIES, 0);
 

@@ -24,7 +24,7 @@ use nightjar_common::{
 
 use crate::{
     kread::{off, rd, rd_ptr},
-    maps::{count_missed, now, EVENTS, SCRATCH, SCRATCH_MASK},
+    maps::{count_missed, now, wake_flags, EVENTS, SCRATCH, SCRATCH_MASK},
 };
 
 /// Hooks per tracepoint, keyed by the tracepoint's event id (or EXEC_HOOKS_KEY).
@@ -865,7 +865,7 @@ fn emit(hid: u32, act: u8, sel: u8, signalled: u8) {
     unsafe { core::ptr::write_unaligned(base.add(4) as *mut u32, total as u32) };
     // SAFETY: total ≤ SCRATCH_MASK, inside the scratch value.
     let data = unsafe { core::slice::from_raw_parts(base, total) };
-    if EVENTS.output::<[u8]>(data, 0).is_err() {
+    if EVENTS.output::<[u8]>(data, wake_flags()).is_err() {
         count_missed(kind::POLICY, cause::RINGBUF_FULL);
     }
 }

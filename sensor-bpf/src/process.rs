@@ -12,7 +12,7 @@ use nightjar_common::{cause, exec_flags, kind, limits, ns, ExecRecord, ExitRecor
 
 use crate::{
     kread::{off, rd, rd_ptr, rd_str, MISSING},
-    maps::{count_missed, now, EVENTS, SCRATCH, SCRATCH_MASK},
+    maps::{count_missed, now, wake_flags, EVENTS, SCRATCH, SCRATCH_MASK},
 };
 
 const REC: usize = core::mem::size_of::<ExecRecord>();
@@ -31,7 +31,7 @@ pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
     let total = fill_exec(base);
     // SAFETY: total ≤ SCRATCH, inside the map value.
     let data = unsafe { core::slice::from_raw_parts(base, total) };
-    if EVENTS.output::<[u8]>(data, 0).is_err() {
+    if EVENTS.output::<[u8]>(data, wake_flags()).is_err() {
         count_missed(kind::EXEC, cause::RINGBUF_FULL);
     }
     0
@@ -286,7 +286,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         _pad: 0,
         start_boottime: rd::<u64>(task, off!(task_start_boottime)).unwrap_or(0),
     };
-    if EVENTS.output::<ExitRecord>(rec, 0).is_err() {
+    if EVENTS.output::<ExitRecord>(rec, wake_flags()).is_err() {
         count_missed(kind::EXIT, cause::RINGBUF_FULL);
     }
     let _ = ctx.as_ptr();
@@ -313,7 +313,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
         parent_start_boottime: rd::<u64>(parent, off!(task_start_boottime)).unwrap_or(0),
     };
     crate::policy::inherit(rec.ppid, rec.pid);
-    if EVENTS.output::<ForkRecord>(rec, 0).is_err() {
+    if EVENTS.output::<ForkRecord>(rec, wake_flags()).is_err() {
         count_missed(kind::FORK, cause::RINGBUF_FULL);
     }
     0

@@ -158,6 +158,8 @@ pub struct SensorStatus {
 
 /// Records read from the ring buffer per wake-up before they are turned into events.
 const BATCH: usize = 256;
+/// How often the reader looks at the ring buffer when the kernel has not woken it.
+const RING_POLL: Duration = Duration::from_millis(10);
 
 /// What the sensor saw and lost (totals since load).
 #[derive(Debug, Default)]
@@ -349,8 +351,13 @@ impl Sensor {
         let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
         let mut gc_tick = tokio::time::interval(Duration::from_secs(30));
         gc_tick.tick().await;
+        // The kernel wakes this reader only once an eighth of the ring waits (see the
+        // programs' `wake_flags`): what lies below that mark is read on this tick.
+        let mut poll_tick = tokio::time::interval(RING_POLL);
+        poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
         loop {
+            let mut drain = false;
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -368,6 +375,10 @@ impl Sensor {
                         tracing::debug!(collected = n, "process cache: exits not seen by the sensor collected from /proc");
                     }
                 }
+                _ = poll_tick.tick() => {
+                    self.read_batch(fd.get_mut(), &mut batch);
+                    drain = true;
+                }
                 guard = fd.readable_mut() => {
                     let mut guard = guard?;
                     self.read_batch(guard.get_inner_mut(), &mut batch);
@@ -376,10 +387,18 @@ impl Sensor {
                     }
                 }
             }
-            if !self.deliver(&mut batch, &tx).await {
-                watcher.abort();
-                export_missed(&missed, &self.stats);
-                return Ok(());
+            // On the poll tick, everything below the wake-up mark, batch by batch.
+            loop {
+                let more = drain && batch.len() == BATCH;
+                if !self.deliver(&mut batch, &tx).await {
+                    watcher.abort();
+                    export_missed(&missed, &self.stats);
+                    return Ok(());
+                }
+                if !more {
+                    break;
+                }
+                self.read_batch(fd.get_mut(), &mut batch);
             }
         }
         // Shutdown: what the kernel already accepted is still delivered.
@@ -548,7 +567,8 @@ fn attach_process_hooks(ebpf: &mut Ebpf) -> Result<(), SensorError> {
             .ok_or(SensorError::MissingProgram(prog))?
             .try_into()
             .map_err(|source| SensorError::Program { name: prog, source })?;
-        p.load().map_err(|source| SensorError::Program { name: prog, source })?;
+        crate::policy::engine::verified(prog, || p.load())
+            .map_err(|source| SensorError::Program { name: prog, source })?;
         p.attach(category, tp).map_err(|source| SensorError::Program { name: prog, source })?;
         tracing::info!(program = prog, hook = %format!("tracepoint:{category}:{tp}"), "attached");
     }
@@ -571,7 +591,13 @@ fn load_in_parallel(ebpf: &mut Ebpf, names: &[&'static str]) -> Result<(), Senso
     std::thread::scope(|s| {
         let handles: Vec<_> = found
             .into_iter()
-            .map(|(name, p)| (name, s.spawn(move || p.load().map_err(|source| SensorError::Program { name, source }))))
+            .map(|(name, p)| {
+                let load = move || {
+                    crate::policy::engine::verified(name, || p.load())
+                        .map_err(|source| SensorError::Program { name, source })
+                };
+                (name, s.spawn(load))
+            })
             .collect();
         handles.into_iter().try_for_each(|(_, h)| h.join().map_err(|_| SensorError::LoaderThread)?)
     })

@@ -42,6 +42,25 @@ pub enum EngineError {
     Missing(&'static str),
 }
 
+/// Loads a program through the kernel's verifier, saying how long that took: on some
+/// kernels a program takes the verifier minutes (until its instruction limit), and a
+/// start that waits on it must not look hung.
+pub(crate) fn verified<T>(
+    program: &str,
+    load: impl FnOnce() -> Result<T, aya::programs::ProgramError>,
+) -> Result<T, aya::programs::ProgramError> {
+    let t0 = std::time::Instant::now();
+    tracing::debug!(program, "eBPF program: verifying");
+    let r = load();
+    let ms = t0.elapsed().as_millis() as u64;
+    match &r {
+        Ok(_) if ms >= 2000 => tracing::warn!(program, ms, "eBPF program: the verifier took long"),
+        Ok(_) => tracing::debug!(program, ms, "eBPF program: loaded"),
+        Err(e) => tracing::error!(program, ms, error = %e, "eBPF program: refused by the kernel"),
+    }
+    r
+}
+
 /// The cause of a program error (the syscall's errno), which aya keeps as its source.
 fn detail(e: &aya::programs::ProgramError) -> String {
     let mut out = String::new();
@@ -446,7 +465,7 @@ impl PolicyEngine {
         let prog: &mut TracePoint =
             ebpf.program_mut("exec_binmask").ok_or(EngineError::Missing("exec_binmask"))?.try_into().map_err(err)?;
         if prog.fd().is_err() {
-            prog.load().map_err(err)?;
+            verified("exec_binmask", || prog.load()).map_err(err)?;
         }
         let link = Link::Tp("exec_binmask", prog.attach("sched", "sched_process_exec").map_err(err)?);
         self.links.insert("binmask".into(), link);
@@ -507,7 +526,7 @@ impl PolicyEngine {
                     .try_into()
                     .map_err(err)?;
                 if prog.fd().is_err() {
-                    prog.load().map_err(err)?;
+                    verified("exec_policy", || prog.load()).map_err(err)?;
                 }
                 Link::Tp("exec_policy", prog.attach("sched", "sched_process_exec").map_err(err)?)
             }
@@ -515,7 +534,7 @@ impl PolicyEngine {
                 let prog: &mut TracePoint =
                     ebpf.program_mut(program).ok_or(EngineError::Missing("policy program"))?.try_into().map_err(err)?;
                 if prog.fd().is_err() {
-                    prog.load().map_err(err)?;
+                    verified(program, || prog.load()).map_err(err)?;
                 }
                 if *program == "policy_tp" {
                     // The record cannot say which tracepoint it is: the cookie does (the
@@ -552,7 +571,7 @@ impl PolicyEngine {
                     .try_into()
                     .map_err(err)?;
                 if prog.fd().is_err() {
-                    prog.load(function, btf).map_err(err)?;
+                    verified(&program, || prog.load(function, btf)).map_err(err)?;
                 }
                 let link = prog.attach().map_err(err)?;
                 if let Some(slot) = slot {
@@ -565,7 +584,7 @@ impl PolicyEngine {
                 let prog: &mut KProbe =
                     ebpf.program_mut(program).ok_or(EngineError::Missing("kprobe program"))?.try_into().map_err(err)?;
                 if prog.fd().is_err() {
-                    prog.load().map_err(err)?;
+                    verified(program, || prog.load()).map_err(err)?;
                 }
                 Link::Kprobe(program, prog.attach(function, 0).map_err(err)?)
             }
@@ -578,7 +597,7 @@ impl PolicyEngine {
                 let prog: &mut Lsm =
                     ebpf.program_mut(program).ok_or(EngineError::Missing("LSM program"))?.try_into().map_err(err)?;
                 if prog.fd().is_err() {
-                    prog.load(hook, btf).map_err(err)?;
+                    verified(program, || prog.load(hook, btf)).map_err(err)?;
                 }
                 Link::Lsm(program, prog.attach().map_err(err)?)
             }
@@ -595,7 +614,7 @@ impl PolicyEngine {
                         .try_into()
                         .map_err(err)?;
                     if prog.fd().is_err() {
-                        prog.load().map_err(err)?;
+                        verified("kretprobe_policy", || prog.load()).map_err(err)?;
                     }
                     Some(prog.attach(function, 0).map_err(err)?)
                 } else {
@@ -612,7 +631,7 @@ impl PolicyEngine {
                     .try_into()
                     .map_err(err)?;
                 if prog.fd().is_err() {
-                    prog.load().map_err(err)?;
+                    verified("uprobe_policy", || prog.load()).map_err(err)?;
                 }
                 let location = if symbol.is_empty() {
                     UProbeAttachLocation::from(*offset)
@@ -639,7 +658,7 @@ impl PolicyEngine {
         let prog: &mut KProbe =
             ebpf.program_mut("kprobe_policy").ok_or(aya::programs::ProgramError::UnexpectedProgramType)?.try_into()?;
         if prog.fd().is_err() {
-            prog.load()?;
+            verified("kprobe_policy", || prog.load())?;
         }
         let link = prog.attach(function, 0)?;
         self.kprobe_entries.insert(function.to_owned(), (link, 1));
