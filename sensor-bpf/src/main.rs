@@ -12,6 +12,7 @@ mod policy;
 mod process;
 mod task;
 mod uprobe;
+mod usdt;
 mod vfs;
 
 #[cfg(not(test))]

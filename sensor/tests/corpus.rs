@@ -339,11 +339,14 @@ fn cases() -> Vec<Case> {
         ),
         c(
             "usdt-probe",
-            "none",
+            "usdt",
             "process_usdt",
-            || json!({}),
-            Refused("not supported by nightjar: usdts"),
-            Refused("not supported by nightjar: usdts"),
+            || {
+                json!({"path": "@HELPER@", "provider": "nightjar", "name": "corpus",
+                       "args": [{"int_arg": 42}, {"int_arg": -7}, {"int_arg": 1234}]})
+            },
+            Pass,
+            Pass,
         ),
         c(
             "pivot-root",
@@ -564,6 +567,11 @@ fn helper(action: &str, dir: &Path) -> i32 {
                 println!("child={child} tid={}", libc::gettid());
                 libc::waitpid(child, std::ptr::null_mut(), 0);
             }
+            "usdt" => {
+                let v: i32 = 1234;
+                fire_usdt(42, &v);
+                fire_usdt(5, &v);
+            }
             _ => return 3,
         }
     }
@@ -660,6 +668,44 @@ fn corpus_dir() -> PathBuf {
 }
 
 /// The helper: a hard link to (or copy of) this executable under `dir`.
+/// A USDT probe `nightjar:corpus` with three arguments — `a` in a register, the constant
+/// -7, and the i32 at `p` (memory) — written as `<sys/sdt.h>` writes one: a nop at the
+/// probe site and a `stapsdt` note naming it (provider, name, where each argument is).
+#[inline(never)]
+#[allow(named_asm_labels)]
+fn fire_usdt(a: i32, p: *const i32) {
+    // SAFETY: a nop; the rest only emits a note and its base symbol into their own sections.
+    unsafe {
+        std::arch::asm!(
+            "990: nop",
+            ".pushsection .note.stapsdt,\"\",\"note\"",
+            ".balign 4",
+            ".4byte 992f-991f, 994f-993f, 3",
+            "991: .asciz \"stapsdt\"",
+            "992: .balign 4",
+            "993: .8byte 990b",
+            ".8byte _.stapsdt.base",
+            ".8byte 0",
+            ".asciz \"nightjar\"",
+            ".asciz \"corpus\"",
+            ".asciz \"-4@{a:e} -4@$-7 -4@({p})\"",
+            "994: .balign 4",
+            ".popsection",
+            ".ifndef _.stapsdt.base",
+            ".pushsection .stapsdt.base,\"aG\",\"progbits\",.stapsdt.base,comdat",
+            ".weak _.stapsdt.base",
+            ".hidden _.stapsdt.base",
+            "_.stapsdt.base: .space 1",
+            ".size _.stapsdt.base, 1",
+            ".popsection",
+            ".endif",
+            a = in(reg) a,
+            p = in(reg) p,
+            options(att_syntax, nostack, preserves_flags),
+        );
+    }
+}
+
 fn helper_binary(dir: &Path) -> String {
     let exe = std::env::current_exe().unwrap();
     let h = dir.join("nightjar-corpus-helper");

@@ -567,6 +567,41 @@ pub struct RetSave {
     pub words: [u64; 6],
 }
 
+/// Kinds of a USDT argument's location ([`UsdtArg::kind`]).
+pub mod usdt_loc {
+    /// Slot not used (the argument reads as 0).
+    pub const NONE: u8 = 0;
+    /// A constant (`$5`): `off` is the value.
+    pub const CONST: u8 = 1;
+    /// A register (`%rdi`): the word at `reg` in `pt_regs`.
+    pub const REG: u8 = 2;
+    /// Memory at a register plus `off` (`-8(%rbp)`), in the probed process.
+    pub const DEREF: u8 = 3;
+}
+
+/// Where one argument of a USDT probe site is (its `.note.stapsdt` spec, parsed by the
+/// agent), and how wide it is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsdtArg {
+    pub kind: u8,
+    /// Width in bytes (1, 2, 4, 8).
+    pub size: u8,
+    /// Sign-extend to 64 bits.
+    pub signed: u8,
+    /// Byte offset of the register in `struct pt_regs`.
+    pub reg: u8,
+    pub _pad: u32,
+    pub off: i64,
+}
+
+/// The arguments of one USDT probe site (map `USDT_SPECS`, by the site's `HOOK_LISTS` key).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsdtSpec {
+    pub args: [UsdtArg; plimits::ARGS],
+}
+
 /// `HOOK_LISTS` keys of kernel-function and LSM hooks.
 pub const KFUNC_FILE_OPEN_KEY: u32 = 0xffff_0002;
 pub const KFUNC_BPRM_CHECK_KEY: u32 = 0xffff_0003;
@@ -635,4 +670,5 @@ mod user_policy {
     unsafe impl aya::Pod for super::ProcState {}
     unsafe impl aya::Pod for super::BinSet {}
     unsafe impl aya::Pod for super::KfuncKeys {}
+    unsafe impl aya::Pod for super::UsdtSpec {}
 }

@@ -2,3 +2,4 @@
 //! `sensor-bpf/src/<hook>.rs`.
 pub mod policy;
 pub mod process;
+pub mod usdt;

@@ -3,7 +3,10 @@
 //! the function, the captured arguments and the action taken.
 use nightjar_common::{action, argsrc};
 use nightjar_event::{
-    event::{ArgValue, FileArg, KprobeArgument, Process, ProcessKprobe, ProcessLsm, ProcessTracepoint, ProcessUprobe},
+    event::{
+        ArgValue, FileArg, KprobeArgument, Process, ProcessKprobe, ProcessLsm, ProcessTracepoint, ProcessUprobe,
+        ProcessUsdt,
+    },
     Event, EventKind,
 };
 use serde_json::{json, Value};
@@ -200,6 +203,22 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
             tags,
             ..Default::default()
         })),
+        HookKind::Usdt => {
+            let (provider, name) = meta.function.split_once(':').unwrap_or(("", &meta.function));
+            EventKind::ProcessUsdt(Box::new(ProcessUsdt {
+                process: Some(process),
+                parent,
+                path: Some(meta.target.clone().unwrap_or_default()),
+                provider: Some(provider.to_owned()),
+                name: Some(name.to_owned()),
+                args: (!args.is_empty()).then_some(args),
+                action: Some(act),
+                policy_name: Some(meta.policy.clone()),
+                message,
+                tags,
+                ..Default::default()
+            }))
+        }
     };
     Event::new(kind, node, time)
 }
@@ -222,7 +241,7 @@ mod tests {
             served_by: String::new(),
             message: Some("sensitive file opened".into()),
             tags: vec!["files".into()],
-            target: (kind == HookKind::Uprobe).then(|| "/bin/bash".into()),
+            target: matches!(kind, HookKind::Uprobe | HookKind::Usdt).then(|| "/bin/bash".into()),
         }
     }
 
@@ -231,7 +250,7 @@ mod tests {
         // An empty process cache: neither the process nor its parent is known.
         let procs = ProcessHook::new("n", 16);
         let rec = Policy { fixed: PolicyRecord { pid: 4242, tid: 4242, ..Default::default() }, args: vec![] };
-        for kind in [HookKind::Kprobe, HookKind::Tracepoint, HookKind::Lsm, HookKind::Uprobe] {
+        for kind in [HookKind::Kprobe, HookKind::Tracepoint, HookKind::Lsm, HookKind::Uprobe, HookKind::Usdt] {
             let ev = to_event(&rec, &meta(kind), &procs);
             let v: Value = serde_json::from_str(&ev.to_json()).unwrap();
             let payload = &v[ev.kind.key()];

@@ -356,12 +356,46 @@ pub fn uprobe(
     for (j, a) in args.iter().enumerate() {
         out.push(register_arg(l, &format!("{base}.args[{j}]"), a, 8 * a.index as u16, None, &mut slots)?);
     }
-    let attach = Attach::Uprobe { path: path.to_owned(), symbol: symbol.to_owned(), offset, key: 0 };
+    let attach = Attach::Uprobe { path: path.to_owned(), symbol: symbol.to_owned(), offset, key: 0, usdt: None };
     let desc = format!("uprobe {}", attach.point());
     let mut s = Served::new(vec![attach], desc, out);
     s.override_refused =
         Some("Override on a uprobe: a user function's return cannot be overridden; use Sigkill".into());
     Ok(s)
+}
+
+/// A USDT probe: one uprobe per site the binary's notes list, each reading its arguments
+/// where that site's note says (`hooks/usdt.rs`). Arg `index` N is the probe's Nth argument.
+pub fn usdt(l: &Loaded, base: &str, u: &crate::policy::spec::UsdtSpec) -> Result<Vec<Served>, ConfigError> {
+    let sites =
+        crate::hooks::usdt::find(&u.path, &u.provider, &u.name).map_err(|e| l.error(&format!("{base}.path"), e))?;
+    let mut out = Vec::new();
+    for site in sites {
+        if site.semaphore != 0 {
+            return Err(l.unsupported(
+                base,
+                format_args!("USDT probes guarded by a semaphore ({}:{} of {})", u.provider, u.name, u.path),
+            ));
+        }
+        let mut slots = Slots(0);
+        let mut args = Vec::new();
+        for (j, a) in u.args.iter().enumerate() {
+            args.push(register_arg(l, &format!("{base}.args[{j}]"), a, 8 * a.index as u16, None, &mut slots)?);
+        }
+        let attach = Attach::Uprobe {
+            path: u.path.clone(),
+            symbol: String::new(),
+            offset: site.offset,
+            key: 0,
+            usdt: Some(site.spec),
+        };
+        let desc = format!("USDT {}:{} at {}:{:#x} ({})", u.provider, u.name, u.path, site.offset, site.arg_text);
+        let mut s = Served::new(vec![attach], desc, args);
+        s.override_refused =
+            Some("Override on a USDT probe: a user program's flow cannot be overridden; use Sigkill".into());
+        out.push(s);
+    }
+    Ok(out)
 }
 
 /// A syscall by its kernel symbol (`__x64_sys_<name>`): arguments are the user registers.

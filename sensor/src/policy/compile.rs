@@ -34,7 +34,14 @@ pub enum Attach {
     Kfunc { function: String, ret: bool, syscall: bool, key: u32 },
     /// uprobe on a function of a binary: by symbol, or by offset when `symbol` is empty;
     /// the key (the attach cookie) is given by the engine.
-    Uprobe { path: String, symbol: String, offset: u64, key: u32 },
+    Uprobe {
+        path: String,
+        symbol: String,
+        offset: u64,
+        key: u32,
+        #[serde(skip)]
+        usdt: Option<nightjar_common::UsdtSpec>,
+    },
 }
 
 impl Attach {
@@ -114,6 +121,7 @@ pub enum HookKind {
     Tracepoint,
     Lsm,
     Uprobe,
+    Usdt,
 }
 
 /// One declared argument as reported in events.
@@ -313,6 +321,15 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
             let served = backends::uprobe(l, &base, &u.path, &symbol, offset, &u.args)?;
             let function = if symbol.is_empty() { format!("{offset:#x}") } else { symbol };
             let mut p = assemble(l, env, HookKind::Uprobe, &function, &base, served, u.common())?;
+            p.target = Some(u.path.clone());
+            out.push(p);
+        }
+    }
+    for (i, u) in spec.usdts.iter().enumerate() {
+        let base = format!("spec.usdts[{i}]");
+        for served in backends::usdt(l, &base, u)? {
+            let function = format!("{}:{}", u.provider, u.name);
+            let mut p = assemble(l, env, HookKind::Usdt, &function, &base, served, u.common())?;
             p.target = Some(u.path.clone());
             out.push(p);
         }

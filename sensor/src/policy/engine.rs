@@ -81,7 +81,8 @@ enum Link {
     Fentry(String, FEntryLinkId, Option<usize>),
     Kprobe(&'static str, KProbeLinkId),
     Lsm(&'static str, LsmLinkId),
-    Uprobe(UProbeLinkId),
+    /// Program (`uprobe_policy` or `usdt_policy`) and link.
+    Uprobe(&'static str, UProbeLinkId),
     /// A generic kernel-function hook (its kretprobe, for return hooks; the entry kprobe is
     /// shared, in `kprobe_entries`) and where its keys are in `KFUNC_KEYS`.
     Kfunc {
@@ -624,14 +625,28 @@ impl PolicyEngine {
                 self.next_uprobe = self.next_uprobe.max(*key & 0xffff);
                 Link::Kfunc { link, function: function.clone(), ip, ret: *ret }
             }
-            Attach::Uprobe { path, symbol, offset, key } => {
-                let prog: &mut UProbe = ebpf
-                    .program_mut("uprobe_policy")
-                    .ok_or(EngineError::Missing("uprobe program"))?
-                    .try_into()
-                    .map_err(err)?;
+            Attach::Uprobe { path, symbol, offset, key, usdt } => {
+                // A USDT site reads its arguments where its note says; a function, from the
+                // argument registers.
+                let program = if usdt.is_some() { "usdt_policy" } else { "uprobe_policy" };
+                if let Some(spec) = usdt {
+                    let mut specs: BpfHashMap<&mut MapData, u32, nightjar_common::UsdtSpec> =
+                        BpfHashMap::try_from(ebpf.map_mut("USDT_SPECS").ok_or(EngineError::Missing("USDT_SPECS"))?)
+                            .map_err(|source| EngineError::Map {
+                                name: policy.into(),
+                                op: "USDT_SPECS",
+                                source: Box::new(source),
+                            })?;
+                    specs.insert(*key, *spec, 0).map_err(|source| EngineError::Map {
+                        name: policy.into(),
+                        op: "USDT_SPECS set",
+                        source: Box::new(source),
+                    })?;
+                }
+                let prog: &mut UProbe =
+                    ebpf.program_mut(program).ok_or(EngineError::Missing("uprobe program"))?.try_into().map_err(err)?;
                 if prog.fd().is_err() {
-                    verified("uprobe_policy", || prog.load()).map_err(err)?;
+                    verified(program, || prog.load()).map_err(err)?;
                 }
                 let location = if symbol.is_empty() {
                     UProbeAttachLocation::from(*offset)
@@ -642,7 +657,7 @@ impl PolicyEngine {
                 let link = prog.attach(point, path, UProbeScope::AllProcesses).map_err(err)?;
                 self.uprobe_keys.insert(link_key(a), *key);
                 self.next_uprobe = self.next_uprobe.max(*key & 0xffff);
-                Link::Uprobe(link)
+                Link::Uprobe(program, link)
             }
         };
         self.links.insert(lk, link);
@@ -726,7 +741,7 @@ impl PolicyEngine {
     /// Detaches a hook point nobody uses anymore (and frees its fentry pool slot).
     fn detach(&mut self, ebpf: &mut Ebpf, a: &Attach) {
         let Some(link) = self.links.remove(&link_key(a)) else { return };
-        if let Link::Uprobe(_) | Link::Kfunc { .. } = link {
+        if let Link::Uprobe(..) | Link::Kfunc { .. } = link {
             self.uprobe_keys.remove(&link_key(a));
         }
         self.detach_link(ebpf, link);
@@ -770,8 +785,8 @@ impl PolicyEngine {
                 let _ = self.set_kfunc_keys(ebpf, &function, ip, ret, false, 0, "");
                 self.release_kprobe_entry(ebpf, &function);
             }
-            Link::Uprobe(id) => {
-                if let Some(Ok(prog)) = ebpf.program_mut("uprobe_policy").map(<&mut UProbe>::try_from) {
+            Link::Uprobe(program, id) => {
+                if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut UProbe>::try_from) {
                     let _ = prog.detach(id);
                 }
             }

@@ -48,8 +48,17 @@ pub fn validate(l: &Loaded) -> R {
     for (i, u) in p.spec.uprobes.iter().enumerate() {
         uprobe(l, &format!("spec.uprobes[{i}]"), u)?;
     }
-    if !p.spec.usdts.is_empty() {
-        return Err(l.unsupported("spec.usdts[0]", "usdts (USDT probes)"));
+    for (i, u) in p.spec.usdts.iter().enumerate() {
+        let base = format!("spec.usdts[{i}]");
+        if !u.path.starts_with('/') {
+            return Err(
+                l.error(&format!("{base}.path"), format!("{:?}: the binary's absolute path is expected", u.path))
+            );
+        }
+        if u.provider.is_empty() || u.name.is_empty() {
+            return Err(l.error(&base, "a USDT probe needs its provider and name"));
+        }
+        common(l, &base, u.common(), false)?;
     }
     Ok(())
 }
