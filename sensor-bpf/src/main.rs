@@ -8,6 +8,7 @@ mod kfunc;
 mod kprobe;
 mod kread;
 mod maps;
+mod net;
 mod policy;
 mod process;
 mod task;

@@ -68,6 +68,9 @@ pub struct ArgBuf {
     pub ret: i32,
     /// 1 when a matched selector asked for Override (kprobes: bpf_override_return).
     pub ovr: u32,
+    /// 1 when a network argument's guard failed: the hook does not apply (`net.rs`).
+    pub skip: u32,
+    pub _pad: u32,
     ints: [u64; plimits::ARGS],
     /// Start and length of each string slot's value inside its slot.
     pub spos: [u32; plimits::STR_SLOTS],
@@ -252,10 +255,16 @@ fn run_hook(hid: u32) {
         return;
     }
     let nargs = (conf.nargs as u32).min(plimits::ARGS as u32);
+    if let Some(ab) = argbuf() {
+        ab.skip = 0;
+    }
     let mut cev = Eval { key: 0, hook: hid, matched: 0 };
     // SAFETY: capture_cb only touches the Eval passed as its context.
     unsafe {
         gen::bpf_loop(nargs, capture_cb as *mut c_void, &mut cev as *mut Eval as *mut c_void, 0);
+    }
+    if argbuf().is_some_and(|ab| ab.skip != 0) {
+        return;
     }
     let mut ev = Eval { key: 0, hook: hid, matched: u32::MAX };
     let nsel = conf.nsel as u32;
@@ -692,6 +701,17 @@ fn capture(conf: &HookConfig, i: usize) {
             let (dentry, mnt) = if spec.src == argsrc::PATH_PTR { crate::vfs::path_of(word) } else { (word, 0) };
             capture_path(slot, dentry, mnt);
         }
+        src if (argsrc::NET_FIRST..=argsrc::NET_LAST).contains(&src) => {
+            let ret = i64::from_ne_bytes([raw[16], raw[17], raw[18], raw[19], raw[20], raw[21], raw[22], raw[23]]);
+            let dst = ab.strs[slot].as_mut_ptr();
+            match crate::net::capture(spec, word, ret, dst) {
+                Some(n) => {
+                    ab.spos[slot] = 0;
+                    ab.slen[slot] = n as u32;
+                }
+                None => ab.skip = 1,
+            }
+        }
         src => {
             // Every path source comes down to a `struct file *`: one walk serves them all
             // (one inlined copy of the walker keeps the verifier's work bounded).
@@ -717,7 +737,7 @@ fn capture(conf: &HookConfig, i: usize) {
 
 /// The current task's file for descriptor `fd` (0 when absent).
 #[inline(always)]
-fn fd_file(fd: u64) -> u64 {
+pub(crate) fn fd_file(fd: u64) -> u64 {
     let task = unsafe { gen::bpf_get_current_task() };
     let files = rd_ptr(task, off!(task_files));
     let fdt = rd_ptr(files, off!(files_fdt));

@@ -96,6 +96,7 @@ pub fn compute(btf: &Btf, args_max: u32) -> Result<(Offsets, OffsetReport), BtfE
     o.kernfs_node_parent = opt("kernfs_node.parent", btf.offset_any("kernfs_node", &[&["__parent"], &["parent"]]));
     o.binprm_file = opt("linux_binprm.file", btf.offset("linux_binprm", &["file"]));
     o.kiocb_ki_filp = opt("kiocb.ki_filp", btf.offset("kiocb", &["ki_filp"]));
+    o.net = crate::hooks::net::offsets(btf, &mut report.missing);
     o.args_max = args_max.min(nightjar_common::limits::ARGS_MAX as u32 - 1);
     Ok((o, report))
 }

@@ -86,13 +86,17 @@ fn malformed_policies_are_refused_with_located_errors_and_runtime_add_delete_wor
         assert_eq!(err.trim_end().lines().count(), 1, "case {i}: one line: {err}");
     }
     // A policy that parses but cannot be served on this kernel: refused by the agent.
-    let unservable = SEED.replace("monitor-sensitive-files", "unservable").replace("security_file_open", "tcp_connect");
+    let unservable =
+        SEED.replace("monitor-sensitive-files", "unservable").replace("security_file_open", "security_file_permission");
     let f = dir.path().join("unservable.yaml");
     std::fs::write(&f, unservable).unwrap();
     let out = policy_cmd(&r, &["add", f.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("tcp_connect") && err.contains("needs kprobes, which this kernel does not have"), "{err}");
+    assert!(
+        err.contains("security_file_permission") && err.contains("needs kprobes, which this kernel does not have"),
+        "{err}"
+    );
 
     // The agent still has (only) its earlier policy, and it still works.
     let list = policy_cmd(&r, &["list"]);

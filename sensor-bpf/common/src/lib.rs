@@ -220,6 +220,58 @@ pub struct Offsets {
     pub binprm_file: u32,
     /// `kiocb.ki_filp`.
     pub kiocb_ki_filp: u32,
+    /// What the network argument readers need (see [`NetOffsets`]).
+    pub net: NetOffsets,
+}
+
+/// Offsets of the socket structs the network argument readers use (`sock`, `socket`,
+/// `file` of a socket fd). `u32::MAX`: missing on this kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetOffsets {
+    pub skc_family: u32,
+    pub skc_state: u32,
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_dport: u32,
+    pub skc_num: u32,
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    pub sk_type: u32,
+    pub sk_protocol: u32,
+    pub sk_mark: u32,
+    pub sk_priority: u32,
+    /// `socket.sk`.
+    pub socket_sk: u32,
+    /// `file.private_data` (a socket file's `struct socket *`).
+    pub file_private_data: u32,
+    /// `file.f_inode` and `inode.i_mode` (a socket file has S_IFSOCK).
+    pub file_f_inode: u32,
+    pub inode_i_mode: u32,
+}
+
+impl NetOffsets {
+    pub const fn missing() -> Self {
+        let m = u32::MAX;
+        NetOffsets {
+            skc_family: m,
+            skc_state: m,
+            skc_daddr: m,
+            skc_rcv_saddr: m,
+            skc_dport: m,
+            skc_num: m,
+            skc_v6_daddr: m,
+            skc_v6_rcv_saddr: m,
+            sk_type: m,
+            sk_protocol: m,
+            sk_mark: m,
+            sk_priority: m,
+            socket_sk: m,
+            file_private_data: m,
+            file_f_inode: m,
+            inode_i_mode: m,
+        }
+    }
 }
 
 impl Offsets {
@@ -285,6 +337,7 @@ impl Offsets {
             args_max: 1024,
             binprm_file: m,
             kiocb_ki_filp: m,
+            net: NetOffsets::missing(),
         }
     }
 }
@@ -365,6 +418,73 @@ pub mod argsrc {
     pub const FILENAME_PTR: u8 = 11;
     /// A `struct kiocb *`: the path of its `ki_filp`.
     pub const KIOCB_FILE: u8 = 12;
+    // Network sources (32..=47): each writes a [`SockArg`](crate::SockArg) or a
+    // [`SockaddrArg`](crate::SockaddrArg) into the argument's string slot.
+    /// A `struct sock *`.
+    pub const SOCK_PTR: u8 = 32;
+    /// A `struct socket *`: its `sk`.
+    pub const SOCKET_PTR: u8 = 33;
+    /// A `struct sockaddr *` in kernel memory.
+    pub const SOCKADDR_KPTR: u8 = 34;
+    /// A `struct sockaddr *` in user memory (a syscall's argument).
+    pub const SOCKADDR_UPTR: u8 = 35;
+    /// A file descriptor of the current task (the word at `offset`): its socket's `sk`.
+    pub const FD_SOCK: u8 = 36;
+    /// Syscall argument `aux & 7` of the current task's user registers is a file
+    /// descriptor: its socket's `sk` (syscall exit tracepoints, whose record lacks it).
+    pub const REGS_FD_SOCK: u8 = 37;
+    pub const NET_FIRST: u8 = 32;
+    pub const NET_LAST: u8 = 47;
+}
+
+/// Guards of the network sources, in `ArgSpec.aux` (a stand-in hook fires only for the
+/// sockets the function it stands for sees): the hook is skipped when one fails.
+pub mod net_guard {
+    /// Bits 0..2: the syscall argument register (REGS_FD_SOCK).
+    pub const REG_MASK: u16 = 7;
+    /// The socket must be TCP (AF_INET/AF_INET6, IPPROTO_TCP).
+    pub const TCP: u16 = 1 << 8;
+    /// The socket must be UDP (AF_INET/AF_INET6, IPPROTO_UDP).
+    pub const UDP: u16 = 1 << 9;
+    /// The syscall's return value (the exit record's `ret`, offset 16) must be 0 or
+    /// -EINPROGRESS.
+    pub const RET_OK: u16 = 1 << 10;
+    /// There must be a socket (the fd is one).
+    pub const SOCKET: u16 = 1 << 11;
+    /// Report the state as TCP_SYN_SENT, the state `tcp_connect` always sees (its
+    /// stand-in reads the socket after connect(2), when loopback may have finished the
+    /// handshake).
+    pub const SYN_SENT: u16 = 1 << 12;
+}
+
+/// A socket as the kernel readers capture it (`sock`, `socket` arguments). Addresses are
+/// in network order (IPv4 in the first 4 bytes), ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockArg {
+    pub family: u16,
+    pub sock_type: u16,
+    pub protocol: u16,
+    pub state: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub mark: u32,
+    pub priority: u32,
+    pub _pad: u32,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// The `struct sock` address (Tetragon's cookie).
+    pub cookie: u64,
+}
+
+/// A `struct sockaddr` (`sockaddr` arguments): family, port (host order), address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockaddrArg {
+    pub family: u16,
+    pub port: u16,
+    pub _pad: u32,
+    pub addr: [u8; 16],
 }
 
 /// Condition operators (matchArgs, matchBinaries, matchNamespaces, matchPIDs, matchCapabilities).
@@ -406,7 +526,8 @@ pub struct ArgSpec {
     pub slot: u8,
     /// Offset in the tracepoint record.
     pub offset: u16,
-    /// Per-source extra data (e.g. a size argument's index); 0 when unused.
+    /// Per-source extra data (e.g. a size argument's index; network sources: `net_guard`);
+    /// 0 when unused.
     pub aux: u16,
 }
 

@@ -97,6 +97,9 @@ fn int_value(ty: ArgType, v: u64) -> ArgValue {
 
 /// The value of one captured argument, in the `*_arg` field Tetragon uses for its type.
 fn arg_value(ty: ArgType, src: u8, data: &[u8]) -> ArgValue {
+    if (argsrc::NET_FIRST..=argsrc::NET_LAST).contains(&src) {
+        return crate::hooks::net::arg_value(src, data);
+    }
     if src == argsrc::INT {
         let mut b = [0u8; 8];
         let n = data.len().min(8);

@@ -18,6 +18,9 @@ pub enum Class {
     Bytes,
     /// A kernel struct read into fixed words (cred, bpf_attr, module, ...): not comparable.
     Struct,
+    /// A socket or socket address (sock, socket, sockaddr), read into a fixed record
+    /// (`nightjar_common::SockArg`, `SockaddrArg`; see `sensor-bpf/src/net.rs`).
+    Net,
     /// Nothing is read (`nop`).
     Nothing,
 }
@@ -40,7 +43,7 @@ const fn later(class: Class, export: &'static str, why: &'static str) -> TypeInf
     TypeInfo { class, export, unsupported: Some(why) }
 }
 
-const NET: &str = "network argument types come with the network hooks";
+const NET: &str = "skb and net_device are not read yet";
 
 pub fn info(ty: ArgType) -> TypeInfo {
     use ArgType as T;
@@ -75,10 +78,10 @@ pub fn info(ty: ArgType) -> TypeInfo {
         T::BpfProg => later(Struct, "bpf_prog_arg", "bpf_prog is not read yet"),
         T::Nop => row(Nothing, ""),
         T::Auto => later(Nothing, "", "type auto (take the type from BTF) is not read yet: name the type"),
-        T::Sock => later(Struct, "sock_arg", NET),
+        T::Sock => row(Class::Net, "sock_arg"),
         T::Skb => later(Struct, "skb_arg", NET),
-        T::Sockaddr => later(Struct, "sockaddr_arg", NET),
-        T::Socket => later(Struct, "sock_arg", NET),
+        T::Sockaddr => row(Class::Net, "sockaddr_arg"),
+        T::Socket => row(Class::Net, "sock_arg"),
         T::NetDevice => later(Str, "net_dev_arg", NET),
     }
 }
@@ -91,6 +94,7 @@ pub fn ops_for(class: Class) -> &'static [ArgOp] {
         Class::Str | Class::Path | Class::Bytes => {
             &[O::Equal, O::NotEqual, O::Prefix, O::NotPrefix, O::Postfix, O::NotPostfix, O::In, O::NotIn]
         }
+        Class::Net => super::net::ops(),
         Class::Struct | Class::Nothing => &[],
     }
 }
@@ -113,7 +117,7 @@ pub fn op_unsupported(op: ArgOp) -> Option<&'static str> {
         | O::NotDAddr
         | O::Protocol
         | O::Family
-        | O::State => Some(NET),
+        | O::State => super::net::op_unsupported(),
         O::CapabilitiesGained => Some("CapabilitiesGained is not evaluated yet"),
         O::FileType | O::NotFileType => Some("file type filtering is not evaluated yet"),
         _ => None,

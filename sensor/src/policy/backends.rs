@@ -27,7 +27,7 @@ pub struct Served {
 }
 
 impl Served {
-    fn new(attach: Vec<Attach>, desc: String, args: Vec<ArgSpec>) -> Self {
+    pub(crate) fn new(attach: Vec<Attach>, desc: String, args: Vec<ArgSpec>) -> Self {
         Served { attach, desc, args, override_refused: None, lsm: false }
     }
 }
@@ -92,6 +92,11 @@ pub fn syscall_name(call: &str) -> Option<&str> {
 pub fn kprobe(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Served, ConfigError> {
     let (call, args) = (k.call.as_str(), k.args.as_slice());
     let native = env.kernel.kfunc();
+    if native.is_none() {
+        if let Some(served) = super::net::stand_in(l, env, base, k) {
+            return served;
+        }
+    }
     if k.return_ {
         // A return probe: only a kretprobe can see the return value.
         if !env.kernel.kprobes {
@@ -153,7 +158,7 @@ pub fn kprobe(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Serve
 fn no_kprobes(l: &Loaded, env: &Env, base: &str, call: &str) -> ConfigError {
     let at = format!("{base}.call");
     if env.kernel.kfunc().is_none() {
-        let stand_ins: Vec<&str> = STAND_INS.iter().map(|s| s.call).collect();
+        let stand_ins: Vec<&str> = STAND_INS.iter().map(|s| s.call).chain(super::net::stand_in_names()).collect();
         return l.error(
             &at,
             format!(
@@ -219,6 +224,7 @@ fn kfunc_arg(
         ArgType::Kiocb => argsrc::KIOCB_FILE,
         ArgType::Fd => argsrc::FD_PATH,
         ArgType::Nop => argsrc::NONE,
+        t if args::info(t).class == Class::Net => super::net::word_src(t, user).unwrap_or(argsrc::NONE),
         t => match args::info(t).class {
             Class::Int { .. } => return Ok(int_spec(t, offset)),
             _ => {
@@ -479,6 +485,10 @@ fn register_arg(
         }
         Class::Int { .. } => spec = int_spec(a.ty, offset),
         Class::Nothing => spec.src = argsrc::NONE,
+        Class::Net => {
+            spec = super::net::syscall_arg(l, at, a, offset, decl)?;
+            slots.take(&mut spec);
+        }
         Class::Bytes | Class::Struct => {
             return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} here", a.ty.name())))
         }

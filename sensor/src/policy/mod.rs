@@ -6,6 +6,7 @@ pub mod args;
 pub mod backends;
 pub mod compile;
 pub mod engine;
+pub mod net;
 pub mod selectors;
 pub mod spec;
 mod validate;

@@ -128,7 +128,7 @@ fn kprobe(l: &Loaded, base: &str, k: &KprobeSpec) -> R {
     }
     if let Some(a) = &k.return_arg {
         arg(l, &format!("{base}.returnArg"), a)?;
-        if !matches!(args::info(a.ty).class, Class::Int { .. }) {
+        if !matches!(args::info(a.ty).class, Class::Int { .. } | Class::Net) {
             return Err(l.unsupported(&format!("{base}.returnArg.type"), format!("returnArg of type {}", a.ty.name())));
         }
     }

@@ -1,0 +1,173 @@
+//! Network arguments, kernel side of `sensor/src/hooks/net.rs`: a `sock`, `socket` or
+//! `sockaddr` argument (from a kernel pointer, a user pointer, or a file descriptor of the
+//! current task) read into a fixed [`SockArg`] / [`SockaddrArg`] in the argument's string
+//! slot, which the policy engine then reports like any other captured value. Guards
+//! (`net_guard`, in `ArgSpec.aux`) let a tracepoint stand-in fire only for the sockets the
+//! kernel function it stands for would see (TCP only, a successful syscall).
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated as gen;
+use nightjar_common::{argsrc, net_guard, ArgSpec, SockArg, SockaddrArg};
+
+use crate::kread::{off, rd, rd_ptr};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
+const S_IFMT: u16 = 0o170000;
+const S_IFSOCK: u16 = 0o140000;
+const EINPROGRESS: i64 = 115;
+const TCP_SYN_SENT: u16 = 2;
+/// x86_64 `struct pt_regs` offsets of the syscall argument registers (di, si, dx, r10, r8, r9).
+const SYSCALL_ARG_REGS: [u32; 8] = [112, 104, 96, 56, 72, 64, 112, 112];
+
+/// Captures network argument `spec` (`word`: its 8-byte value; `ret`: the syscall exit
+/// record's return value) into `dst`, a string slot of the arg buffer (map memory: the
+/// record is assembled there, not on the stack, which the uprobe chain has little of).
+/// Returns the bytes written, or None when a guard of the spec fails (the hook is then
+/// skipped).
+#[inline(always)]
+pub fn capture(spec: &ArgSpec, word: u64, ret: i64, dst: *mut u8) -> Option<usize> {
+    let g = spec.aux;
+    if g & net_guard::RET_OK != 0 && ret != 0 && ret != -EINPROGRESS {
+        return None;
+    }
+    let sk = match spec.src {
+        argsrc::SOCKADDR_KPTR | argsrc::SOCKADDR_UPTR => {
+            read_sockaddr(word, spec.src == argsrc::SOCKADDR_UPTR, dst);
+            return Some(core::mem::size_of::<SockaddrArg>());
+        }
+        argsrc::SOCK_PTR => word,
+        argsrc::SOCKET_PTR => rd_ptr(word, off!(net.socket_sk)),
+        argsrc::FD_SOCK => fd_sock(word),
+        argsrc::REGS_FD_SOCK => fd_sock(user_arg((g & net_guard::REG_MASK) as usize)),
+        _ => 0,
+    };
+    if g & (net_guard::SOCKET | net_guard::TCP | net_guard::UDP) != 0 && sk == 0 {
+        return None;
+    }
+    let p = dst as *mut SockArg;
+    read_sock(sk, p);
+    // SAFETY: p points into the slot, written just above.
+    let (family, protocol) = unsafe { ((*p).family, (*p).protocol) };
+    let inet = family == AF_INET || family == AF_INET6;
+    if g & net_guard::TCP != 0 && !(inet && protocol == IPPROTO_TCP) {
+        return None;
+    }
+    if g & net_guard::UDP != 0 && !(inet && protocol == IPPROTO_UDP) {
+        return None;
+    }
+    if g & net_guard::SYN_SENT != 0 {
+        // SAFETY: as above.
+        unsafe { (*p).state = TCP_SYN_SENT };
+    }
+    Some(core::mem::size_of::<SockArg>())
+}
+
+/// Syscall argument `i` of the current task, from the user registers saved at entry.
+#[inline(always)]
+fn user_arg(i: usize) -> u64 {
+    // SAFETY: helpers on the current task; the result is only read through probe_read.
+    let regs = unsafe { gen::bpf_task_pt_regs(gen::bpf_get_current_task_btf()) } as u64;
+    rd::<u64>(regs, SYSCALL_ARG_REGS[i & 7]).unwrap_or(u64::MAX)
+}
+
+/// The `struct sock` of the current task's descriptor `fd` (0: not a socket).
+#[inline(always)]
+fn fd_sock(fd: u64) -> u64 {
+    if (fd as i64) < 0 {
+        return 0;
+    }
+    let file = crate::policy::fd_file(fd);
+    let inode = rd_ptr(file, off!(net.file_f_inode));
+    let mode = rd::<u16>(inode, off!(net.inode_i_mode)).unwrap_or(0);
+    if mode & S_IFMT != S_IFSOCK {
+        return 0;
+    }
+    let socket = rd_ptr(file, off!(net.file_private_data));
+    rd_ptr(socket, off!(net.socket_sk))
+}
+
+/// Copies `n` bytes of kernel memory at `base + off` to `dst` (left as is when this
+/// kernel lacks the field; zeroed by the helper when the read faults).
+#[inline(always)]
+fn rd_into(dst: *mut u8, n: u32, base: u64, off: u32) {
+    if base == 0 || off == crate::kread::MISSING {
+        return;
+    }
+    // SAFETY: dst..dst+n lies in the caller's slot; a bad source fails the helper.
+    unsafe {
+        gen::bpf_probe_read_kernel(dst as *mut c_void, n, (base + off as u64) as *const c_void);
+    }
+}
+
+/// The fields of `sk` Tetragon reports into `*p` (all zero when `sk` is 0).
+#[inline(always)]
+fn read_sock(sk: u64, p: *mut SockArg) {
+    // SAFETY (all): p points to a SockArg-sized part of a string slot of the arg buffer.
+    unsafe {
+        *p = SockArg::default();
+        if sk == 0 {
+            return;
+        }
+        (*p).family = rd::<u16>(sk, off!(net.skc_family)).unwrap_or(0);
+        (*p).state = rd::<u8>(sk, off!(net.skc_state)).unwrap_or(0) as u16;
+        (*p).sock_type = rd::<u16>(sk, off!(net.sk_type)).unwrap_or(0);
+        (*p).protocol = rd::<u16>(sk, off!(net.sk_protocol)).unwrap_or(0);
+        (*p).mark = rd::<u32>(sk, off!(net.sk_mark)).unwrap_or(0);
+        (*p).priority = rd::<u32>(sk, off!(net.sk_priority)).unwrap_or(0);
+        (*p).sport = rd::<u16>(sk, off!(net.skc_num)).unwrap_or(0);
+        (*p).dport = u16::from_be(rd::<u16>(sk, off!(net.skc_dport)).unwrap_or(0));
+        let sa = core::ptr::addr_of_mut!((*p).saddr) as *mut u8;
+        let da = core::ptr::addr_of_mut!((*p).daddr) as *mut u8;
+        if (*p).family == AF_INET6 {
+            rd_into(sa, 16, sk, off!(net.skc_v6_rcv_saddr));
+            rd_into(da, 16, sk, off!(net.skc_v6_daddr));
+        } else {
+            rd_into(sa, 4, sk, off!(net.skc_rcv_saddr));
+            rd_into(da, 4, sk, off!(net.skc_daddr));
+        }
+        (*p).cookie = sk;
+    }
+}
+
+/// Bytes of a `struct sockaddr_in6` read; a `sockaddr_in` is 16.
+const SOCKADDR_READ: usize = 24;
+
+/// A `struct sockaddr` (in/in6: family, port, address; others: the family only) into
+/// `dst` as a SockaddrArg; the raw bytes are read into the slot past it first.
+#[inline(always)]
+fn read_sockaddr(ptr: u64, user: bool, dst: *mut u8) {
+    // SAFETY (all): dst is a string slot (PATH_MAX + 256 bytes): the SockaddrArg at its
+    // start, the raw copy at 32..56; a bad source address fails the helper.
+    unsafe {
+        let raw = dst.add(32);
+        let a = dst as *mut SockaddrArg;
+        *a = SockaddrArg::default();
+        if ptr == 0 {
+            return;
+        }
+        let read = |n: usize| {
+            if user {
+                gen::bpf_probe_read_user(raw as *mut c_void, n as u32, ptr as *const c_void)
+            } else {
+                gen::bpf_probe_read_kernel(raw as *mut c_void, n as u32, ptr as *const c_void)
+            }
+        };
+        // A sockaddr_in may end a mapping before 24 bytes: read it again shorter.
+        if read(SOCKADDR_READ) != 0 && read(16) != 0 {
+            return;
+        }
+        let b = core::slice::from_raw_parts(raw, SOCKADDR_READ);
+        (*a).family = u16::from_ne_bytes([b[0], b[1]]);
+        let ad = core::ptr::addr_of_mut!((*a).addr) as *mut u8;
+        if (*a).family == AF_INET {
+            (*a).port = u16::from_be_bytes([b[2], b[3]]);
+            core::ptr::copy_nonoverlapping(raw.add(4), ad, 4);
+        } else if (*a).family == AF_INET6 {
+            (*a).port = u16::from_be_bytes([b[2], b[3]]);
+            core::ptr::copy_nonoverlapping(raw.add(8), ad, 16);
+        }
+    }
+}
