@@ -21,6 +21,9 @@ const HELPER_ENV: &str = "NIGHTJAR_NET_HELPER";
 #[test]
 fn zz_net_helper() {
     let Ok(action) = std::env::var(HELPER_ENV) else { return };
+    use std::io::Write;
+    println!("pid={}", std::process::id());
+    let _ = std::io::stdout().flush();
     std::process::exit(helper(&action));
 }
 
@@ -83,18 +86,28 @@ fn helper_binary(dir: &Path) -> String {
     std::fs::canonicalize(&h).unwrap().display().to_string()
 }
 
-/// Runs the helper; returns (pid, stdout).
-fn run_helper(helper: &str, action: &str) -> (u32, std::process::ExitStatus, String) {
-    let child = Command::new(helper)
-        .args(["--exact", "zz_net_helper", "--nocapture", "--test-threads=1"])
+/// What a helper run gave: its pid, its parent's (a shell started after the sensor, so
+/// the process cache has seen it exec), how it ended (`$?`: 128 + the signal) and its output.
+struct Ran {
+    pid: u32,
+    parent: u32,
+    status: i32,
+    out: String,
+}
+
+/// Runs the helper from a shell; the shell prints how it ended.
+fn run_helper(helper: &str, action: &str) -> Ran {
+    let child = Command::new("/bin/sh")
+        .args(["-c", "\"$0\" --exact zz_net_helper --nocapture --test-threads=1; echo status=$?", helper])
         .env(HELPER_ENV, action)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id();
+    let parent = child.id();
     let out = child.wait_with_output().unwrap();
-    (pid, out.status, String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ran { pid: printed(&out, "pid") as u32, parent, status: printed(&out, "status") as i32, out }
 }
 
 fn printed(out: &str, key: &str) -> u64 {
@@ -203,8 +216,9 @@ async fn tcp_lifecycle_and_a_dns_send_are_reported_with_5_tuple_process_and_pare
     let task = tokio::spawn(async move { sensor.run(tx, stop_rx).await.expect("run") });
     let mut run = Run { rx, stop, task };
 
-    let (pid, status, out) = run_helper(&helper, "tcp-udp");
-    assert!(status.success(), "helper: {status:?} {out}");
+    let Ran { pid, parent, status, out } = run_helper(&helper, "tcp-udp");
+    assert_eq!(status, 0, "helper: {out}");
+    let sh = std::fs::canonicalize("/bin/sh").unwrap().display().to_string();
     let (lport, cport) = (printed(&out, "lport"), printed(&out, "cport"));
     let lo = "127.0.0.1";
     let tcp = json!({"family": "AF_INET", "type": "SOCK_STREAM", "protocol": "IPPROTO_TCP"});
@@ -234,7 +248,8 @@ async fn tcp_lifecycle_and_a_dns_send_are_reported_with_5_tuple_process_and_pare
             serde_json::json!({"args": e["args"], "return": e["return"], "parent": e["parent"]["pid"]})
         );
         assert_eq!(e["process"]["binary"], helper.as_str(), "{e}");
-        assert_eq!(e["parent"]["pid"], std::process::id(), "{e}");
+        assert_eq!(e["parent"]["pid"], parent, "{e}");
+        assert_eq!(e["parent"]["binary"], sh.as_str(), "{e}");
         assert_eq!(e["policy_name"], "net-lifecycle");
         if *f != "udp_sendmsg" && *f != "security_socket_connect" {
             assert!(has(at(e), &tcp), "{f}: {e}");
