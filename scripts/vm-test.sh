@@ -211,6 +211,8 @@ cat >"$root/init" <<EOF
 echo
 export PATH=/usr/local/bin:/usr/bin:/usr/sbin:/vm/bin HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1
 export NIGHTJAR_VM=1 NIGHTJAR_TEST_EXEC_SCALE=$exec_scale
+# The kernel's own nls_utf8 module, which the corpus's do_init_module case loads.
+[ -f /vm/modules/nls_utf8.ko ] && export NIGHTJAR_TEST_MODULE=/vm/modules/nls_utf8.ko
 mount -t proc proc /proc
 # What this kernel's config promises (the runner passes it on the command line).
 skip=""
@@ -253,11 +255,28 @@ log "initramfs: $(du -m "$work/initramfs.cpio" | cut -f1) MiB, $(wc -l <"$root/v
 # boot_kernel: boots $kdir with the initramfs, judges the run; adds to passed/failed/fail.
 boot_kernel() {
 console="$work/console-$kpkg.log"
+# This kernel's nls_utf8 module (for the corpus's do_init_module case), decompressed, in a
+# second cpio archive after the shared one (the kernel unpacks concatenated archives).
+initrd="$work/initramfs.cpio"
+ko="$(find "$kdir/modules" -name 'nls_utf8.ko*' 2>/dev/null | head -n1)"
+if [ -n "$ko" ]; then
+  extra="$work/extra-$kpkg"
+  rm -rf "$extra" && mkdir -p "$extra/vm/modules"
+  case "$ko" in
+    *.xz) xz -dc "$ko" ;;
+    *.zst) zstd -dc "$ko" ;;
+    *) cat "$ko" ;;
+  esac >"$extra/vm/modules/nls_utf8.ko"
+  initrd="$work/initramfs-$kpkg.cpio"
+  (cd "$extra" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet) | cat "$work/initramfs.cpio" - >"$initrd"
+else
+  log "$kpkg: no nls_utf8 module in its package: the do_init_module corpus case will fail"
+fi
 log "booting $kpkg under QEMU TCG (-smp $smp -m $mem), deadline ${deadline}s"
 t_boot=$(date +%s)
 set +e
 timeout -k 5 "$deadline" qemu-system-x86_64 -accel tcg -cpu max -smp "$smp" -m "$mem" \
-  -nographic -nic none -no-reboot -kernel "$kdir/vmlinuz" -initrd "$work/initramfs.cpio" \
+  -nographic -nic none -no-reboot -kernel "$kdir/vmlinuz" -initrd "$initrd" \
   -append "console=ttyS0 quiet panic=-1 mitigations=off nightjar.expect=$expect nightjar.skip=$skip" </dev/null 2>&1 |
   tr -d '\r' | tee "$console"
 qemu_rc=${PIPESTATUS[0]}

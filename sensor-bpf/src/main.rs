@@ -7,6 +7,7 @@
 mod kfunc;
 mod kprobe;
 mod kread;
+mod kstruct;
 mod maps;
 mod net;
 mod policy;

@@ -74,7 +74,7 @@ pub struct ArgBuf {
     ints: [u64; plimits::ARGS],
     /// Start and length of each string slot's value inside its slot.
     pub spos: [u32; plimits::STR_SLOTS],
-    slen: [u32; plimits::STR_SLOTS],
+    pub slen: [u32; plimits::STR_SLOTS],
     pub strs: [[u8; SLOT]; plimits::STR_SLOTS],
 }
 
@@ -696,6 +696,9 @@ fn capture(conf: &HookConfig, i: usize) {
             };
             ab.spos[slot] = 0;
             ab.slen[slot] = if n > 0 { (n - 1) as u32 } else { 0 };
+        }
+        argsrc::CRED | argsrc::USER_NS | argsrc::MODULE | argsrc::LOAD_INFO => {
+            crate::kstruct::capture(slot, spec.src, word);
         }
         argsrc::PATH_PTR | argsrc::DENTRY_PTR => {
             let (dentry, mnt) = if spec.src == argsrc::PATH_PTR { crate::vfs::path_of(word) } else { (word, 0) };

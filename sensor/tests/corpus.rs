@@ -49,6 +49,11 @@ struct Case {
 
 const NEEDS_KPROBES: &str = "needs kprobes, which this kernel does not have";
 
+/// The initial user namespace as Tetragon exports it (`UserNamespace`; inum PROC_USER_INIT_INO).
+fn init_user_ns() -> Value {
+    json!({"level": 0, "uid": 0, "gid": 0, "ns": {"inum": 4026531837u32, "is_host": true}})
+}
+
 fn cases() -> Vec<Case> {
     let c = |file, trigger, event, expect: fn() -> Value, host, kfunc| Case {
         file,
@@ -156,17 +161,19 @@ fn cases() -> Vec<Case> {
             "commit-creds",
             "setuid",
             "process_kprobe",
-            || json!({"function_name": "commit_creds"}),
-            Refused("not supported by nightjar: argument type cred"),
-            Refused("not supported by nightjar: argument type cred"),
+            || json!({"function_name": "commit_creds", "args": [{"process_credentials_arg": {
+                "uid": 65534, "gid": 0, "euid": 65534, "egid": 0, "suid": 65534, "sgid": 0, "fsuid": 65534, "fsgid": 0,
+                "caps": {}, "user_ns": init_user_ns()}}]}),
+            Refused(NEEDS_KPROBES),
+            Pass,
         ),
         c(
             "do-init-module",
-            "none",
+            "init-module",
             "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: argument type module"),
-            Refused("not supported by nightjar: argument type module"),
+            || json!({"function_name": "do_init_module", "args": [{"module_arg": {"name": "nls_utf8", "signature_ok": false}}]}),
+            Refused(NEEDS_KPROBES),
+            Pass,
         ),
         c(
             "tcp-connect",
@@ -331,11 +338,11 @@ fn cases() -> Vec<Case> {
         ),
         c(
             "user-namespace-capable",
-            "none",
+            "unshare-mnt",
             "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: argument type user_namespace"),
-            Refused("not supported by nightjar: argument type user_namespace"),
+            || json!({"function_name": "cap_capable", "args": [{"user_ns_arg": init_user_ns()}, {"capability_arg": {"value": 21, "name": "CAP_SYS_ADMIN"}}]}),
+            Pass,
+            Pass,
         ),
         c(
             "usdt-probe",
@@ -564,6 +571,21 @@ fn helper(action: &str, dir: &Path) -> i32 {
                 let dport = l.local_addr().map(|a| a.port()).unwrap_or(0);
                 let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", dport)) else { return 6 };
                 println!("sport={} dport={dport}", c.local_addr().map(|a| a.port()).unwrap_or(0));
+            }
+            "init-module" => {
+                // Only in the VMs of scripts/vm-test.sh, which put this kernel's own
+                // nls_utf8.ko there: never a module into the host's kernel.
+                let module = std::env::var("NIGHTJAR_TEST_MODULE").unwrap_or_default();
+                if std::env::var("NIGHTJAR_VM").as_deref() != Ok("1") || module.is_empty() {
+                    eprintln!("init-module: only in the test VM (NIGHTJAR_VM=1, NIGHTJAR_TEST_MODULE)");
+                    return 4;
+                }
+                let fd = libc::open(cstr(&module).as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                let rc = libc::syscall(libc::SYS_finit_module, fd, cstr("").as_ptr(), 0);
+                println!("rc={rc} errno={}", std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+                if rc != 0 {
+                    return 5;
+                }
             }
             "write" => {
                 libc::write(1, b"nightjar-corpus\n".as_ptr().cast(), 16);

@@ -222,6 +222,8 @@ pub struct Offsets {
     pub kiocb_ki_filp: u32,
     /// What the network argument readers need (see [`NetOffsets`]).
     pub net: NetOffsets,
+    /// The structs typed policy arguments read (cred, user_namespace, module, load_info).
+    pub kstruct: KstructOffsets,
 }
 
 /// Offsets of the socket structs the network argument readers use (`sock`, `socket`,
@@ -272,6 +274,68 @@ impl NetOffsets {
             inode_i_mode: m,
         }
     }
+}
+
+/// Offsets of the kernel structs read whole as typed policy arguments (`cred`,
+/// `user_namespace`, `module`, `load_info`; the rest of `cred` is in [`Offsets`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KstructOffsets {
+    pub cred_suid: u32,
+    pub cred_sgid: u32,
+    pub cred_fsuid: u32,
+    pub cred_fsgid: u32,
+    pub cred_securebits: u32,
+    pub user_ns_level: u32,
+    pub user_ns_owner: u32,
+    pub user_ns_group: u32,
+    /// `module.name` (an inline array of MODULE_NAME_LEN bytes).
+    pub module_name: u32,
+    pub module_taints: u32,
+    pub load_info_name: u32,
+    pub load_info_mod: u32,
+    /// `load_info.sig_ok` (CONFIG_MODULE_SIG only).
+    pub load_info_sig_ok: u32,
+}
+
+impl KstructOffsets {
+    pub const fn missing() -> Self {
+        let m = Offsets::MISSING;
+        KstructOffsets {
+            cred_suid: m,
+            cred_sgid: m,
+            cred_fsuid: m,
+            cred_fsgid: m,
+            cred_securebits: m,
+            user_ns_level: m,
+            user_ns_owner: m,
+            user_ns_group: m,
+            module_name: m,
+            module_taints: m,
+            load_info_name: m,
+            load_info_mod: m,
+            load_info_sig_ok: m,
+        }
+    }
+}
+
+/// Layouts of the struct arguments the kernel writes into a string slot (little-endian
+/// words at these byte offsets), decoded by `sensor/src/hooks/kstruct.rs`.
+pub mod kstruct {
+    /// `cred`: uid, gid, euid, egid, suid, sgid, fsuid, fsgid, securebits (u32 each).
+    pub const CRED_IDS: usize = 0;
+    /// `cred`: cap_permitted, cap_effective, cap_inheritable (u64 each).
+    pub const CRED_CAPS: usize = 40;
+    /// `cred`: its user namespace, as [`USER_NS_LEN`] bytes.
+    pub const CRED_USER_NS: usize = 64;
+    pub const CRED_LEN: usize = 80;
+    /// `user_namespace`: level (i32), owner, group, ns.inum (u32 each).
+    pub const USER_NS_LEN: usize = 16;
+    /// `module` / `load_info`: taints (u64), sig_ok (u32), 0 (u32), then the name.
+    pub const MODULE_NAME: usize = 16;
+    /// Bytes of a module name read (MODULE_NAME_LEN on 64-bit kernels).
+    pub const MODULE_NAME_LEN: usize = 56;
+    pub const MODULE_LEN: usize = MODULE_NAME + MODULE_NAME_LEN;
 }
 
 impl Offsets {
@@ -337,6 +401,7 @@ impl Offsets {
             args_max: 1024,
             binprm_file: m,
             kiocb_ki_filp: m,
+            kstruct: KstructOffsets::missing(),
             net: NetOffsets::missing(),
         }
     }
@@ -418,6 +483,14 @@ pub mod argsrc {
     pub const FILENAME_PTR: u8 = 11;
     /// A `struct kiocb *`: the path of its `ki_filp`.
     pub const KIOCB_FILE: u8 = 12;
+    /// A `struct cred *`: ids, capabilities and user namespace (`kstruct::CRED_*`).
+    pub const CRED: u8 = 13;
+    /// A `struct user_namespace *` (`kstruct::USER_NS_LEN`).
+    pub const USER_NS: u8 = 14;
+    /// A `struct module *`: name and taints (`kstruct::MODULE_*`).
+    pub const MODULE: u8 = 15;
+    /// A `struct load_info *`: name, its module's taints, sig_ok (`kstruct::MODULE_*`).
+    pub const LOAD_INFO: u8 = 16;
     // Network sources (32..=47): each writes a [`SockArg`](crate::SockArg) or a
     // [`SockaddrArg`](crate::SockaddrArg) into the argument's string slot.
     /// A `struct sock *`.

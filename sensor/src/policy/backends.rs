@@ -120,7 +120,8 @@ pub fn kprobe(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Serve
             | "security_bprm_creds_from_file",
             _,
         ) => exec(l, base, call, args)?,
-        ("commit_creds" | "security_task_fix_setuid" | "__sys_setuid" | "__sys_setresuid", _) => {
+        // On a kernel with kprobes, the function itself (its cred argument included).
+        ("commit_creds" | "security_task_fix_setuid" | "__sys_setuid" | "__sys_setresuid", _) if !env.kernel.kprobes => {
             creds(l, env, base, call, args)?
         }
         _ => match syscall_name(call) {
@@ -225,6 +226,7 @@ fn kfunc_arg(
         ArgType::Fd => argsrc::FD_PATH,
         ArgType::Nop => argsrc::NONE,
         t if args::info(t).class == Class::Net => super::net::word_src(t, user).unwrap_or(argsrc::NONE),
+        t if crate::hooks::kstruct::reads(t) => crate::hooks::kstruct::source(t).map_or(argsrc::NONE, |(s, _)| s),
         t => match args::info(t).class {
             Class::Int { .. } => return Ok(int_spec(t, offset)),
             _ => {
@@ -489,11 +491,28 @@ fn register_arg(
             spec = super::net::syscall_arg(l, at, a, offset, decl)?;
             slots.take(&mut spec);
         }
+        Class::Struct if decl.is_some() && crate::hooks::kstruct::reads(a.ty) => {
+            spec.src = kstruct_field(l, at, a.ty, d)?;
+            slots.take(&mut spec);
+        }
         Class::Bytes | Class::Struct => {
             return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} here", a.ty.name())))
         }
     }
     Ok(spec)
+}
+
+/// The source of a struct argument (cred, user_namespace, ...) held in a tracepoint field
+/// declared `decl`: the field must point to that struct.
+fn kstruct_field(l: &Loaded, at: &str, ty: ArgType, decl: &str) -> Result<u8, ConfigError> {
+    let Some((src, c_type)) = crate::hooks::kstruct::source(ty) else {
+        return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} here", ty.name())));
+    };
+    let words: Vec<&str> = decl.split(|c: char| c.is_whitespace() || c == '*').filter(|w| !w.is_empty()).collect();
+    if !decl.contains('*') || !words.windows(2).any(|w| format!("{} {}", w[0], w[1]) == c_type) {
+        return Err(l.error(&format!("{at}.type"), format!("{decl} is not a {c_type} * (type {})", ty.name())));
+    }
+    Ok(src)
 }
 
 /// A syscall kprobe served by its `syscalls:sys_enter_<name>` tracepoint.
@@ -672,7 +691,7 @@ fn creds(l: &Loaded, env: &Env, base: &str, function: &str, args: &[ArgDecl]) ->
     if !args.is_empty() {
         return Err(l.error(
             &format!("{base}.args"),
-            format!("{function} is served by the setuid-family syscall tracepoints, which carry no cred argument: declare no args (use a sys_setuid kprobe to match on uids)"),
+            format!("{function} with arguments needs kprobes, which this kernel does not have (CONFIG_KPROBES): here the setuid-family syscall tracepoints serve it, and they carry no cred argument; declare no args (or use a sys_setuid kprobe to match on uids)"),
         ));
     }
     let mut attach = Vec::new();

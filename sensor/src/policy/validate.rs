@@ -221,7 +221,7 @@ fn common(l: &Loaded, base: &str, h: HookCommon<'_>, tracepoint: bool) -> R {
             return Err(l.error(&format!("{at}.index"), format!("index {} is declared twice", a.index)));
         }
         arg(l, &at, a)?;
-        if args::is_stringy(a.ty) {
+        if args::is_stringy(a.ty) || crate::hooks::kstruct::reads(a.ty) {
             strings += 1;
         }
     }
@@ -263,7 +263,7 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
     if matches!(a.ty, ArgType::CharBuf | ArgType::CharIovec | ArgType::IovIter | ArgType::ConstBuf) {
         return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} (buffers)", a.ty.name())));
     }
-    if info.class == Class::Struct {
+    if info.class == Class::Struct && !crate::hooks::kstruct::reads(a.ty) {
         return Err(l.unsupported(&format!("{at}.type"), format!("argument type {}", a.ty.name())));
     }
     Ok(())
