@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod charbuf;
 mod kfunc;
 mod kprobe;
 mod kread;

@@ -697,6 +697,7 @@ fn capture(conf: &HookConfig, i: usize) {
             ab.spos[slot] = 0;
             ab.slen[slot] = if n > 0 { (n - 1) as u32 } else { 0 };
         }
+        argsrc::CHAR_BUF => crate::charbuf::capture(slot, word, spec.aux),
         argsrc::CRED | argsrc::USER_NS | argsrc::MODULE | argsrc::LOAD_INFO => {
             crate::kstruct::capture(slot, spec.src, word);
         }
@@ -831,12 +832,14 @@ extern "C" fn emit_cb(i: u64, ctx: *mut c_void) -> i64 {
         }
         st.at = (a + 12) as u64;
     } else {
-        let len = ab.slen[slot] as usize;
+        // A char_buf is reported with the size word before its bytes.
+        let buf = spec.src == argsrc::CHAR_BUF;
+        let len = ab.slen[slot] as usize + if buf { 8 } else { 0 };
         let room = plimits::ARG_REPORT - 8;
         let n = if len > room { room } else { len };
         let n = core::hint::black_box(n) & (PATH_MAX - 1);
         let h = ArgHeader { len: n as u16, src: spec.src, truncated: u8::from(len > n) };
-        let pos = ab.spos[slot] as usize & PATH_MASK;
+        let pos = if buf { 0 } else { ab.spos[slot] as usize & PATH_MASK };
         // SAFETY: a ≤ SCRATCH_MASK, n < PATH_MAX ≤ the slack after SCRATCH.
         unsafe {
             core::ptr::write_unaligned(base.add(a) as *mut ArgHeader, h);

@@ -161,9 +161,11 @@ fn cases() -> Vec<Case> {
             "commit-creds",
             "setuid",
             "process_kprobe",
-            || json!({"function_name": "commit_creds", "args": [{"process_credentials_arg": {
+            || {
+                json!({"function_name": "commit_creds", "args": [{"process_credentials_arg": {
                 "uid": 65534, "gid": 0, "euid": 65534, "egid": 0, "suid": 65534, "sgid": 0, "fsuid": 65534, "fsgid": 0,
-                "caps": {}, "user_ns": init_user_ns()}}]}),
+                "caps": {}, "user_ns": init_user_ns()}}]})
+            },
             Refused(NEEDS_KPROBES),
             Pass,
         ),
@@ -292,17 +294,17 @@ fn cases() -> Vec<Case> {
             "sys-write-buf",
             "write",
             "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: argument type char_buf"),
-            Refused("not supported by nightjar: argument type char_buf"),
+            || json!({"function_name": "sys_write", "args": [{"int_arg": 1}, {"bytes_arg": "bmlnaHRqYXItY29ycHVzCg=="}, {"size_arg": "16"}]}),
+            Pass,
+            Pass,
         ),
         c(
             "sys-read-returncopy",
-            "none",
+            "read-file",
             "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: returnCopy"),
-            Refused("not supported by nightjar: returnCopy"),
+            || json!({"function_name": "sys_read", "args": [{"int_arg": "@FD@"}, {"bytes_arg": "bmlnaHRqYXItcmVhZAo="}, {"size_arg": "64"}], "return": {"size_arg": "14"}}),
+            Refused(NEEDS_KPROBES),
+            Pass,
         ),
         c(
             "tty-write",
@@ -586,6 +588,14 @@ fn helper(action: &str, dir: &Path) -> i32 {
                 if rc != 0 {
                     return 5;
                 }
+            }
+            "read-file" => {
+                let f = p("readme");
+                std::fs::write(&f, "nightjar-read\n").unwrap();
+                let fd = libc::open(cstr(&f).as_ptr(), libc::O_RDONLY);
+                println!("fd={fd}");
+                let mut buf = [0u8; 64];
+                libc::read(fd, buf.as_mut_ptr().cast(), 64);
             }
             "write" => {
                 libc::write(1, b"nightjar-corpus\n".as_ptr().cast(), 16);

@@ -491,6 +491,15 @@ pub mod argsrc {
     pub const MODULE: u8 = 15;
     /// A `struct load_info *`: name, its module's taints, sig_ok (`kstruct::MODULE_*`).
     pub const LOAD_INFO: u8 = 16;
+    /// A buffer (`char_buf`) whose size is the word at raw offset `aux & CHAR_BUF_SIZE_MASK`
+    /// (a size argument, or the return value for returnCopy); reported as the size (u64)
+    /// then at most [`CHAR_BUF_MAX`] bytes.
+    pub const CHAR_BUF: u8 = 17;
+    /// Set in `aux` when a char_buf's size word is given.
+    pub const CHAR_BUF_SIZED: u16 = 0x8000;
+    pub const CHAR_BUF_SIZE_MASK: u16 = 0x7f;
+    /// Bytes of a buffer reported (the rest is counted in its size).
+    pub const CHAR_BUF_MAX: usize = 4080;
     // Network sources (32..=47): each writes a [`SockArg`](crate::SockArg) or a
     // [`SockaddrArg`](crate::SockaddrArg) into the argument's string slot.
     /// A `struct sock *`.

@@ -251,8 +251,8 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
     if a.size_arg_index.is_some() && !matches!(a.ty, ArgType::CharBuf | ArgType::CharIovec) {
         return Err(l.error(&format!("{at}.sizeArgIndex"), "sizeArgIndex applies to char_buf and char_iovec only"));
     }
-    if a.return_copy {
-        return Err(l.unsupported(&format!("{at}.returnCopy"), "returnCopy"));
+    if a.return_copy && a.ty != ArgType::CharBuf {
+        return Err(l.error(&format!("{at}.returnCopy"), "returnCopy applies to char_buf only"));
     }
     if a.resolve.is_some() || a.btf_type.is_some() {
         return Err(l.unsupported(&format!("{at}.resolve"), "resolve (arguments through struct fields)"));
@@ -260,7 +260,7 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
     if a.source.is_some() {
         return Err(l.unsupported(&format!("{at}.source"), "data sources"));
     }
-    if matches!(a.ty, ArgType::CharBuf | ArgType::CharIovec | ArgType::IovIter | ArgType::ConstBuf) {
+    if matches!(a.ty, ArgType::CharIovec | ArgType::IovIter | ArgType::ConstBuf) {
         return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} (buffers)", a.ty.name())));
     }
     if info.class == Class::Struct && !crate::hooks::kstruct::reads(a.ty) {
