@@ -71,7 +71,7 @@ pub struct ArgBuf {
     /// 1 when a network argument's guard failed: the hook does not apply (`net.rs`).
     pub skip: u32,
     pub _pad: u32,
-    ints: [u64; plimits::ARGS],
+    pub ints: [u64; plimits::ARGS],
     /// Start and length of each string slot's value inside its slot.
     pub spos: [u32; plimits::STR_SLOTS],
     pub slen: [u32; plimits::STR_SLOTS],
@@ -289,10 +289,18 @@ fn run_hook(hid: u32) {
         }
         let Some(conf) = HOOK_CONF.get(hid) else { return };
         let s = &conf.sels[(ev.matched as usize) & (plimits::SELECTORS - 1)];
+        let mut act = s.action;
+        if s.fd_action != 0 {
+            crate::fdfollow::act(conf, s);
+            // The event says what was done (Tetragon reports the selector's last action).
+            if act == action::POST {
+                act = s.fd_action;
+            }
+        }
         if s.action == action::POST && !rate_ok(hid, ev.matched, s) {
             return;
         }
-        (ev.matched, s.action, s.signal, s.error)
+        (ev.matched, act, s.signal, s.error)
     };
     let mut signalled = 0u8;
     match act {
@@ -719,6 +727,10 @@ fn capture(conf: &HookConfig, i: usize) {
         src => {
             // Every path source comes down to a `struct file *`: one walk serves them all
             // (one inlined copy of the walker keeps the verifier's work bounded).
+            if src == argsrc::FD_PATH && crate::fdfollow::lookup(slot, word) {
+                ab.ints[i] = word;
+                return;
+            }
             let file = match src {
                 argsrc::RET_FD_PATH | argsrc::FD_PATH => {
                     ab.ints[i] = word;

@@ -430,6 +430,30 @@ fn cases() -> Vec<Case> {
             Pass,
         ),
         c(
+            "follow-fd",
+            "follow-fd",
+            "process_kprobe",
+            || json!({"function_name": "sys_write", "args": [{"file_arg": {"path": "@DIR@/followed"}}, {"size_arg": "7"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "copy-fd",
+            "copy-fd",
+            "process_kprobe",
+            || json!({"function_name": "sys_write", "args": [{"file_arg": {"path": "@DIR@/copied"}}, {"size_arg": "5"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "unfollow-fd",
+            "unfollow-fd",
+            "process_kprobe",
+            || json!({"function_name": "sys_write", "args": [{"file_arg": {"path": "@DIR@/second-moved"}}, {"size_arg": "9"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
             "exec-binary-postfix",
             "exec-miner-name",
             "process_kprobe",
@@ -596,6 +620,28 @@ fn helper(action: &str, dir: &Path) -> i32 {
                 println!("fd={fd}");
                 let mut buf = [0u8; 64];
                 libc::read(fd, buf.as_mut_ptr().cast(), 64);
+            }
+            // FollowFD: the file is written under another name than it was opened with.
+            "follow-fd" => {
+                let fd = libc::open(cstr(&p("followed")).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+                libc::rename(cstr(&p("followed")).as_ptr(), cstr(&p("renamed")).as_ptr());
+                libc::write(fd, b"follow\n".as_ptr().cast(), 7);
+                libc::close(fd);
+            }
+            "copy-fd" => {
+                let fd = libc::open(cstr(&p("copied")).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+                libc::rename(cstr(&p("copied")).as_ptr(), cstr(&p("moved")).as_ptr());
+                libc::dup2(fd, 100);
+                libc::write(100, b"copy\n".as_ptr().cast(), 5);
+            }
+            // The fd number of a closed followed file comes back for another file.
+            "unfollow-fd" => {
+                let fd = libc::open(cstr(&p("unfollowed")).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+                libc::close(fd);
+                let fd2 = libc::open(cstr(&p("second")).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+                libc::rename(cstr(&p("second")).as_ptr(), cstr(&p("second-moved")).as_ptr());
+                println!("fd={fd} fd2={fd2}");
+                libc::write(fd2, b"unfollow\n".as_ptr().cast(), 9);
             }
             "write" => {
                 libc::write(1, b"nightjar-corpus\n".as_ptr().cast(), 16);

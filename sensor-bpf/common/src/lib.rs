@@ -594,6 +594,29 @@ pub mod action {
     pub const SIGNAL: u8 = 4;
     /// BPF-LSM hooks only: the hook returns the selector's `error` (the act fails).
     pub const OVERRIDE: u8 = 5;
+    /// FollowFD / UnfollowFD / CopyFD ([`Selector::fd_action`]; also what the record says
+    /// was done when the selector posts).
+    pub const FOLLOW_FD: u8 = 14;
+    pub const UNFOLLOW_FD: u8 = 15;
+    pub const COPY_FD: u8 = 16;
+}
+
+/// Key of the followed file descriptors (FollowFD): the process and the fd.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdKey {
+    pub tgid: u32,
+    pub fd: u32,
+}
+
+/// The name a followed fd was installed with: a policy string slot's first PATH_MAX
+/// bytes and where the value lies in them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdName {
+    pub pos: u32,
+    pub len: u32,
+    pub data: [u8; limits::PATH_MAX],
 }
 
 #[repr(C)]
@@ -689,6 +712,13 @@ pub struct Selector {
     pub cap_mask: u64,
     pub args: [ArgCond; plimits::MATCH_ARGS],
     pub ns: [NsCond; plimits::NS_CONDS],
+    /// FollowFD / UnfollowFD / CopyFD (`action::FOLLOW_FD`..), 0: none; done before `action`.
+    pub fd_action: u8,
+    /// Position among the hook's arguments of the fd (argFd), and of the name (FollowFD's
+    /// argName) or the new fd (CopyFD's argName).
+    pub fd_arg: u8,
+    pub fd_name: u8,
+    pub _pad_fd: [u8; 5],
 }
 
 /// One hook: a policy's hook point with its argument sources and selectors.

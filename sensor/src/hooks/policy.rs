@@ -24,6 +24,9 @@ pub fn action_name(a: u8) -> &'static str {
         action::SIGNAL => "KPROBE_ACTION_SIGNAL",
         action::NO_POST => "KPROBE_ACTION_NOPOST",
         action::OVERRIDE => "KPROBE_ACTION_OVERRIDE",
+        action::FOLLOW_FD => "KPROBE_ACTION_FOLLOWFD",
+        action::UNFOLLOW_FD => "KPROBE_ACTION_UNFOLLOWFD",
+        action::COPY_FD => "KPROBE_ACTION_COPYFD",
         _ => "KPROBE_ACTION_POST",
     }
 }
@@ -36,6 +39,9 @@ fn action_event_name(a: ActionKind) -> Option<&'static str> {
         ActionKind::Sigkill => "KPROBE_ACTION_SIGKILL",
         ActionKind::Signal => "KPROBE_ACTION_SIGNAL",
         ActionKind::Override => "KPROBE_ACTION_OVERRIDE",
+        ActionKind::FollowFD => "KPROBE_ACTION_FOLLOWFD",
+        ActionKind::UnfollowFD => "KPROBE_ACTION_UNFOLLOWFD",
+        ActionKind::CopyFD => "KPROBE_ACTION_COPYFD",
         _ => return None,
     })
 }
@@ -68,6 +74,9 @@ pub fn action_label(a: u8) -> &'static str {
         action::SIGNAL => "Signal",
         action::NO_POST => "NoPost",
         action::OVERRIDE => "Override",
+        action::FOLLOW_FD => "FollowFD",
+        action::UNFOLLOW_FD => "UnfollowFD",
+        action::COPY_FD => "CopyFD",
         _ => "Post",
     }
 }
