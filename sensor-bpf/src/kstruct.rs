@@ -1,8 +1,11 @@
 //! Kernel structs read whole as typed policy arguments (`cred`, `user_namespace`, `module`,
-//! `load_info`), user side in `sensor/src/hooks/kstruct.rs`. Each is written as fixed
+//! `load_info`, `bpf_attr`), user side in `sensor/src/hooks/kstruct.rs`. Each is written as fixed
 //! little-endian words into the argument's string slot (layouts in `nightjar_common::kstruct`)
 //! and reported as the slot's bytes; the fields come from `Offsets.kstruct` (BTF), and a
 //! field this kernel lacks reads as 0.
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated as gen;
 use nightjar_common::{argsrc, kstruct as k, ns};
 
 use crate::{
@@ -36,6 +39,10 @@ pub fn capture(slot: usize, src: u8, ptr: u64) -> bool {
             k::USER_NS_LEN
         }
         argsrc::MODULE | argsrc::LOAD_INFO => module(slot, src, ptr),
+        argsrc::BPF_ATTR => {
+            bpf_attr(slot, ptr);
+            k::BPF_ATTR_LEN
+        }
         _ => return false,
     };
     let Some(ab) = argbuf() else { return true };
@@ -98,4 +105,19 @@ fn module(slot: usize, src: u8, p: u64) -> usize {
     let dst = ab.strs[slot_idx(slot)][k::MODULE_NAME..].as_mut_ptr();
     let n = rd_str(dst, k::MODULE_NAME_LEN as u32, name);
     k::MODULE_NAME + if n > 0 { n - 1 } else { 0 }
+}
+
+/// `union bpf_attr` of BPF_PROG_LOAD (its UAPI layout): type, instruction count, name.
+#[inline(always)]
+fn bpf_attr(slot: usize, a: u64) {
+    put32(slot, 0, rd::<u32>(a, k::UAPI_PROG_TYPE).unwrap_or(0));
+    put32(slot, 4, rd::<u32>(a, k::UAPI_INSN_CNT).unwrap_or(0));
+    let Some(ab) = argbuf() else { return };
+    let dst = ab.strs[slot_idx(slot)][k::BPF_ATTR_NAME..].as_mut_ptr();
+    // SAFETY: 16 bytes into the slot; a bad address fails the helper (the name stays 0).
+    let rc =
+        unsafe { gen::bpf_probe_read_kernel(dst as *mut c_void, 16, (a + k::UAPI_PROG_NAME as u64) as *const c_void) };
+    if rc != 0 || a == 0 {
+        ab.strs[slot_idx(slot)][k::BPF_ATTR_NAME..k::BPF_ATTR_NAME + 16].fill(0);
+    }
 }

@@ -706,7 +706,7 @@ fn capture(conf: &HookConfig, i: usize) {
             ab.slen[slot] = if n > 0 { (n - 1) as u32 } else { 0 };
         }
         argsrc::CHAR_BUF => crate::charbuf::capture(slot, word, spec.aux),
-        argsrc::CRED | argsrc::USER_NS | argsrc::MODULE | argsrc::LOAD_INFO => {
+        argsrc::CRED | argsrc::USER_NS | argsrc::MODULE | argsrc::LOAD_INFO | argsrc::BPF_ATTR => {
             crate::kstruct::capture(slot, spec.src, word);
         }
         argsrc::PATH_PTR | argsrc::DENTRY_PTR => {

@@ -316,11 +316,11 @@ fn cases() -> Vec<Case> {
         ),
         c(
             "bpf-prog-load",
-            "none",
+            "bpf-prog-load",
             "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: argument type bpf_attr"),
-            Refused("not supported by nightjar: argument type bpf_attr"),
+            || json!({"function_name": "bpf_check", "args": [{"bpf_attr_arg": {"ProgType": "BPF_PROG_TYPE_SOCKET_FILTER", "InsnCnt": 2, "ProgName": "nightjar_prog"}}]}),
+            Refused(NEEDS_KPROBES),
+            Pass,
         ),
         c(
             "bpf-map-create",
@@ -642,6 +642,22 @@ fn helper(action: &str, dir: &Path) -> i32 {
                 libc::rename(cstr(&p("second")).as_ptr(), cstr(&p("second-moved")).as_ptr());
                 println!("fd={fd} fd2={fd2}");
                 libc::write(fd2, b"unfollow\n".as_ptr().cast(), 9);
+            }
+            // BPF_PROG_LOAD of `r0 = 0; exit` as a socket filter named nightjar_prog.
+            "bpf-prog-load" => {
+                let insns: [u64; 2] = [0xb7, 0x95];
+                let license = c"GPL";
+                let mut attr = [0u8; 128];
+                attr[0..4].copy_from_slice(&1u32.to_ne_bytes());
+                attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
+                attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+                attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+                attr[48..61].copy_from_slice(b"nightjar_prog");
+                let fd = libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len() as u32);
+                println!("fd={fd}");
+                if fd < 0 {
+                    return 5;
+                }
             }
             "write" => {
                 libc::write(1, b"nightjar-corpus\n".as_ptr().cast(), 16);

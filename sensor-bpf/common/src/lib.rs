@@ -336,6 +336,13 @@ pub mod kstruct {
     /// Bytes of a module name read (MODULE_NAME_LEN on 64-bit kernels).
     pub const MODULE_NAME_LEN: usize = 56;
     pub const MODULE_LEN: usize = MODULE_NAME + MODULE_NAME_LEN;
+    /// `bpf_attr` (BPF_PROG_LOAD): prog_type (u32), insn_cnt (u32), prog_name (16 bytes).
+    pub const BPF_ATTR_NAME: usize = 8;
+    pub const BPF_ATTR_LEN: usize = 24;
+    /// UAPI offsets in `union bpf_attr` (include/uapi/linux/bpf.h: a stable ABI).
+    pub const UAPI_PROG_TYPE: u32 = 0;
+    pub const UAPI_INSN_CNT: u32 = 4;
+    pub const UAPI_PROG_NAME: u32 = 48;
 }
 
 impl Offsets {
@@ -495,6 +502,9 @@ pub mod argsrc {
     /// (a size argument, or the return value for returnCopy); reported as the size (u64)
     /// then at most [`CHAR_BUF_MAX`] bytes.
     pub const CHAR_BUF: u8 = 17;
+    /// A `union bpf_attr *` of BPF_PROG_LOAD (UAPI layout): prog_type, insn_cnt, prog_name
+    /// (`kstruct::BPF_ATTR_*`).
+    pub const BPF_ATTR: u8 = 18;
     /// Set in `aux` when a char_buf's size word is given.
     pub const CHAR_BUF_SIZED: u16 = 0x8000;
     pub const CHAR_BUF_SIZE_MASK: u16 = 0x7f;

@@ -1,7 +1,8 @@
 //! Kernel structs read whole as typed policy arguments, user side of
 //! `sensor-bpf/src/kstruct.rs`: which argument source reads each type, and the decoding
 //! of the slot bytes into the message Tetragon exports (`process_credentials_arg`
-//! (ProcessCredentials), `user_ns_arg` (UserNamespace), `module_arg` (KernelModule)).
+//! (ProcessCredentials), `user_ns_arg` (UserNamespace), `module_arg` (KernelModule),
+//! `bpf_attr_arg` (KprobeBpfAttr)).
 use nightjar_common::{argsrc, kstruct as k};
 use serde_json::{json, Map, Value};
 
@@ -15,6 +16,7 @@ pub fn source(ty: ArgType) -> Option<(u8, &'static str)> {
         ArgType::UserNamespace => (argsrc::USER_NS, "struct user_namespace"),
         ArgType::Module => (argsrc::MODULE, "struct module"),
         ArgType::LoadInfo => (argsrc::LOAD_INFO, "struct load_info"),
+        ArgType::BpfAttr => (argsrc::BPF_ATTR, "union bpf_attr"),
         _ => return None,
     })
 }
@@ -38,6 +40,7 @@ pub fn decode(src: u8, data: &[u8]) -> Option<(&'static str, Value)> {
         argsrc::CRED => ("process_credentials_arg", cred(data)),
         argsrc::USER_NS => ("user_ns_arg", user_ns(data, 0)),
         argsrc::MODULE | argsrc::LOAD_INFO => ("module_arg", module(data)),
+        argsrc::BPF_ATTR => ("bpf_attr_arg", bpf_attr(data)),
         _ => return None,
     })
 }
@@ -124,6 +127,53 @@ fn module(d: &[u8]) -> Value {
     Value::Object(m)
 }
 
+/// Tetragon's names of BPF program types (`BPF_PROG_TYPE_UNKNOWN` past the table).
+fn prog_type(t: u32) -> String {
+    const NAMES: [&str; 33] = [
+        "UNSPEC",
+        "SOCKET_FILTER",
+        "KPROBE",
+        "SCHED_CLS",
+        "SCHED_ACT",
+        "TRACEPOINT",
+        "XDP",
+        "PERF_EVENT",
+        "CGROUP_SKB",
+        "CGROUP_SOCK",
+        "LWT_IN",
+        "LWT_OUT",
+        "LWT_XMIT",
+        "SOCK_OPS",
+        "SK_SKB",
+        "CGROUP_DEVICE",
+        "SK_MSG",
+        "RAW_TRACEPOINT",
+        "CGROUP_SOCK_ADDR",
+        "LWT_SEG6LOCAL",
+        "LIRC_MODE2",
+        "SK_REUSEPORT",
+        "FLOW_DISSECTOR",
+        "CGROUP_SYSCTL",
+        "RAW_TRACEPOINT_WRITABLE",
+        "CGROUP_SOCKOPT",
+        "TRACING",
+        "STRUCT_OPS",
+        "EXT",
+        "LSM",
+        "SK_LOOKUP",
+        "SYSCALL",
+        "NETFILTER",
+    ];
+    format!("BPF_PROG_TYPE_{}", NAMES.get(t as usize).unwrap_or(&"UNKNOWN"))
+}
+
+/// Tetragon's KprobeBpfAttr (its fields keep their Go names: ProgType, InsnCnt, ProgName).
+fn bpf_attr(d: &[u8]) -> Value {
+    let name = d.get(k::BPF_ATTR_NAME..k::BPF_ATTR_NAME + 16).unwrap_or_default();
+    let name = String::from_utf8_lossy(name.split(|b| *b == 0).next().unwrap_or_default()).into_owned();
+    json!({"ProgType": prog_type(u32_at(d, 0)), "InsnCnt": u32_at(d, 4), "ProgName": name})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +196,18 @@ mod tests {
                    "caps": {"effective": ["CAP_SYS_ADMIN"]},
                    "user_ns": {"level": 0, "uid": 0, "gid": 0, "ns": {"inum": 4026531837u32, "is_host": true}}})
         );
+    }
+
+    #[test]
+    fn bpf_attr_keeps_tetragons_field_names() {
+        let mut d = vec![0u8; k::BPF_ATTR_LEN];
+        d[0..4].copy_from_slice(&1u32.to_le_bytes());
+        d[4..8].copy_from_slice(&2u32.to_le_bytes());
+        d[8..12].copy_from_slice(b"prog");
+        let (key, v) = decode(argsrc::BPF_ATTR, &d).unwrap();
+        assert_eq!(key, "bpf_attr_arg");
+        assert_eq!(v, json!({"ProgType": "BPF_PROG_TYPE_SOCKET_FILTER", "InsnCnt": 2, "ProgName": "prog"}));
+        assert_eq!(prog_type(99), "BPF_PROG_TYPE_UNKNOWN");
     }
 
     #[test]
