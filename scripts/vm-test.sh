@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the sensor's tests (unit and integration: real eBPF, real syscalls) inside VMs on
 # Debian's stock kernels 6.1 and 6.12, which have kprobes, fentry and BPF-LSM where this
-# host may not. The kernels boot one after the other (TCG on 2 shared cores).
+# host may not. The kernels boot at the same time, one core each (TCG on 2 shared cores).
 #
 #   scripts/vm-test.sh            # build, pack, boot, run; rc 0 only if every test passed
 #
@@ -26,16 +26,16 @@
 # Fails (rc 1) if a test fails, a binary's summary line is missing, or a VM has not
 # powered off within NIGHTJAR_VM_DEADLINE seconds (each kernel).
 #
-# Environment: NIGHTJAR_VM_CACHE, NIGHTJAR_VM_DEADLINE (s per kernel, default 600),
-# NIGHTJAR_VM_MEM (MiB, default 1024), NIGHTJAR_VM_SMP (default 2),
+# Environment: NIGHTJAR_VM_CACHE, NIGHTJAR_VM_DEADLINE (s per kernel, default 900),
+# NIGHTJAR_VM_MEM (MiB per VM, default 1024), NIGHTJAR_VM_SMP (default 1),
 # NIGHTJAR_VM_KERNEL_PKG (space-separated meta packages, default
 # "linux-image-amd64 linux-image-6.12-amd64": Debian's 6.1 and 6.12 on bookworm),
 # NIGHTJAR_VM_TEST_ARGS (extra libtest args for every binary, e.g. a name filter),
-# NIGHTJAR_VM_SKIP_6_12 (test binaries not run on 6.12, default "policy,corpus,process":
+# NIGHTJAR_VM_SKIP_6_12 (test binaries not run on 6.12, default "policy,process":
 # its verifier takes ~8x as long as 6.1's under TCG, ~8 s per copy of the selector engine,
-# and those binaries load dozens of copies (policy.rs ~20 min, the corpus over 6 min; the
-# process tests, a sensor each, did not finish in 600 s on a busy host); they run in full
-# on 6.1, the lib tests (kernel probe, BTF offsets, compiler) on both.
+# and those binaries load dozens of copies (policy.rs ~20 min; the process tests, a sensor
+# each, did not finish in 600 s on a busy host); they run in full on 6.1, the lib tests
+# (kernel probe, BTF offsets, compiler) and the policy corpus on both.
 # `NIGHTJAR_VM_SKIP_6_12= NIGHTJAR_VM_DEADLINE=2400` runs all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,7 @@ log() { printf '[vm-test] %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
 cache="${NIGHTJAR_VM_CACHE:-$HOME/.cache/nightjar/vm}"
-deadline="${NIGHTJAR_VM_DEADLINE:-600}"
+deadline="${NIGHTJAR_VM_DEADLINE:-900}"
 mem="${NIGHTJAR_VM_MEM:-1024}"
 smp="${NIGHTJAR_VM_SMP:-1}"
 kernel_metas="${NIGHTJAR_VM_KERNEL_PKG:-linux-image-amd64 linux-image-6.12-amd64}"
@@ -211,6 +211,8 @@ cat >"$root/init" <<EOF
 echo
 export PATH=/usr/local/bin:/usr/bin:/usr/sbin:/vm/bin HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1
 export NIGHTJAR_VM=1 NIGHTJAR_TEST_EXEC_SCALE=$exec_scale
+# The kernel's own nls_utf8 module, which the corpus's do_init_module case loads.
+[ -f /vm/modules/nls_utf8.ko ] && export NIGHTJAR_TEST_MODULE=/vm/modules/nls_utf8.ko
 mount -t proc proc /proc
 # What this kernel's config promises (the runner passes it on the command line).
 skip=""
@@ -250,31 +252,56 @@ chmod 0755 "$root/init"
 log "initramfs: $(du -m "$work/initramfs.cpio" | cut -f1) MiB, $(wc -l <"$root/vm/tests") test binaries; packed in $(($(date +%s) - t_start)) s since start"
 
 # --- 5. boot -----------------------------------------------------------------------------
-# boot_kernel: boots $kdir with the initramfs, judges the run; adds to passed/failed/fail.
+# boot_kernel: boots $kdir with the initramfs (in the background, one core each), its
+# console in $work/console-$kpkg.log (streamed here, each line tagged with the kernel) and
+# QEMU's status in $work/rc-$kpkg.
 boot_kernel() {
-console="$work/console-$kpkg.log"
+local console="$work/console-$kpkg.log" tag="${kpkg#linux-image-}"
+# This kernel's nls_utf8 module (for the corpus's do_init_module case), decompressed, in a
+# second cpio archive after the shared one (the kernel unpacks concatenated archives).
+local initrd="$work/initramfs.cpio" ko extra
+ko="$(find "$kdir/modules" -name 'nls_utf8.ko*' 2>/dev/null | head -n1)"
+if [ -n "$ko" ]; then
+  extra="$work/extra-$kpkg"
+  rm -rf "$extra" && mkdir -p "$extra/vm/modules"
+  case "$ko" in
+    *.xz) xz -dc "$ko" ;;
+    *.zst) zstd -dc "$ko" ;;
+    *) cat "$ko" ;;
+  esac >"$extra/vm/modules/nls_utf8.ko"
+  initrd="$work/initramfs-$kpkg.cpio"
+  (cd "$extra" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet) | cat "$work/initramfs.cpio" - >"$initrd"
+else
+  log "$kpkg: no nls_utf8 module in its package: the do_init_module corpus case will fail"
+fi
 log "booting $kpkg under QEMU TCG (-smp $smp -m $mem), deadline ${deadline}s"
-t_boot=$(date +%s)
-set +e
-timeout -k 5 "$deadline" qemu-system-x86_64 -accel tcg -cpu max -smp "$smp" -m "$mem" \
-  -nographic -nic none -no-reboot -kernel "$kdir/vmlinuz" -initrd "$work/initramfs.cpio" \
-  -append "console=ttyS0 quiet panic=-1 mitigations=off nightjar.expect=$expect nightjar.skip=$skip" </dev/null 2>&1 |
-  tr -d '\r' | tee "$console"
-qemu_rc=${PIPESTATUS[0]}
-set -e
-t_end=$(date +%s)
+rm -f "$work/rc-$kpkg"
+(
+  set +e
+  timeout -k 5 "$deadline" qemu-system-x86_64 -accel tcg -cpu max -smp "$smp" -m "$mem" \
+    -nographic -nic none -no-reboot -kernel "$kdir/vmlinuz" -initrd "$initrd" \
+    -append "console=ttyS0 quiet panic=-1 mitigations=off nightjar.expect=$expect nightjar.skip=$skip" </dev/null 2>&1 |
+    tr -d '\r' | tee "$console" | sed -u "s/^/[$tag] /"
+  echo "${PIPESTATUS[0]} $(date +%s)" >"$work/rc-$kpkg"
+) &
+}
 
-# --- verdict -----------------------------------------------------------------------------
+# judge_kernel KPKG EXPECT T_BOOT: the verdict on a finished run; adds to passed/failed/fail.
+judge_kernel() {
+local kpkg="$1" expect="$2" t_boot="$3" console="$work/console-$1.log" qemu_rc t_end name rc summary p f
+local fail_before="$fail"
+fail=0
+read -r qemu_rc t_end <"$work/rc-$kpkg" || { qemu_rc=none t_end=$(date +%s); }
 if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
-  log "the VM did not power off within ${deadline}s"
+  log "$kpkg: the VM did not power off within ${deadline}s"
   fail=1
 elif [ "$qemu_rc" != 0 ]; then
-  log "qemu exited with $qemu_rc"
+  log "$kpkg: qemu exited with $qemu_rc"
   fail=1
 fi
-grep -q '^nightjar-vm: done' "$console" || { log "the guest did not finish its run"; fail=1; }
+grep -q '^nightjar-vm: done' "$console" || { log "$kpkg: the guest did not finish its run"; fail=1; }
 if [ -z "${NIGHTJAR_VM_TEST_ARGS:-}" ] && ! grep -q '^test probe::tests::probe_sees_what_this_kernel_offers \.\.\. ok$' "$console"; then
-  log "the guest did not pass the kernel-features test (expected: $expect)"
+  log "$kpkg: the guest did not pass the kernel-features test (expected: $expect)"
   fail=1
 fi
 while read -r name _; do
@@ -285,7 +312,7 @@ while read -r name _; do
   rc="$(sed -n "s/^nightjar-vm: exit $name \([0-9]*\)\$/\1/p" "$console" | tail -n1)"
   summary="$(awk -v n="$name" '$0 == "nightjar-vm: run " n {on=1; next} /^nightjar-vm: exit / {on=0} on && /^test result: /' "$console" | tail -n1)"
   if [ -z "$summary" ]; then
-    log "$name: no test summary in the guest's output"
+    log "$kpkg: $name: no test summary in the guest's output"
     fail=1
   else
     printf '[vm-test] %s guest %s: %s\n' "$kpkg" "$name" "$summary"
@@ -294,7 +321,7 @@ while read -r name _; do
     passed=$((passed + ${p:-0})) failed=$((failed + ${f:-0}))
   fi
   if [ "$rc" != 0 ]; then
-    log "$name: exit status ${rc:-none}"
+    log "$kpkg: $name: exit status ${rc:-none}"
     fail=1
   fi
 done <"$root/vm/tests"
@@ -302,14 +329,23 @@ log "guest $(sed -n 's/^nightjar-vm: \(kernel .*\)/\1/p' "$console" | head -n1);
 log "VM run ${kpkg}: $((t_end - t_boot)) s in QEMU, $((t_end - t_start)) s in all"
 cp "$console" "$work/console.log"
 [ "$fail" = 0 ] || log "FAIL on $kpkg: see $console"
+[ "$fail_before" = 0 ] || fail=1
 }
 
+# Every kernel is prepared (downloaded once) first, then all boot at once.
 fail=0 passed=0 failed=0
+runs=()
 for meta in $kernel_metas; do
   prepare_kernel "$meta"
   skip=""
-  case "$kpkg" in linux-image-6.12*) skip="${NIGHTJAR_VM_SKIP_6_12-policy,corpus,process}" ;; esac
+  case "$kpkg" in linux-image-6.12*) skip="${NIGHTJAR_VM_SKIP_6_12-policy,process}" ;; esac
   boot_kernel
+  runs+=("$kpkg $expect $(date +%s)")
+done
+wait
+for r in "${runs[@]}"; do
+  # shellcheck disable=SC2086
+  judge_kernel $r
 done
 echo "vm-test: $passed passed, $failed failed"
 [ "$fail" = 0 ] || die "a kernel's run failed (target/vm/console-*.log)"

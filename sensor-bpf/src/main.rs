@@ -4,9 +4,12 @@
 #![no_std]
 #![no_main]
 
+mod charbuf;
+mod fdfollow;
 mod kfunc;
 mod kprobe;
 mod kread;
+mod kstruct;
 mod maps;
 mod net;
 mod policy;

@@ -71,10 +71,10 @@ pub struct ArgBuf {
     /// 1 when a network argument's guard failed: the hook does not apply (`net.rs`).
     pub skip: u32,
     pub _pad: u32,
-    ints: [u64; plimits::ARGS],
+    pub ints: [u64; plimits::ARGS],
     /// Start and length of each string slot's value inside its slot.
     pub spos: [u32; plimits::STR_SLOTS],
-    slen: [u32; plimits::STR_SLOTS],
+    pub slen: [u32; plimits::STR_SLOTS],
     pub strs: [[u8; SLOT]; plimits::STR_SLOTS],
 }
 
@@ -289,10 +289,18 @@ fn run_hook(hid: u32) {
         }
         let Some(conf) = HOOK_CONF.get(hid) else { return };
         let s = &conf.sels[(ev.matched as usize) & (plimits::SELECTORS - 1)];
+        let mut act = s.action;
+        if s.fd_action != 0 {
+            crate::fdfollow::act(conf, s);
+            // The event says what was done (Tetragon reports the selector's last action).
+            if act == action::POST {
+                act = s.fd_action;
+            }
+        }
         if s.action == action::POST && !rate_ok(hid, ev.matched, s) {
             return;
         }
-        (ev.matched, s.action, s.signal, s.error)
+        (ev.matched, act, s.signal, s.error)
     };
     let mut signalled = 0u8;
     match act {
@@ -697,6 +705,10 @@ fn capture(conf: &HookConfig, i: usize) {
             ab.spos[slot] = 0;
             ab.slen[slot] = if n > 0 { (n - 1) as u32 } else { 0 };
         }
+        argsrc::CHAR_BUF => crate::charbuf::capture(slot, word, spec.aux),
+        argsrc::CRED | argsrc::USER_NS | argsrc::MODULE | argsrc::LOAD_INFO | argsrc::BPF_ATTR => {
+            crate::kstruct::capture(slot, spec.src, word);
+        }
         argsrc::PATH_PTR | argsrc::DENTRY_PTR => {
             let (dentry, mnt) = if spec.src == argsrc::PATH_PTR { crate::vfs::path_of(word) } else { (word, 0) };
             capture_path(slot, dentry, mnt);
@@ -715,6 +727,10 @@ fn capture(conf: &HookConfig, i: usize) {
         src => {
             // Every path source comes down to a `struct file *`: one walk serves them all
             // (one inlined copy of the walker keeps the verifier's work bounded).
+            if src == argsrc::FD_PATH && crate::fdfollow::lookup(slot, word) {
+                ab.ints[i] = word;
+                return;
+            }
             let file = match src {
                 argsrc::RET_FD_PATH | argsrc::FD_PATH => {
                     ab.ints[i] = word;
@@ -828,12 +844,14 @@ extern "C" fn emit_cb(i: u64, ctx: *mut c_void) -> i64 {
         }
         st.at = (a + 12) as u64;
     } else {
-        let len = ab.slen[slot] as usize;
+        // A char_buf is reported with the size word before its bytes.
+        let buf = spec.src == argsrc::CHAR_BUF;
+        let len = ab.slen[slot] as usize + if buf { 8 } else { 0 };
         let room = plimits::ARG_REPORT - 8;
         let n = if len > room { room } else { len };
         let n = core::hint::black_box(n) & (PATH_MAX - 1);
         let h = ArgHeader { len: n as u16, src: spec.src, truncated: u8::from(len > n) };
-        let pos = ab.spos[slot] as usize & PATH_MASK;
+        let pos = if buf { 0 } else { ab.spos[slot] as usize & PATH_MASK };
         // SAFETY: a ≤ SCRATCH_MASK, n < PATH_MAX ≤ the slack after SCRATCH.
         unsafe {
             core::ptr::write_unaligned(base.add(a) as *mut ArgHeader, h);

@@ -1,7 +1,7 @@
 //! Kernel struct offsets for the eBPF programs, computed from the running kernel's BTF.
 //! This stands in for compiler CO-RE, which Rust's BPF target does not emit: the same
 //! object reads `task_struct` & co. correctly on any kernel whose BTF we can read.
-use nightjar_common::{ns, Offsets};
+use nightjar_common::{ns, KstructOffsets, Offsets};
 
 use crate::btf::{Btf, BtfError};
 
@@ -96,9 +96,35 @@ pub fn compute(btf: &Btf, args_max: u32) -> Result<(Offsets, OffsetReport), BtfE
     o.kernfs_node_parent = opt("kernfs_node.parent", btf.offset_any("kernfs_node", &[&["__parent"], &["parent"]]));
     o.binprm_file = opt("linux_binprm.file", btf.offset("linux_binprm", &["file"]));
     o.kiocb_ki_filp = opt("kiocb.ki_filp", btf.offset("kiocb", &["ki_filp"]));
+    o.kstruct = kstruct(btf, &mut opt);
     o.net = crate::hooks::net::offsets(btf, &mut report.missing);
     o.args_max = args_max.min(nightjar_common::limits::ARGS_MAX as u32 - 1);
     Ok((o, report))
+}
+
+/// The fields of the structs typed policy arguments read whole (`cred`, `user_namespace`,
+/// `module`, `load_info`). `load_info.sig_ok` exists only with CONFIG_MODULE_SIG.
+fn kstruct(btf: &Btf, opt: &mut impl FnMut(&str, Result<u32, BtfError>) -> u32) -> KstructOffsets {
+    let mut k = KstructOffsets::missing();
+    let mut f = |st: &str, field: &str| opt(&format!("{st}.{field}"), btf.offset(st, &[field]));
+    k.cred_suid = f("cred", "suid");
+    k.cred_sgid = f("cred", "sgid");
+    k.cred_fsuid = f("cred", "fsuid");
+    k.cred_fsgid = f("cred", "fsgid");
+    k.cred_securebits = f("cred", "securebits");
+    k.user_ns_level = f("user_namespace", "level");
+    k.user_ns_owner = f("user_namespace", "owner");
+    k.user_ns_group = f("user_namespace", "group");
+    k.module_name = f("module", "name");
+    k.module_taints = f("module", "taints");
+    // load_info is module-loader internal: absent from a kernel without loadable modules
+    // (CONFIG_MODULES=n, as this host's), sig_ok without CONFIG_MODULE_SIG. Not reported:
+    // a `load_info` argument needs a function that only such kernels have.
+    let quiet = |field: &str| btf.offset("load_info", &[field]).unwrap_or(Offsets::MISSING);
+    k.load_info_name = quiet("name");
+    k.load_info_mod = quiet("mod");
+    k.load_info_sig_ok = quiet("sig_ok");
+    k
 }
 
 #[cfg(test)]

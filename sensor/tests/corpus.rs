@@ -49,6 +49,11 @@ struct Case {
 
 const NEEDS_KPROBES: &str = "needs kprobes, which this kernel does not have";
 
+/// The initial user namespace as Tetragon exports it (`UserNamespace`; inum PROC_USER_INIT_INO).
+fn init_user_ns() -> Value {
+    json!({"level": 0, "uid": 0, "gid": 0, "ns": {"inum": 4026531837u32, "is_host": true}})
+}
+
 fn cases() -> Vec<Case> {
     let c = |file, trigger, event, expect: fn() -> Value, host, kfunc| Case {
         file,
@@ -156,17 +161,21 @@ fn cases() -> Vec<Case> {
             "commit-creds",
             "setuid",
             "process_kprobe",
-            || json!({"function_name": "commit_creds"}),
-            Refused("not supported by nightjar: argument type cred"),
-            Refused("not supported by nightjar: argument type cred"),
+            || {
+                json!({"function_name": "commit_creds", "args": [{"process_credentials_arg": {
+                "uid": 65534, "gid": 0, "euid": 65534, "egid": 0, "suid": 65534, "sgid": 0, "fsuid": 65534, "fsgid": 0,
+                "caps": {}, "user_ns": init_user_ns()}}]})
+            },
+            Refused(NEEDS_KPROBES),
+            Pass,
         ),
         c(
             "do-init-module",
-            "none",
+            "init-module",
             "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: argument type module"),
-            Refused("not supported by nightjar: argument type module"),
+            || json!({"function_name": "do_init_module", "args": [{"module_arg": {"name": "nls_utf8", "signature_ok": false}}]}),
+            Refused(NEEDS_KPROBES),
+            Pass,
         ),
         c(
             "tcp-connect",
@@ -285,17 +294,17 @@ fn cases() -> Vec<Case> {
             "sys-write-buf",
             "write",
             "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: argument type char_buf"),
-            Refused("not supported by nightjar: argument type char_buf"),
+            || json!({"function_name": "sys_write", "args": [{"int_arg": 1}, {"bytes_arg": "bmlnaHRqYXItY29ycHVzCg=="}, {"size_arg": "16"}]}),
+            Pass,
+            Pass,
         ),
         c(
             "sys-read-returncopy",
-            "none",
+            "read-file",
             "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: returnCopy"),
-            Refused("not supported by nightjar: returnCopy"),
+            || json!({"function_name": "sys_read", "args": [{"int_arg": "@FD@"}, {"bytes_arg": "bmlnaHRqYXItcmVhZAo="}, {"size_arg": "64"}], "return": {"size_arg": "14"}}),
+            Refused(NEEDS_KPROBES),
+            Pass,
         ),
         c(
             "tty-write",
@@ -307,11 +316,11 @@ fn cases() -> Vec<Case> {
         ),
         c(
             "bpf-prog-load",
-            "none",
+            "bpf-prog-load",
             "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: argument type bpf_attr"),
-            Refused("not supported by nightjar: argument type bpf_attr"),
+            || json!({"function_name": "bpf_check", "args": [{"bpf_attr_arg": {"ProgType": "BPF_PROG_TYPE_SOCKET_FILTER", "InsnCnt": 2, "ProgName": "nightjar_prog"}}]}),
+            Refused(NEEDS_KPROBES),
+            Pass,
         ),
         c(
             "bpf-map-create",
@@ -331,11 +340,11 @@ fn cases() -> Vec<Case> {
         ),
         c(
             "user-namespace-capable",
-            "none",
+            "unshare-mnt",
             "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: argument type user_namespace"),
-            Refused("not supported by nightjar: argument type user_namespace"),
+            || json!({"function_name": "cap_capable", "args": [{"user_ns_arg": init_user_ns()}, {"capability_arg": {"value": 21, "name": "CAP_SYS_ADMIN"}}]}),
+            Pass,
+            Pass,
         ),
         c(
             "usdt-probe",
@@ -417,6 +426,30 @@ fn cases() -> Vec<Case> {
             "fork",
             "process_tracepoint",
             || json!({"subsys": "sched", "event": "sched_process_fork", "args": [{"int_arg": "@TID@"}, {"int_arg": "@CHILD@"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "follow-fd",
+            "follow-fd",
+            "process_kprobe",
+            || json!({"function_name": "sys_write", "args": [{"file_arg": {"path": "@DIR@/followed"}}, {"size_arg": "7"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "copy-fd",
+            "copy-fd",
+            "process_kprobe",
+            || json!({"function_name": "sys_write", "args": [{"file_arg": {"path": "@DIR@/copied"}}, {"size_arg": "5"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "unfollow-fd",
+            "unfollow-fd",
+            "process_kprobe",
+            || json!({"function_name": "sys_write", "args": [{"file_arg": {"path": "@DIR@/second-moved"}}, {"size_arg": "9"}]}),
             Pass,
             Pass,
         ),
@@ -564,6 +597,67 @@ fn helper(action: &str, dir: &Path) -> i32 {
                 let dport = l.local_addr().map(|a| a.port()).unwrap_or(0);
                 let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", dport)) else { return 6 };
                 println!("sport={} dport={dport}", c.local_addr().map(|a| a.port()).unwrap_or(0));
+            }
+            "init-module" => {
+                // Only in the VMs of scripts/vm-test.sh, which put this kernel's own
+                // nls_utf8.ko there: never a module into the host's kernel.
+                let module = std::env::var("NIGHTJAR_TEST_MODULE").unwrap_or_default();
+                if std::env::var("NIGHTJAR_VM").as_deref() != Ok("1") || module.is_empty() {
+                    eprintln!("init-module: only in the test VM (NIGHTJAR_VM=1, NIGHTJAR_TEST_MODULE)");
+                    return 4;
+                }
+                let fd = libc::open(cstr(&module).as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                let rc = libc::syscall(libc::SYS_finit_module, fd, cstr("").as_ptr(), 0);
+                println!("rc={rc} errno={}", std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+                if rc != 0 {
+                    return 5;
+                }
+            }
+            "read-file" => {
+                let f = p("readme");
+                std::fs::write(&f, "nightjar-read\n").unwrap();
+                let fd = libc::open(cstr(&f).as_ptr(), libc::O_RDONLY);
+                println!("fd={fd}");
+                let mut buf = [0u8; 64];
+                libc::read(fd, buf.as_mut_ptr().cast(), 64);
+            }
+            // FollowFD: the file is written under another name than it was opened with.
+            "follow-fd" => {
+                let fd = libc::open(cstr(&p("followed")).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+                libc::rename(cstr(&p("followed")).as_ptr(), cstr(&p("renamed")).as_ptr());
+                libc::write(fd, b"follow\n".as_ptr().cast(), 7);
+                libc::close(fd);
+            }
+            "copy-fd" => {
+                let fd = libc::open(cstr(&p("copied")).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+                libc::rename(cstr(&p("copied")).as_ptr(), cstr(&p("moved")).as_ptr());
+                libc::dup2(fd, 100);
+                libc::write(100, b"copy\n".as_ptr().cast(), 5);
+            }
+            // The fd number of a closed followed file comes back for another file.
+            "unfollow-fd" => {
+                let fd = libc::open(cstr(&p("unfollowed")).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+                libc::close(fd);
+                let fd2 = libc::open(cstr(&p("second")).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+                libc::rename(cstr(&p("second")).as_ptr(), cstr(&p("second-moved")).as_ptr());
+                println!("fd={fd} fd2={fd2}");
+                libc::write(fd2, b"unfollow\n".as_ptr().cast(), 9);
+            }
+            // BPF_PROG_LOAD of `r0 = 0; exit` as a socket filter named nightjar_prog.
+            "bpf-prog-load" => {
+                let insns: [u64; 2] = [0xb7, 0x95];
+                let license = c"GPL";
+                let mut attr = [0u8; 128];
+                attr[0..4].copy_from_slice(&1u32.to_ne_bytes());
+                attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
+                attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+                attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+                attr[48..61].copy_from_slice(b"nightjar_prog");
+                let fd = libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len() as u32);
+                println!("fd={fd}");
+                if fd < 0 {
+                    return 5;
+                }
             }
             "write" => {
                 libc::write(1, b"nightjar-corpus\n".as_ptr().cast(), 16);

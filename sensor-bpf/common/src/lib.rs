@@ -222,6 +222,8 @@ pub struct Offsets {
     pub kiocb_ki_filp: u32,
     /// What the network argument readers need (see [`NetOffsets`]).
     pub net: NetOffsets,
+    /// The structs typed policy arguments read (cred, user_namespace, module, load_info).
+    pub kstruct: KstructOffsets,
 }
 
 /// Offsets of the socket structs the network argument readers use (`sock`, `socket`,
@@ -272,6 +274,75 @@ impl NetOffsets {
             inode_i_mode: m,
         }
     }
+}
+
+/// Offsets of the kernel structs read whole as typed policy arguments (`cred`,
+/// `user_namespace`, `module`, `load_info`; the rest of `cred` is in [`Offsets`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KstructOffsets {
+    pub cred_suid: u32,
+    pub cred_sgid: u32,
+    pub cred_fsuid: u32,
+    pub cred_fsgid: u32,
+    pub cred_securebits: u32,
+    pub user_ns_level: u32,
+    pub user_ns_owner: u32,
+    pub user_ns_group: u32,
+    /// `module.name` (an inline array of MODULE_NAME_LEN bytes).
+    pub module_name: u32,
+    pub module_taints: u32,
+    pub load_info_name: u32,
+    pub load_info_mod: u32,
+    /// `load_info.sig_ok` (CONFIG_MODULE_SIG only).
+    pub load_info_sig_ok: u32,
+}
+
+impl KstructOffsets {
+    pub const fn missing() -> Self {
+        let m = Offsets::MISSING;
+        KstructOffsets {
+            cred_suid: m,
+            cred_sgid: m,
+            cred_fsuid: m,
+            cred_fsgid: m,
+            cred_securebits: m,
+            user_ns_level: m,
+            user_ns_owner: m,
+            user_ns_group: m,
+            module_name: m,
+            module_taints: m,
+            load_info_name: m,
+            load_info_mod: m,
+            load_info_sig_ok: m,
+        }
+    }
+}
+
+/// Layouts of the struct arguments the kernel writes into a string slot (little-endian
+/// words at these byte offsets), decoded by `sensor/src/hooks/kstruct.rs`.
+pub mod kstruct {
+    /// `cred`: uid, gid, euid, egid, suid, sgid, fsuid, fsgid, securebits (u32 each).
+    pub const CRED_IDS: usize = 0;
+    /// `cred`: cap_permitted, cap_effective, cap_inheritable (u64 each).
+    pub const CRED_CAPS: usize = 40;
+    /// `cred`: its user namespace, as [`USER_NS_LEN`] bytes.
+    pub const CRED_USER_NS: usize = 64;
+    pub const CRED_LEN: usize = 80;
+    /// `user_namespace`: level (i32), owner, group, ns.inum (u32 each).
+    pub const USER_NS_LEN: usize = 16;
+    /// `module` / `load_info`: taints (u64), sig_ok (u32), 0 (u32), then the name.
+    pub const MODULE_NAME: usize = 16;
+    /// Bytes of a module name read (MODULE_NAME_LEN on 64-bit kernels).
+    pub const MODULE_NAME_LEN: usize = 56;
+    pub const MODULE_LEN: usize = MODULE_NAME + MODULE_NAME_LEN;
+    /// `bpf_attr` (BPF_PROG_LOAD): prog_type (u32), insn_cnt (u32), prog_name (16 bytes).
+    pub const BPF_ATTR_NAME: usize = 8;
+    pub const BPF_ATTR_LEN: usize = 24;
+    /// UAPI offsets in `union bpf_attr` (include/uapi/linux/bpf.h: a stable ABI).
+    pub const UAPI_PROG_TYPE: u32 = 0;
+    pub const UAPI_INSN_CNT: u32 = 4;
+    pub const UAPI_PROG_NAME: u32 = 48;
 }
 
 impl Offsets {
@@ -337,6 +408,7 @@ impl Offsets {
             args_max: 1024,
             binprm_file: m,
             kiocb_ki_filp: m,
+            kstruct: KstructOffsets::missing(),
             net: NetOffsets::missing(),
         }
     }
@@ -418,6 +490,26 @@ pub mod argsrc {
     pub const FILENAME_PTR: u8 = 11;
     /// A `struct kiocb *`: the path of its `ki_filp`.
     pub const KIOCB_FILE: u8 = 12;
+    /// A `struct cred *`: ids, capabilities and user namespace (`kstruct::CRED_*`).
+    pub const CRED: u8 = 13;
+    /// A `struct user_namespace *` (`kstruct::USER_NS_LEN`).
+    pub const USER_NS: u8 = 14;
+    /// A `struct module *`: name and taints (`kstruct::MODULE_*`).
+    pub const MODULE: u8 = 15;
+    /// A `struct load_info *`: name, its module's taints, sig_ok (`kstruct::MODULE_*`).
+    pub const LOAD_INFO: u8 = 16;
+    /// A buffer (`char_buf`) whose size is the word at raw offset `aux & CHAR_BUF_SIZE_MASK`
+    /// (a size argument, or the return value for returnCopy); reported as the size (u64)
+    /// then at most [`CHAR_BUF_MAX`] bytes.
+    pub const CHAR_BUF: u8 = 17;
+    /// A `union bpf_attr *` of BPF_PROG_LOAD (UAPI layout): prog_type, insn_cnt, prog_name
+    /// (`kstruct::BPF_ATTR_*`).
+    pub const BPF_ATTR: u8 = 18;
+    /// Set in `aux` when a char_buf's size word is given.
+    pub const CHAR_BUF_SIZED: u16 = 0x8000;
+    pub const CHAR_BUF_SIZE_MASK: u16 = 0x7f;
+    /// Bytes of a buffer reported (the rest is counted in its size).
+    pub const CHAR_BUF_MAX: usize = 4080;
     // Network sources (32..=47): each writes a [`SockArg`](crate::SockArg) or a
     // [`SockaddrArg`](crate::SockaddrArg) into the argument's string slot.
     /// A `struct sock *`.
@@ -512,6 +604,29 @@ pub mod action {
     pub const SIGNAL: u8 = 4;
     /// BPF-LSM hooks only: the hook returns the selector's `error` (the act fails).
     pub const OVERRIDE: u8 = 5;
+    /// FollowFD / UnfollowFD / CopyFD ([`Selector::fd_action`]; also what the record says
+    /// was done when the selector posts).
+    pub const FOLLOW_FD: u8 = 14;
+    pub const UNFOLLOW_FD: u8 = 15;
+    pub const COPY_FD: u8 = 16;
+}
+
+/// Key of the followed file descriptors (FollowFD): the process and the fd.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdKey {
+    pub tgid: u32,
+    pub fd: u32,
+}
+
+/// The name a followed fd was installed with: a policy string slot's first PATH_MAX
+/// bytes and where the value lies in them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdName {
+    pub pos: u32,
+    pub len: u32,
+    pub data: [u8; limits::PATH_MAX],
 }
 
 #[repr(C)]
@@ -607,6 +722,13 @@ pub struct Selector {
     pub cap_mask: u64,
     pub args: [ArgCond; plimits::MATCH_ARGS],
     pub ns: [NsCond; plimits::NS_CONDS],
+    /// FollowFD / UnfollowFD / CopyFD (`action::FOLLOW_FD`..), 0: none; done before `action`.
+    pub fd_action: u8,
+    /// Position among the hook's arguments of the fd (argFd), and of the name (FollowFD's
+    /// argName) or the new fd (CopyFD's argName).
+    pub fd_arg: u8,
+    pub fd_name: u8,
+    pub _pad_fd: [u8; 5],
 }
 
 /// One hook: a policy's hook point with its argument sources and selectors.

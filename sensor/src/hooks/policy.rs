@@ -24,6 +24,9 @@ pub fn action_name(a: u8) -> &'static str {
         action::SIGNAL => "KPROBE_ACTION_SIGNAL",
         action::NO_POST => "KPROBE_ACTION_NOPOST",
         action::OVERRIDE => "KPROBE_ACTION_OVERRIDE",
+        action::FOLLOW_FD => "KPROBE_ACTION_FOLLOWFD",
+        action::UNFOLLOW_FD => "KPROBE_ACTION_UNFOLLOWFD",
+        action::COPY_FD => "KPROBE_ACTION_COPYFD",
         _ => "KPROBE_ACTION_POST",
     }
 }
@@ -36,6 +39,9 @@ fn action_event_name(a: ActionKind) -> Option<&'static str> {
         ActionKind::Sigkill => "KPROBE_ACTION_SIGKILL",
         ActionKind::Signal => "KPROBE_ACTION_SIGNAL",
         ActionKind::Override => "KPROBE_ACTION_OVERRIDE",
+        ActionKind::FollowFD => "KPROBE_ACTION_FOLLOWFD",
+        ActionKind::UnfollowFD => "KPROBE_ACTION_UNFOLLOWFD",
+        ActionKind::CopyFD => "KPROBE_ACTION_COPYFD",
         _ => return None,
     })
 }
@@ -68,6 +74,9 @@ pub fn action_label(a: u8) -> &'static str {
         action::SIGNAL => "Signal",
         action::NO_POST => "NoPost",
         action::OVERRIDE => "Override",
+        action::FOLLOW_FD => "FollowFD",
+        action::UNFOLLOW_FD => "UnfollowFD",
+        action::COPY_FD => "CopyFD",
         _ => "Post",
     }
 }
@@ -105,6 +114,12 @@ fn arg_value(ty: ArgType, src: u8, data: &[u8]) -> ArgValue {
         let n = data.len().min(8);
         b[..n].copy_from_slice(&data[..n]);
         return int_value(ty, u64::from_ne_bytes(b));
+    }
+    if src == argsrc::CHAR_BUF {
+        return crate::hooks::charbuf::decode(data);
+    }
+    if let Some((key, value)) = crate::hooks::kstruct::decode(src, data) {
+        return ArgValue::Other { key: key.to_owned(), value };
     }
     let s = || String::from_utf8_lossy(data).into_owned();
     let file = || FileArg { path: Some(s()), ..Default::default() };

@@ -120,7 +120,10 @@ pub fn kprobe(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Serve
             | "security_bprm_creds_from_file",
             _,
         ) => exec(l, base, call, args)?,
-        ("commit_creds" | "security_task_fix_setuid" | "__sys_setuid" | "__sys_setresuid", _) => {
+        // On a kernel with kprobes, the function itself (its cred argument included).
+        ("commit_creds" | "security_task_fix_setuid" | "__sys_setuid" | "__sys_setresuid", _)
+            if !env.kernel.kprobes =>
+        {
             creds(l, env, base, call, args)?
         }
         _ => match syscall_name(call) {
@@ -191,6 +194,7 @@ fn kfunc_generic(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Se
     for (j, a) in k.args.iter().enumerate() {
         out.push(kfunc_arg(l, &format!("{base}.args[{j}]"), a, 8 * a.index as u16, syscall, &mut slots)?);
     }
+    buf_sizes(l, base, &k.args, &mut out, k.return_, &|i| (i < 6).then_some(8 * i as u16))?;
     if let Some(ra) = &k.return_arg {
         out.push(kfunc_arg(l, &format!("{base}.returnArg"), ra, 48, false, &mut slots)?);
     }
@@ -224,7 +228,9 @@ fn kfunc_arg(
         ArgType::Kiocb => argsrc::KIOCB_FILE,
         ArgType::Fd => argsrc::FD_PATH,
         ArgType::Nop => argsrc::NONE,
+        ArgType::CharBuf => argsrc::CHAR_BUF,
         t if args::info(t).class == Class::Net => super::net::word_src(t, user).unwrap_or(argsrc::NONE),
+        t if crate::hooks::kstruct::reads(t) => crate::hooks::kstruct::source(t).map_or(argsrc::NONE, |(s, _)| s),
         t => match args::info(t).class {
             Class::Int { .. } => return Ok(int_spec(t, offset)),
             _ => {
@@ -362,6 +368,7 @@ pub fn uprobe(
     for (j, a) in args.iter().enumerate() {
         out.push(register_arg(l, &format!("{base}.args[{j}]"), a, 8 * a.index as u16, None, &mut slots)?);
     }
+    buf_sizes(l, base, args, &mut out, false, &|i| (i < 6).then_some(8 * i as u16))?;
     let attach = Attach::Uprobe { path: path.to_owned(), symbol: symbol.to_owned(), offset, key: 0, usdt: None };
     let desc = format!("uprobe {}", attach.point());
     let mut s = Served::new(vec![attach], desc, out);
@@ -440,6 +447,7 @@ fn kfunc_syscall(
         let decl = field.map(|f| f.decl.as_str());
         out.push(register_arg(l, &at, a, 8 * a.index as u16, decl, &mut slots)?);
     }
+    buf_sizes(l, base, args, &mut out, false, &|i| (i < 6).then_some(8 * i as u16))?;
     let key = nightjar_common::SYSCALL_KFUNC | nr;
     let a = if how == "fentry" {
         Attach::Fentry { function: symbol, key }
@@ -489,11 +497,89 @@ fn register_arg(
             spec = super::net::syscall_arg(l, at, a, offset, decl)?;
             slots.take(&mut spec);
         }
+        Class::Bytes if a.ty == ArgType::CharBuf => {
+            if decl.is_some() && !d.contains('*') {
+                return Err(l.error(&format!("{at}.type"), format!("{d} is not a pointer to a buffer")));
+            }
+            spec.src = argsrc::CHAR_BUF;
+            slots.take(&mut spec);
+        }
+        Class::Struct if decl.is_some() && crate::hooks::kstruct::reads(a.ty) => {
+            spec.src = kstruct_field(l, at, a.ty, d)?;
+            slots.take(&mut spec);
+        }
         Class::Bytes | Class::Struct => {
             return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} here", a.ty.name())))
         }
     }
     Ok(spec)
+}
+
+/// Where each char_buf argument's size comes from: its `sizeArgIndex` argument (counted
+/// from 1, as Tetragon counts it) at the raw offset `offset_of` gives for an argument
+/// index, or, with `returnCopy` on a return probe, the return value (the bytes the
+/// function filled in, read when it returns).
+fn buf_sizes(
+    l: &Loaded,
+    base: &str,
+    decls: &[ArgDecl],
+    specs: &mut [ArgSpec],
+    ret: bool,
+    offset_of: &dyn Fn(u32) -> Option<u16>,
+) -> Result<(), ConfigError> {
+    for (j, (a, spec)) in decls.iter().zip(specs.iter_mut()).enumerate() {
+        if spec.src != argsrc::CHAR_BUF {
+            continue;
+        }
+        let at = format!("{base}.args[{j}]");
+        let off = match (a.return_copy, a.size_arg_index) {
+            (true, _) if !ret => {
+                return Err(l.error(&format!("{at}.returnCopy"), "returnCopy needs a return probe (return: true)"))
+            }
+            (true, _) => 48,
+            (false, Some(n)) if n >= 1 && n != a.index + 1 => offset_of(n - 1).ok_or_else(|| {
+                l.error(
+                    &format!("{at}.sizeArgIndex"),
+                    format!("sizeArgIndex {n} names argument {} , which this hook does not have", n - 1),
+                )
+            })?,
+            (false, Some(n)) => {
+                return Err(l.error(
+                    &format!("{at}.sizeArgIndex"),
+                    format!(
+                        "sizeArgIndex {n}: the argument holding the size, counted from 1, and not the buffer itself"
+                    ),
+                ))
+            }
+            (false, None) => {
+                return Err(l.error(
+                    &format!("{at}.type"),
+                    "char_buf needs sizeArgIndex (the argument holding its size, counted from 1) or returnCopy",
+                ))
+            }
+        };
+        if off as usize + 8 > plimits::RAW {
+            return Err(l.error(
+                &format!("{at}.sizeArgIndex"),
+                format!("the size is at offset {off}, beyond the {} bytes the engine reads", plimits::RAW),
+            ));
+        }
+        spec.aux = argsrc::CHAR_BUF_SIZED | off;
+    }
+    Ok(())
+}
+
+/// The source of a struct argument (cred, user_namespace, ...) held in a tracepoint field
+/// declared `decl`: the field must point to that struct.
+fn kstruct_field(l: &Loaded, at: &str, ty: ArgType, decl: &str) -> Result<u8, ConfigError> {
+    let Some((src, c_type)) = crate::hooks::kstruct::source(ty) else {
+        return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} here", ty.name())));
+    };
+    let words: Vec<&str> = decl.split(|c: char| c.is_whitespace() || c == '*').filter(|w| !w.is_empty()).collect();
+    if !decl.contains('*') || !words.windows(2).any(|w| format!("{} {}", w[0], w[1]) == c_type) {
+        return Err(l.error(&format!("{at}.type"), format!("{decl} is not a {c_type} * (type {})", ty.name())));
+    }
+    Ok(src)
 }
 
 /// A syscall kprobe served by its `syscalls:sys_enter_<name>` tracepoint.
@@ -513,6 +599,7 @@ fn syscall_tp(l: &Loaded, env: &Env, base: &str, name: &str, args: &[ArgDecl]) -
         };
         out.push(field_arg(l, &at, a, f, &mut slots)?);
     }
+    buf_sizes(l, base, args, &mut out, false, &|i| fields.get(i as usize).map(|f| f.offset))?;
     let Some(attach) = attach_for("syscalls", &tp, id) else {
         return Err(l.error(base, format!("syscalls:{tp}: unknown syscall (not in this architecture's syscall table)")));
     };
@@ -568,6 +655,7 @@ pub fn tracepoint(
         };
         out.push(field_arg(l, &at, a, f, &mut slots)?);
     }
+    buf_sizes(l, base, args, &mut out, false, &|i| fields.get(i as usize).map(|f| f.offset))?;
     let Some(attach) = attach_for(category, event, id) else {
         return Err(
             l.error(base, format!("{category}:{event}: unknown syscall (not in this architecture's syscall table)"))
@@ -672,7 +760,7 @@ fn creds(l: &Loaded, env: &Env, base: &str, function: &str, args: &[ArgDecl]) ->
     if !args.is_empty() {
         return Err(l.error(
             &format!("{base}.args"),
-            format!("{function} is served by the setuid-family syscall tracepoints, which carry no cred argument: declare no args (use a sys_setuid kprobe to match on uids)"),
+            format!("{function} with arguments needs kprobes, which this kernel does not have (CONFIG_KPROBES): here the setuid-family syscall tracepoints serve it, and they carry no cred argument; declare no args (or use a sys_setuid kprobe to match on uids)"),
         ));
     }
     let mut attach = Vec::new();

@@ -319,6 +319,7 @@ fn match_actions(c: &Ctx<'_>, acts: &[ActionSel], out: &mut Selector) -> Result<
                 kill = Some((action::OVERRIDE, 0));
                 out.error = e;
             }
+            ActionKind::FollowFD | ActionKind::UnfollowFD | ActionKind::CopyFD => fd_action(a, out),
             _ => {}
         }
     }
@@ -329,4 +330,16 @@ fn match_actions(c: &Ctx<'_>, acts: &[ActionSel], out: &mut Selector) -> Result<
         (None, false) => (action::NO_POST, 0),
     };
     Ok(())
+}
+
+/// FollowFD / UnfollowFD / CopyFD: the action and the positions of its arguments (argFd,
+/// argName), which the validator checked against the hook's arguments.
+fn fd_action(a: &ActionSel, out: &mut Selector) {
+    out.fd_action = match a.action {
+        ActionKind::FollowFD => action::FOLLOW_FD,
+        ActionKind::UnfollowFD => action::UNFOLLOW_FD,
+        _ => action::COPY_FD,
+    };
+    out.fd_arg = a.arg_fd.unwrap_or(0) as u8;
+    out.fd_name = a.arg_name.unwrap_or(0) as u8;
 }

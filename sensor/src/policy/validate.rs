@@ -221,7 +221,7 @@ fn common(l: &Loaded, base: &str, h: HookCommon<'_>, tracepoint: bool) -> R {
             return Err(l.error(&format!("{at}.index"), format!("index {} is declared twice", a.index)));
         }
         arg(l, &at, a)?;
-        if args::is_stringy(a.ty) {
+        if args::is_stringy(a.ty) || crate::hooks::kstruct::reads(a.ty) {
             strings += 1;
         }
     }
@@ -251,8 +251,8 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
     if a.size_arg_index.is_some() && !matches!(a.ty, ArgType::CharBuf | ArgType::CharIovec) {
         return Err(l.error(&format!("{at}.sizeArgIndex"), "sizeArgIndex applies to char_buf and char_iovec only"));
     }
-    if a.return_copy {
-        return Err(l.unsupported(&format!("{at}.returnCopy"), "returnCopy"));
+    if a.return_copy && a.ty != ArgType::CharBuf {
+        return Err(l.error(&format!("{at}.returnCopy"), "returnCopy applies to char_buf only"));
     }
     if a.resolve.is_some() || a.btf_type.is_some() {
         return Err(l.unsupported(&format!("{at}.resolve"), "resolve (arguments through struct fields)"));
@@ -260,10 +260,10 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
     if a.source.is_some() {
         return Err(l.unsupported(&format!("{at}.source"), "data sources"));
     }
-    if matches!(a.ty, ArgType::CharBuf | ArgType::CharIovec | ArgType::IovIter | ArgType::ConstBuf) {
+    if matches!(a.ty, ArgType::CharIovec | ArgType::IovIter | ArgType::ConstBuf) {
         return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} (buffers)", a.ty.name())));
     }
-    if info.class == Class::Struct {
+    if info.class == Class::Struct && !crate::hooks::kstruct::reads(a.ty) {
         return Err(l.unsupported(&format!("{at}.type"), format!("argument type {}", a.ty.name())));
     }
     Ok(())
@@ -286,7 +286,61 @@ fn selector(l: &Loaded, at: &str, args: &[ArgDecl], s: &SelectorSpec) -> R {
     match_namespaces(l, at, &s.match_namespaces)?;
     match_pids(l, at, &s.match_pids)?;
     match_capabilities(l, at, &s.match_capabilities)?;
-    match_actions(l, at, &s.match_actions)
+    match_actions(l, at, &s.match_actions)?;
+    for (i, a) in s.match_actions.iter().enumerate() {
+        fd_action(l, &format!("{at}.matchActions[{i}]"), args, a)?;
+    }
+    Ok(())
+}
+
+/// FollowFD / UnfollowFD / CopyFD: argFd names (by position, as Tetragon counts) an
+/// integer or fd argument; FollowFD's argName a file, path or string argument, CopyFD's
+/// argName the new fd (an integer argument).
+fn fd_action(l: &Loaded, at: &str, args: &[ArgDecl], a: &ActionSel) -> R {
+    let name_class = match a.action {
+        ActionKind::FollowFD => "a file, path or string argument (the name to follow)",
+        ActionKind::CopyFD => "an integer argument (the new fd)",
+        ActionKind::UnfollowFD => "",
+        _ => return Ok(()),
+    };
+    let pos = |field: &str, v: Option<u32>| -> Result<&ArgDecl, ConfigError> {
+        let Some(p) = v else {
+            return Err(l.error(&format!("{at}.{field}"), format!("{} needs {field}", a.action.name())));
+        };
+        args.get(p as usize).ok_or_else(|| {
+            l.error(
+                &format!("{at}.{field}"),
+                format!(
+                    "{field} {p}: the hook declares {} arguments (counted from 0 in declaration order)",
+                    args.len()
+                ),
+            )
+        })
+    };
+    let is_int = |d: &ArgDecl| matches!(args::info(d.ty).class, Class::Int { .. }) || d.ty == ArgType::Fd;
+    let fd = pos("argFd", a.arg_fd)?;
+    if !is_int(fd) {
+        return Err(l.error(
+            &format!("{at}.argFd"),
+            format!("argFd names a {} argument; an fd (int or fd) is expected", fd.ty.name()),
+        ));
+    }
+    if name_class.is_empty() {
+        return Ok(());
+    }
+    let name = pos("argName", a.arg_name)?;
+    let ok = if a.action == ActionKind::FollowFD {
+        args::is_stringy(name.ty) && name.ty != ArgType::CharBuf
+    } else {
+        is_int(name)
+    };
+    if !ok {
+        return Err(l.error(
+            &format!("{at}.argName"),
+            format!("argName names a {} argument; {name_class} is expected", name.ty.name()),
+        ));
+    }
+    Ok(())
 }
 
 fn match_args(l: &Loaded, at: &str, args: &[ArgDecl], ms: &[ArgSel]) -> R {
@@ -468,18 +522,20 @@ fn capability_values(l: &Loaded, at: &str, values: &[String]) -> R {
 fn match_actions(l: &Loaded, at: &str, acts: &[ActionSel]) -> R {
     let mut kill = 0;
     let mut post = 0;
+    let mut fd = 0;
     for (i, a) in acts.iter().enumerate() {
         let aat = format!("{at}.matchActions[{i}]");
         action(l, &aat, a)?;
         match a.action {
             ActionKind::Sigkill | ActionKind::Signal | ActionKind::Override => kill += 1,
+            ActionKind::FollowFD | ActionKind::UnfollowFD | ActionKind::CopyFD => fd += 1,
             _ => post += 1,
         }
     }
-    if kill > 1 || post > 1 {
+    if kill > 1 || post > 1 || fd > 1 {
         return Err(l.error(
             &format!("{at}.matchActions"),
-            "conflicting actions: at most one of Sigkill/Signal/Override and one of Post/NoPost",
+            "conflicting actions: at most one of Sigkill/Signal/Override, one of Post/NoPost and one of FollowFD/UnfollowFD/CopyFD",
         ));
     }
     Ok(())
@@ -488,7 +544,7 @@ fn match_actions(l: &Loaded, at: &str, acts: &[ActionSel]) -> R {
 fn action(l: &Loaded, at: &str, a: &ActionSel) -> R {
     use ActionKind as A;
     match a.action {
-        A::Post | A::NoPost | A::Sigkill | A::Override => {}
+        A::Post | A::NoPost | A::Sigkill | A::Override | A::FollowFD | A::UnfollowFD | A::CopyFD => {}
         A::Signal => match a.arg_sig {
             Some(1..=64) => {}
             _ => return Err(l.error(&format!("{at}.argSig"), "Signal needs argSig, a signal number 1-64")),
