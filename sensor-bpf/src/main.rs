@@ -14,6 +14,7 @@ mod maps;
 mod net;
 mod policy;
 mod process;
+mod rawtp;
 mod task;
 mod uprobe;
 mod usdt;

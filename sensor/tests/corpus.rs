@@ -202,6 +202,14 @@ fn cases() -> Vec<Case> {
             Pass,
         ),
         c(
+            "raw-tracepoint-sys-enter",
+            "getuid",
+            "process_tracepoint",
+            || json!({"subsys": "raw_syscalls", "event": "sys_enter", "args": [{"long_arg": "102"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
             "lsm-file-open-override",
             "open-forbidden",
             "process_lsm",

@@ -461,6 +461,8 @@ pub mod plimits {
     pub const ARG_REPORT: usize = 4096;
     /// Syscall symbols hooked with fentry at once (the `fentry_sys_N` pool); more use kprobes.
     pub const FENTRY_SYSCALLS: usize = 8;
+    /// Raw tracepoints hooked at once (the `raw_tp_N` pool).
+    pub const RAW_TPS: usize = 8;
 }
 
 /// Where a hook argument comes from.
@@ -776,6 +778,10 @@ pub const UPROBE_KEY: u32 = 0x0008_0000;
 /// `HOOK_LISTS` keys of generic kernel-function hooks (kprobe or kretprobe): this flag | a
 /// number the engine gives each (function, entry or return) it attaches to.
 pub const KFUNC_KEY: u32 = 0x0010_0000;
+
+/// `HOOK_LISTS` keys of raw tracepoint hooks: this flag | the slot of the pool program
+/// (`raw_tp_N`) the engine attached to the tracepoint.
+pub const RAW_TP_KEY: u32 = 0x0020_0000;
 
 /// Flags of [`KfuncKeys`].
 pub mod kfunc_flags {

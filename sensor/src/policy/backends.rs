@@ -664,6 +664,31 @@ pub fn tracepoint(
     Ok(Served::new(vec![attach], format!("tracepoint {category}:{event}"), out))
 }
 
+/// A raw tracepoint (`raw: true`): arg `index` N is its Nth `TP_PROTO` argument, a word
+/// read as the policy types it (kernel pointers as on kernel functions).
+pub fn raw_tracepoint(
+    l: &Loaded,
+    env: &Env,
+    base: &str,
+    category: &str,
+    event: &str,
+    args: &[ArgDecl],
+) -> Result<Served, ConfigError> {
+    // It exists (its tracefs event does); the arguments are the raw ones, not its fields.
+    env.tp(l, base, category, event)?;
+    let mut slots = Slots(0);
+    let mut out = Vec::new();
+    for (j, a) in args.iter().enumerate() {
+        out.push(kfunc_arg(l, &format!("{base}.args[{j}]"), a, 8 * a.index as u16, false, &mut slots)?);
+    }
+    let attach = Attach::RawTp { event: event.to_owned(), key: 0 };
+    let mut s = Served::new(vec![attach], format!("raw tracepoint {category}:{event}"), out);
+    s.override_refused = Some(format!(
+        "Override on raw tracepoint {category}:{event}: a tracepoint reports an act, it cannot fail it; use Sigkill"
+    ));
+    Ok(s)
+}
+
 /// A kernel function served by a tracepoint that carries its arguments as named fields.
 fn stand_in(l: &Loaded, env: &Env, base: &str, si: &StandIn, args: &[ArgDecl]) -> Result<Served, ConfigError> {
     let (id, fields) = env.tp(l, base, si.category, si.event)?;

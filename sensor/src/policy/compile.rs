@@ -21,6 +21,9 @@ use super::{
 pub enum Attach {
     /// A tracepoint (category, name), the program that serves it and its `HOOK_LISTS` key.
     Tracepoint { category: String, name: String, program: &'static str, key: u32 },
+    /// A raw tracepoint (by its event name), served by a program of the `raw_tp_N` pool; the
+    /// key (`RAW_TP_KEY | N`) is given by the engine.
+    RawTp { event: String, key: u32 },
     /// The exec path (sched:sched_process_exec, after the new image is in place).
     Exec,
     /// fentry on a kernel function, with its `HOOK_LISTS` key.
@@ -55,6 +58,7 @@ impl Attach {
             Attach::Kfunc { ret: true, .. } => "kretprobe",
             Attach::Lsm { .. } => "lsm",
             Attach::Uprobe { .. } => "uprobe",
+            Attach::RawTp { .. } => "raw_tracepoint",
         }
     }
 
@@ -68,6 +72,7 @@ impl Attach {
             Attach::Kfunc { function, .. } => function.clone(),
             Attach::Uprobe { path, symbol, offset, .. } if symbol.is_empty() => format!("{path}:{offset:#x}"),
             Attach::Uprobe { path, symbol, .. } => format!("{path}:{symbol}"),
+            Attach::RawTp { event, .. } => event.clone(),
         }
     }
 
@@ -80,7 +85,8 @@ impl Attach {
             | Attach::Kprobe { key, .. }
             | Attach::Lsm { key, .. }
             | Attach::Kfunc { key, .. }
-            | Attach::Uprobe { key, .. } => *key,
+            | Attach::Uprobe { key, .. }
+            | Attach::RawTp { key, .. } => *key,
         }
     }
 }
@@ -305,7 +311,10 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
     }
     for (i, t) in spec.tracepoints.iter().enumerate() {
         let base = format!("spec.tracepoints[{i}]");
-        let served = backends::tracepoint(l, env, &base, &t.subsystem, &t.event, &t.args)?;
+        let served = match t.raw {
+            true => backends::raw_tracepoint(l, env, &base, &t.subsystem, &t.event, &t.args)?,
+            false => backends::tracepoint(l, env, &base, &t.subsystem, &t.event, &t.args)?,
+        };
         let function = format!("{}/{}", t.subsystem, t.event);
         out.push(assemble(l, env, HookKind::Tracepoint, &function, &base, served, t.common())?);
     }

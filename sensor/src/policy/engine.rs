@@ -12,9 +12,10 @@ use aya::{
         fentry::FEntryLinkId,
         kprobe::KProbeLinkId,
         lsm::LsmLinkId,
+        raw_trace_point::RawTracePointLinkId,
         trace_point::TracePointLinkId,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
-        FEntry, KProbe, Lsm, TracePoint, UProbe,
+        FEntry, KProbe, Lsm, RawTracePoint, TracePoint, UProbe,
     },
     Btf, Ebpf,
 };
@@ -81,6 +82,8 @@ enum Link {
     Fentry(String, FEntryLinkId, Option<usize>),
     Kprobe(&'static str, KProbeLinkId),
     Lsm(&'static str, LsmLinkId),
+    /// A raw tracepoint: the slot of its `raw_tp_N` program, and the link.
+    RawTp(usize, RawTracePointLinkId),
     /// Program (`uprobe_policy` or `usdt_policy`) and link.
     Uprobe(&'static str, UProbeLinkId),
     /// A generic kernel-function hook (its kretprobe, for return hooks; the entry kprobe is
@@ -145,6 +148,10 @@ fn link_key(a: &Attach) -> String {
     format!("{}:{}", a.backend(), a.point())
 }
 
+/// The raw tracepoint programs, by slot (`sensor-bpf/src/rawtp.rs`).
+const RAW_TP_PROGRAMS: [&str; plimits::RAW_TPS] =
+    ["raw_tp_0", "raw_tp_1", "raw_tp_2", "raw_tp_3", "raw_tp_4", "raw_tp_5", "raw_tp_6", "raw_tp_7"];
+
 /// The dedicated fentry program of a kernel function (syscalls use the pool).
 fn fentry_program(function: &str) -> Option<&'static str> {
     match function {
@@ -174,6 +181,8 @@ pub struct PolicyEngine {
     btf: Option<Btf>,
     /// The function each `fentry_sys_N` program is loaded for.
     fentry_pool: Vec<Option<String>>,
+    /// The raw tracepoint each `raw_tp_N` program is attached to.
+    raw_tp_pool: Vec<Option<String>>,
     free_hooks: Vec<u32>,
     free_bits: Vec<u32>,
     next_cond: u32,
@@ -196,6 +205,7 @@ impl PolicyEngine {
             links: HashMap::new(),
             btf,
             fentry_pool: vec![None; plimits::FENTRY_SYSCALLS],
+            raw_tp_pool: vec![None; plimits::RAW_TPS],
             free_hooks: (0..plimits::HOOKS).rev().collect(),
             free_bits: (0..plimits::BIN_SETS).rev().collect(),
             next_cond: 1,
@@ -261,6 +271,7 @@ impl PolicyEngine {
                 });
             }
         }
+        self.plan_raw_tps(l, &mut plans)?;
         // Syscalls by fentry need a program of the pool each; beyond it, kprobes serve them.
         let mut free = self.fentry_pool.iter().filter(|s| s.is_none()).count();
         let mut taken = Vec::new();
@@ -290,6 +301,29 @@ impl PolicyEngine {
             }
         }
         Ok(plans)
+    }
+
+    /// Gives each raw tracepoint the slot of the `raw_tp_N` program serving it: the one it
+    /// is attached to already, else a free one.
+    fn plan_raw_tps(&self, l: &Loaded, plans: &mut [HookPlan]) -> Result<(), EngineError> {
+        let mut pool = self.raw_tp_pool.clone();
+        for a in plans.iter_mut().flat_map(|p| p.attach.iter_mut()) {
+            let Attach::RawTp { event, key } = a else { continue };
+            let slot = match pool.iter().position(|s| s.as_deref() == Some(event.as_str())) {
+                Some(s) => s,
+                None => {
+                    let s = pool.iter().position(Option::is_none).ok_or_else(|| EngineError::Full {
+                        name: l.policy.metadata.name.clone(),
+                        what: "raw tracepoints hooked",
+                        limit: plimits::RAW_TPS as u32,
+                    })?;
+                    pool[s] = Some(event.clone());
+                    s
+                }
+            };
+            *key = nightjar_common::RAW_TP_KEY | slot as u32;
+        }
+        Ok(())
     }
 
     /// Loads a policy: all its hooks, or none (on any failure the partial state is undone).
@@ -625,6 +659,18 @@ impl PolicyEngine {
                 self.next_uprobe = self.next_uprobe.max(*key & 0xffff);
                 Link::Kfunc { link, function: function.clone(), ip, ret: *ret }
             }
+            Attach::RawTp { event, key } => {
+                let slot = (*key & 0xff) as usize;
+                let program = RAW_TP_PROGRAMS.get(slot).copied().ok_or(EngineError::Missing("raw_tp program"))?;
+                let prog: &mut RawTracePoint =
+                    ebpf.program_mut(program).ok_or(EngineError::Missing("raw_tp program"))?.try_into().map_err(err)?;
+                if prog.fd().is_err() {
+                    verified(program, || prog.load()).map_err(err)?;
+                }
+                let link = prog.attach(event).map_err(err)?;
+                self.raw_tp_pool[slot] = Some(event.clone());
+                Link::RawTp(slot, link)
+            }
             Attach::Uprobe { path, symbol, offset, key, usdt } => {
                 // A USDT site reads its arguments where its note says; a function, from the
                 // argument registers.
@@ -784,6 +830,12 @@ impl PolicyEngine {
                 }
                 let _ = self.set_kfunc_keys(ebpf, &function, ip, ret, false, 0, "");
                 self.release_kprobe_entry(ebpf, &function);
+            }
+            Link::RawTp(slot, id) => {
+                if let Some(Ok(prog)) = ebpf.program_mut(RAW_TP_PROGRAMS[slot]).map(<&mut RawTracePoint>::try_from) {
+                    let _ = prog.detach(id);
+                }
+                self.raw_tp_pool[slot] = None;
             }
             Link::Uprobe(program, id) => {
                 if let Some(Ok(prog)) = ebpf.program_mut(program).map(<&mut UProbe>::try_from) {

@@ -171,10 +171,9 @@ fn tracepoint(l: &Loaded, base: &str, t: &TracepointSpec) -> R {
     if t.subsystem.is_empty() || t.event.is_empty() {
         return Err(l.error(base, "subsystem and event are required"));
     }
-    if t.raw {
-        return Err(l.unsupported(&format!("{base}.raw"), "raw tracepoints"));
-    }
-    common(l, base, t.common(), true)
+    // A raw tracepoint's args are its TP_PROTO arguments (at most 5 are read), not the
+    // format fields a tracepoint's index counts.
+    common(l, base, t.common(), !t.raw)
 }
 
 fn uprobe(l: &Loaded, base: &str, u: &UprobeSpec) -> R {
