@@ -326,11 +326,11 @@ mod tests {
                 let binary = format!("/bin/b{}", i % 10);
                 let p = Process { exec_id: Some(format!("e{}", i / 4)), binary: Some(binary), ..Default::default() };
                 let kind = if i % 2 == 0 {
-                    EventKind::ProcessExec(Box::new(ProcessExec { process: Some(p), ..Default::default() }))
+                    EventKind::ProcessExec(Box::new(ProcessExec { process: Some(p.into()), ..Default::default() }))
                 } else {
                     // Same exec_id and function for 2 in a row: the second is a duplicate.
                     EventKind::ProcessKprobe(Box::new(ProcessKprobe {
-                        process: Some(p),
+                        process: Some(p.into()),
                         function_name: Some("security_file_open".into()),
                         ..Default::default()
                     }))
