@@ -17,6 +17,7 @@ use serde::{
 };
 use serde_json::{Map, Value};
 
+pub use crate::shared::SharedProcess;
 use crate::{
     kinds::{Kind, KINDS},
     time::Timestamp,
@@ -152,11 +153,12 @@ pub trait Payload {
     fn parent(&self) -> Option<&Process> {
         None
     }
-    fn ancestors(&self) -> &[Process] {
+    fn ancestors(&self) -> &[SharedProcess] {
         &[]
     }
-    /// Calls `f` on the process, the parent and each ancestor (enrichment, redaction).
-    fn for_each_process_mut(&mut self, _f: &mut dyn FnMut(&mut Process)) {}
+    /// Calls `f` on the process, the parent and each ancestor (enrichment, redaction): a
+    /// stage that changes one calls [`SharedProcess::make_mut`].
+    fn for_each_process_mut(&mut self, _f: &mut dyn FnMut(&mut SharedProcess)) {}
     fn hook(&self) -> Option<Hook<'_>> {
         None
     }
@@ -167,15 +169,15 @@ macro_rules! process_payload {
     ($t:ty, $hook:ident) => {
         impl Payload for $t {
             fn process(&self) -> Option<&Process> {
-                self.process.as_ref()
+                self.process.as_deref()
             }
             fn parent(&self) -> Option<&Process> {
-                self.parent.as_ref()
+                self.parent.as_deref()
             }
-            fn ancestors(&self) -> &[Process] {
+            fn ancestors(&self) -> &[SharedProcess] {
                 self.ancestors.as_deref().unwrap_or_default()
             }
-            fn for_each_process_mut(&mut self, f: &mut dyn FnMut(&mut Process)) {
+            fn for_each_process_mut(&mut self, f: &mut dyn FnMut(&mut SharedProcess)) {
                 let ancestors = self.ancestors.iter_mut().flatten();
                 self.process.iter_mut().chain(self.parent.iter_mut()).chain(ancestors).for_each(f);
             }
@@ -271,7 +273,7 @@ impl Event {
         self.kind.payload().and_then(|p| p.parent())
     }
 
-    pub fn ancestors(&self) -> &[Process] {
+    pub fn ancestors(&self) -> &[SharedProcess] {
         self.kind.payload().map(|p| p.ancestors()).unwrap_or_default()
     }
 
@@ -280,8 +282,9 @@ impl Event {
         self.kind.payload().and_then(|p| p.hook())
     }
 
-    /// Calls `f` on every process the event holds (process, parent, ancestors).
-    pub fn for_each_process_mut(&mut self, mut f: impl FnMut(&mut Process)) {
+    /// Calls `f` on every process the event holds (process, parent, ancestors); `f` calls
+    /// [`SharedProcess::make_mut`] on one it changes.
+    pub fn for_each_process_mut(&mut self, mut f: impl FnMut(&mut SharedProcess)) {
         if let Some(p) = self.kind.payload_mut() {
             p.for_each_process_mut(&mut f);
         }
@@ -454,9 +457,13 @@ pub fn with_extensions<T>(e: Extensions, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// The extensions in force on this thread, as bits.
+pub(crate) fn extension_bits() -> u8 {
+    EXTENSIONS_HERE.with(Cell::get).unwrap_or_else(|| EXTENSIONS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 fn extension_on(bit: u8) -> bool {
-    let bits = EXTENSIONS_HERE.with(Cell::get).unwrap_or_else(|| EXTENSIONS.load(std::sync::atomic::Ordering::Relaxed));
-    bits & bit != 0
+    extension_bits() & bit != 0
 }
 
 fn skip_cgroup(v: &Option<Cgroup>) -> bool {
@@ -830,11 +837,11 @@ pub struct Namespaces {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessExec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ancestors: Option<Vec<Process>>,
+    pub ancestors: Option<Vec<SharedProcess>>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -842,9 +849,9 @@ pub struct ProcessExec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessExit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -852,7 +859,7 @@ pub struct ProcessExit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ancestors: Option<Vec<Process>>,
+    pub ancestors: Option<Vec<SharedProcess>>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -860,9 +867,9 @@ pub struct ProcessExit {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessKprobe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -872,7 +879,7 @@ pub struct ProcessKprobe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ancestors: Option<Vec<Process>>,
+    pub ancestors: Option<Vec<SharedProcess>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -885,9 +892,9 @@ pub struct ProcessKprobe {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessTracepoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subsys: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -899,7 +906,7 @@ pub struct ProcessTracepoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ancestors: Option<Vec<Process>>,
+    pub ancestors: Option<Vec<SharedProcess>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -912,9 +919,9 @@ pub struct ProcessTracepoint {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessLsm {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -928,7 +935,7 @@ pub struct ProcessLsm {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ancestors: Option<Vec<Process>>,
+    pub ancestors: Option<Vec<SharedProcess>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ima_hash: Option<String>,
     #[serde(flatten)]
@@ -939,9 +946,9 @@ pub struct ProcessLsm {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessUprobe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -955,7 +962,7 @@ pub struct ProcessUprobe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ancestors: Option<Vec<Process>>,
+    pub ancestors: Option<Vec<SharedProcess>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     /// `offset`, `ref_ctr_offset`, `data`, ... kept verbatim.
@@ -967,9 +974,9 @@ pub struct ProcessUprobe {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessUsdt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -985,7 +992,7 @@ pub struct ProcessUsdt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ancestors: Option<Vec<Process>>,
+    pub ancestors: Option<Vec<SharedProcess>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     #[serde(flatten)]
@@ -996,13 +1003,13 @@ pub struct ProcessUsdt {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessLoader {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<Process>,
+    pub process: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Process>,
+    pub parent: Option<SharedProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ancestors: Option<Vec<Process>>,
+    pub ancestors: Option<Vec<SharedProcess>>,
     /// `buildid` (bytes, base64), kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
@@ -1206,7 +1213,7 @@ mod tests {
     fn nightjar_extras_are_written_only_with_their_extension() {
         let ev = Event::new(
             EventKind::ProcessExec(Box::new(ProcessExec {
-                process: Some(process_with_extras()),
+                process: Some(process_with_extras().into()),
                 ..Default::default()
             })),
             "n",

@@ -8,6 +8,7 @@ pub mod event;
 pub mod kinds;
 pub mod metrics;
 pub mod overhead;
+pub mod shared;
 pub mod time;
 
 pub use event::{Event, EventKind, Origin};

@@ -46,9 +46,14 @@ pub(crate) fn tetragon() -> bool {
 
 /// One event of `event_type` entered the pipeline.
 pub fn count_event(event_type: &'static str) {
-    metrics::counter!(names::EVENTS, "type" => event_type).increment(1);
+    count_events(event_type, 1);
+}
+
+/// `n` events of one type (a batch's, counted once: each series lookup costs a hash and a lock).
+pub fn count_events(event_type: &'static str, n: u64) {
+    metrics::counter!(names::EVENTS, "type" => event_type).increment(n);
     if tetragon() {
-        metrics::counter!(names::TETRAGON_EVENTS, "type" => event_type).increment(1);
+        metrics::counter!(names::TETRAGON_EVENTS, "type" => event_type).increment(n);
     }
 }
 
@@ -62,10 +67,15 @@ pub fn count_exec() {
 
 /// A policy produced an event with `action`.
 pub fn count_policy_event(policy: &str, action: &str) {
-    metrics::counter!(names::POLICY_EVENTS, "policy" => policy.to_owned(), "action" => action.to_owned()).increment(1);
+    count_policy_events(policy, action, 1);
+}
+
+/// `n` events of one policy and action (a batch's, counted once).
+pub fn count_policy_events(policy: &str, action: &str, n: u64) {
+    metrics::counter!(names::POLICY_EVENTS, "policy" => policy.to_owned(), "action" => action.to_owned()).increment(n);
     if tetragon() {
         metrics::counter!(names::TETRAGON_POLICY_EVENTS, "policy" => policy.to_owned(), "hook" => action.to_owned())
-            .increment(1);
+            .increment(n);
     }
 }
 

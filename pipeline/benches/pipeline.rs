@@ -26,10 +26,10 @@ fn synthetic(n: usize) -> Vec<Event> {
                 ..Default::default()
             };
             let kind = if i % 2 == 0 {
-                EventKind::ProcessExec(Box::new(ProcessExec { process: Some(p), ..Default::default() }))
+                EventKind::ProcessExec(Box::new(ProcessExec { process: Some(p.into()), ..Default::default() }))
             } else {
                 EventKind::ProcessKprobe(Box::new(ProcessKprobe {
-                    process: Some(p),
+                    process: Some(p.into()),
                     function_name: Some("security_file_open".into()),
                     policy_name: Some("file-monitoring".into()),
                     action: Some("KPROBE_ACTION_POST".into()),

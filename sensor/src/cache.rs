@@ -12,7 +12,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use base64::Engine;
-use nightjar_event::event::Process;
+use nightjar_event::event::SharedProcess;
 
 /// One execution as the cache keeps it.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,8 +24,9 @@ pub struct ProcInfo {
     /// A fork child that has not exec'd: it runs its parent's image.
     pub clone: bool,
     pub parent_exec_id: Option<Arc<str>>,
-    /// The process as exported (without refcnt, which is filled at export time).
-    pub process: Process,
+    /// The process as exported (without refcnt, which is filled at export time), shared
+    /// by every event of this execution: its JSON is encoded once.
+    pub process: SharedProcess,
 }
 
 #[derive(Debug)]
@@ -214,7 +215,7 @@ mod tests {
             start_boottime: t,
             clone,
             parent_exec_id: parent.cloned(),
-            process: Process { pid: Some(pid), ..Default::default() },
+            process: nightjar_event::event::Process { pid: Some(pid), ..Default::default() }.into(),
         }
     }
 

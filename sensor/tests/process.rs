@@ -78,7 +78,7 @@ impl Running {
 
 fn exec_of(e: &Event) -> Option<(&Process, Option<&Process>)> {
     match &e.kind {
-        EventKind::ProcessExec(x) => Some((x.process.as_ref()?, x.parent.as_ref())),
+        EventKind::ProcessExec(x) => Some((x.process.as_deref()?, x.parent.as_deref())),
         _ => None,
     }
 }

@@ -21,16 +21,24 @@ use pipeline::{config::ByteSize, time::Timestamp, Event};
 /// A full Tetragon `process_exec` (pod, container, parent), as in Tetragon's documentation.
 const TEMPLATE: &str = r#"{"process_exec":{"process":{"exec_id":"Z2tlLWpvaG4tNjMyLWRlZmF1bHQtcG9vbC03MDQxY2FjMC05czk1OjEzNTQ4Njc0MzIxMzczOjUyNjk5","pid":52699,"uid":0,"cwd":"/","binary":"/usr/bin/curl","arguments":"https://ebpf.io/applications/#tetragon","flags":"execve rootcwd","start_time":"2023-10-06T22:03:57.700327580Z","auid":4294967295,"pod":{"namespace":"default","name":"xwing","container":{"id":"containerd://551e161c47d8ff0eb665438a7bcd5b4e3ef5a297282b40a92b7c77d6bd168eb3","name":"spaceship","image":{"id":"docker.io/tgraf/netperf@sha256:8e86f744bfea165fd4ce68caa05abc96500f40130b857773186401926af7e9e6","name":"docker.io/tgraf/netperf:latest"},"start_time":"2023-10-06T21:52:41Z","pid":49},"pod_labels":{"app.kubernetes.io/name":"xwing","class":"xwing","org":"alliance"},"workload":"xwing"},"docker":"551e161c47d8ff0eb665438a7bcd5b4","parent_exec_id":"Z2tlLWpvaG4tNjMyLWRlZmF1bHQtcG9vbC03MDQxY2FjMC05czk1OjEzNTQ4NjcwODgzMjk5OjUyNjk5","tid":52699},"parent":{"exec_id":"Z2tlLWpvaG4tNjMyLWRlZmF1bHQtcG9vbC03MDQxY2FjMC05czk1OjEzNTQ4NjcwODgzMjk5OjUyNjk5","pid":52698,"uid":0,"cwd":"/","binary":"/bin/bash","arguments":"-c \"curl https://ebpf.io/applications/#tetragon\"","flags":"execve rootcwd clone","start_time":"2023-10-06T22:03:57.696889812Z","auid":4294967295,"tid":52698}},"node_name":"gke-john-632-default-pool-7041cac0-9s95","time":"2023-10-06T22:03:57.700326678Z"}"#;
 
-fn events(n: usize) -> Vec<Arc<Event>> {
+/// `n` events, each with its own process (pid `10000 + i`) when `per_process` is 1; else
+/// `per_process` events in a row share one process, as the sensor's events of one
+/// execution share its cached process (pid `10000 + i / per_process * per_process`).
+fn events(n: usize, per_process: usize) -> Vec<Arc<Event>> {
     let base = Event::from_json(TEMPLATE).expect("template parses");
     let t0 = Timestamp::now().unix_nanos();
+    let mut shared = None;
     (0..n)
         .map(|i| {
             let mut e = base.clone();
             if let pipeline::EventKind::ProcessExec(x) = &mut e.kind {
-                if let Some(p) = x.process.as_mut() {
-                    p.pid = Some(10_000 + i as u32);
+                if i % per_process == 0 || shared.is_none() {
+                    if let Some(p) = x.process.as_mut() {
+                        p.make_mut().pid = Some(10_000 + i as u32);
+                    }
+                    shared = x.process.clone();
                 }
+                x.process = shared.clone();
             }
             e.time = Some(Timestamp::from_unix_nanos(t0 + i as i128 * 1000));
             Arc::new(e)
@@ -67,7 +75,7 @@ fn main() {
     let n: usize = std::env::var("NIGHTJAR_BENCH_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("bench dir");
     let dir = root.path();
-    let evs = events(n);
+    let evs = events(n, 1);
     let input = dir.join("input.jsonl");
     {
         let mut f = std::io::BufWriter::new(File::create(&input).expect("input"));
@@ -116,6 +124,22 @@ fn main() {
         });
         let out = dir_size(cfg.path.parent().unwrap());
         rows.push((label.into(), d, out));
+    }
+    {
+        // The sensor's shape: the events of one execution share its process (and its JSON).
+        let shared = events(n, 100);
+        let cfg = FileConfig {
+            path: dir.join("file-c/n.log"),
+            max_size: ByteSize(0),
+            fsync: FsyncPolicy::Never,
+            ..FileConfig::default()
+        };
+        let d = rt.block_on(async {
+            let mut s = nightjar_sinks::SinkConfig::build(&cfg).expect("file sink");
+            drive(s.as_mut(), &shared, 512).await
+        });
+        let out = dir_size(cfg.path.parent().unwrap());
+        rows.push(("file sink (as above, 100 events per shared process)".into(), d, out));
     }
     let pq = ParquetConfig { enabled: true, path: dir.join("pq"), ..ParquetConfig::default() };
     let d = rt.block_on(async {

@@ -36,7 +36,7 @@ fn events(n: usize) -> Vec<Arc<Event>> {
             let mut e = base.clone();
             if let pipeline::EventKind::ProcessExec(x) = &mut e.kind {
                 if let Some(p) = x.process.as_mut() {
-                    p.pid = Some(10_000 + i as u32);
+                    p.make_mut().pid = Some(10_000 + i as u32);
                 }
             }
             e.time = Some(Timestamp::from_unix_nanos(t0 + i as i128 * 1000));

@@ -54,8 +54,8 @@ pub fn seq_event_at(i: u64, nanos: i128) -> Arc<Event> {
     let parent = Process { pid: Some(1), binary: Some("/usr/bin/bash".into()), ..Default::default() };
     let kind = match expected_action(i) {
         Some(action) => EventKind::ProcessKprobe(Box::new(ProcessKprobe {
-            process: Some(process),
-            parent: Some(parent),
+            process: Some(process.into()),
+            parent: Some(parent.into()),
             function_name: Some("sys_execve".into()),
             args: Some(vec![KprobeArgument::new(ArgValue::String("/bin/nc".into()))]),
             action: Some(action.into()),
@@ -63,8 +63,8 @@ pub fn seq_event_at(i: u64, nanos: i128) -> Arc<Event> {
             ..Default::default()
         })),
         None => EventKind::ProcessExec(Box::new(ProcessExec {
-            process: Some(process),
-            parent: Some(parent),
+            process: Some(process.into()),
+            parent: Some(parent.into()),
             ..Default::default()
         })),
     };

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::{count_entry, Out, Stage, StageReport};
+use super::{count_entries, Out, Stage, StageReport};
 use crate::Event;
 
 /// Most events taken from the input before what they produced is forwarded.
@@ -53,9 +53,7 @@ pub async fn run_chain(
                             Err(_) => break,
                         }
                     }
-                    for ev in &batch {
-                        count_entry(ev);
-                    }
+                    count_entries(&batch);
                     through(&mut steps, 0, batch, now, &mut ready, |s, ev, now, out| s.process(ev, now, out));
                 }
                 None => {

@@ -151,7 +151,7 @@ mod tests {
     fn kprobe(exec_id: &str, func: &str) -> Event {
         Event::new(
             EventKind::ProcessKprobe(Box::new(ProcessKprobe {
-                process: Some(Process { exec_id: Some(exec_id.into()), ..Default::default() }),
+                process: Some(Process { exec_id: Some(exec_id.into()), ..Default::default() }.into()),
                 function_name: Some(func.into()),
                 ..Default::default()
             })),

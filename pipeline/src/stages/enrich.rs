@@ -3,6 +3,7 @@
 //! in a cluster the pod's name, namespace, labels, workload and container name/image come
 //! from the API server's pod list (see [`super::k8s`]). Ancestors are the sensor's business.
 use std::{
+    collections::HashMap,
     path::PathBuf,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
@@ -18,7 +19,7 @@ use super::{
     Context, Out, Stage, StageError,
 };
 use crate::{
-    event::{Container, Image, Origin, Pod, Process},
+    event::{Container, Image, Origin, Pod, Process, SharedProcess},
     time::Timestamp,
     Event,
 };
@@ -58,7 +59,18 @@ pub struct Enrich {
     node: String,
     users: Option<(super::users::NameFile, super::users::NameFile)>,
     pods: Option<PodCache>,
+    /// Shared processes already enriched: the sensor gives every event of an execution the
+    /// same [`SharedProcess`], so it is copied and enriched once and the enriched one (with
+    /// its JSON, encoded once) goes into each of its events. Keyed by the input's address,
+    /// which the kept input holds; emptied at each tick (so a name or pod that appears is
+    /// used within [`MEMO_SECS`]) and when full.
+    memo: HashMap<usize, (SharedProcess, SharedProcess)>,
 }
+
+/// Most shared processes remembered as enriched.
+const MEMO_MAX: usize = 4096;
+/// Seconds an enriched shared process is reused before it is enriched again.
+const MEMO_SECS: u64 = 5;
 
 impl Enrich {
     /// Builds the stage and, in a cluster, the pod-list refresher to spawn with it.
@@ -93,7 +105,29 @@ impl Enrich {
             g.refresh(now);
             (u, g)
         });
-        Enrich { node: ctx.node_name.clone(), users, pods }
+        Enrich { node: ctx.node_name.clone(), users, pods, memo: HashMap::new() }
+    }
+
+    /// Enriches one process of an event: in place when no other event holds it, else once
+    /// per shared process (see [`Enrich::memo`]).
+    fn enrich_shared(&mut self, p: &mut SharedProcess, pods: Option<&PodIndex>) {
+        if !p.is_shared() {
+            self.enrich_process(p.make_mut(), pods);
+            return;
+        }
+        let key = p.as_ptr() as usize;
+        if let Some((_, done)) = self.memo.get(&key) {
+            *p = done.clone();
+            return;
+        }
+        let input = p.clone();
+        let mut copy = Process::clone(p);
+        self.enrich_process(&mut copy, pods);
+        *p = SharedProcess::new(copy);
+        if self.memo.len() >= MEMO_MAX {
+            self.memo.clear();
+        }
+        self.memo.insert(key, (input, p.clone()));
     }
 
     fn enrich_process(&self, p: &mut Process, pods: Option<&PodIndex>) {
@@ -176,14 +210,20 @@ impl Stage for Enrich {
         if ev.node_name.is_none() {
             ev.node_name = Some(self.node.clone());
         }
-        let guard = self.pods.as_ref().and_then(|c| c.read().ok());
+        if self.users.is_none() && self.pods.is_none() {
+            out.pass(ev);
+            return;
+        }
+        let cache = self.pods.clone();
+        let guard = cache.as_ref().and_then(|c| c.read().ok());
         let pods = guard.as_deref();
-        ev.for_each_process_mut(|p| self.enrich_process(p, pods));
+        ev.for_each_process_mut(|p| self.enrich_shared(p, pods));
         drop(guard);
         out.pass(ev);
     }
 
     fn tick(&mut self, now: Instant, _out: &mut Out) {
+        self.memo.clear();
         if let Some((u, g)) = &mut self.users {
             u.refresh(now);
             g.refresh(now);
@@ -191,7 +231,7 @@ impl Stage for Enrich {
     }
 
     fn tick_interval(&self) -> Option<Duration> {
-        self.users.is_some().then_some(Duration::from_secs(5))
+        (self.users.is_some() || self.pods.is_some()).then_some(Duration::from_secs(MEMO_SECS))
     }
 }
 
@@ -219,7 +259,7 @@ mod tests {
         };
         p.process_credentials = Some(Credentials { uid: Some(1000), gid: Some(50), ..Default::default() });
         let mut e = Event::new(
-            EventKind::ProcessExec(Box::new(ProcessExec { process: Some(p), ..Default::default() })),
+            EventKind::ProcessExec(Box::new(ProcessExec { process: Some(p.into()), ..Default::default() })),
             "x",
             Timestamp::now(),
         );
@@ -294,6 +334,39 @@ mod tests {
         assert_eq!(p["pod"]["container"]["maybe_exec_probe"], true);
         let v2: Value = serde_json::from_str(&evs[1].to_json()).unwrap();
         assert_eq!(v2["process_exec"]["process"]["pod"]["container"]["maybe_exec_probe"], false);
+    }
+
+    #[test]
+    fn a_shared_process_is_enriched_once_and_shared_by_its_events() {
+        let (_dir, cfg) = files();
+        let mut stage = Enrich::with_pods(&cfg, &Context { node_name: "n".into() }, None);
+        // As the sensor's cache holds an execution's process and gives each event a clone.
+        let cached =
+            SharedProcess::new(Process { uid: Some(1000), binary: Some("/bin/cat".into()), ..Default::default() });
+        let ev = || {
+            let exec = ProcessExec { process: Some(cached.clone()), ..Default::default() };
+            Event::new(EventKind::ProcessExec(Box::new(exec)), "n", Timestamp::now())
+        };
+        let mut out = Out::new("enrich");
+        stage.process(ev(), Instant::now(), &mut out);
+        stage.process(ev(), Instant::now(), &mut out);
+        let evs = out.take();
+        let procs: Vec<&SharedProcess> = evs
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::ProcessExec(x) => x.process.as_ref().unwrap(),
+                k => panic!("kind {}", k.key()),
+            })
+            .collect();
+        assert_eq!(procs[0].user.as_ref().and_then(|u| u.name.as_deref()), Some("alice"));
+        assert!(SharedProcess::ptr_eq(procs[0], procs[1]), "the second event gets the first's enriched process");
+        assert!(cached.user.is_none(), "the cache's process is not changed under it");
+        stage.tick(Instant::now(), &mut out);
+        stage.process(ev(), Instant::now(), &mut out);
+        let again = out.take();
+        let EventKind::ProcessExec(x) = &again[0].kind else { panic!() };
+        assert!(!SharedProcess::ptr_eq(x.process.as_ref().unwrap(), procs[0]), "a tick forgets what was enriched");
+        assert_eq!(x.process.as_ref().unwrap().user, procs[0].user);
     }
 
     #[test]

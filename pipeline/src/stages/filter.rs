@@ -289,7 +289,8 @@ impl Matcher {
                 || key::policy_name(ev).is_some_and(|n| self.policy_names.iter().any(|x| x == n)))
             && (self.pid.is_empty() || p.and_then(|p| p.pid).is_some_and(|pid| self.pid.contains(&pid)))
             && (self.pid_set.is_empty() || {
-                let mut pids = p.into_iter().chain(parent).chain(ev.ancestors()).filter_map(|x| x.pid);
+                let ancestors = ev.ancestors().iter().map(|a| &**a);
+                let mut pids = p.into_iter().chain(parent).chain(ancestors).filter_map(|x| x.pid);
                 pids.any(|pid| self.pid_set.contains(&pid))
             })
             && self.health_check.is_none_or(|want| {
@@ -395,17 +396,20 @@ impl Filter {
             if !r.matches.is_empty() && !r.matches.iter().any(|m| m.matches(ev)) {
                 continue;
             }
-            let redact_process = |binary: Option<&str>, args: Option<&mut String>| {
+            // The arguments with every pattern applied, `None` when nothing matched (the
+            // process is then left as is, shared with the execution's other events).
+            let redacted = |binary: Option<&str>, args: Option<&str>| -> Option<String> {
                 if r.binary.as_ref().is_some_and(|b| !binary.is_some_and(|x| b.is_match(x))) {
-                    return;
+                    return None;
                 }
-                if let Some(args) = args {
-                    for re in &r.redact {
-                        if let Some(new) = redact_str(re, args) {
-                            *args = new;
-                        }
+                let args = args?;
+                let mut cur: Option<String> = None;
+                for re in &r.redact {
+                    if let Some(new) = redact_str(re, cur.as_deref().unwrap_or(args)) {
+                        cur = Some(new);
                     }
                 }
+                cur
             };
             match &mut ev.kind {
                 // A kind newer than nightjar's table: its processes are found by their keys,
@@ -422,15 +426,20 @@ impl Filter {
                         }
                     }
                     for p in procs {
-                        let binary = p.get("binary").and_then(Value::as_str).map(str::to_owned);
-                        let mut args = p.get("arguments").and_then(Value::as_str).map(str::to_owned);
-                        redact_process(binary.as_deref(), args.as_mut());
-                        if let (Some(a), Value::Object(o)) = (args, p) {
+                        let new = redacted(
+                            p.get("binary").and_then(Value::as_str),
+                            p.get("arguments").and_then(Value::as_str),
+                        );
+                        if let (Some(a), Value::Object(o)) = (new, p) {
                             o.insert("arguments".into(), Value::String(a));
                         }
                     }
                 }
-                _ => ev.for_each_process_mut(|p| redact_process(p.binary.as_deref(), p.arguments.as_mut())),
+                _ => ev.for_each_process_mut(|p| {
+                    if let Some(new) = redacted(p.binary.as_deref(), p.arguments.as_deref()) {
+                        p.make_mut().arguments = Some(new);
+                    }
+                }),
             }
         }
     }
@@ -657,7 +666,7 @@ mod tests {
         let f = filter(r#"{"policy_names":["block-nc"]}"#, "");
         assert_eq!(evs.iter().filter(|e| f.admit(e).is_ok()).count(), 1);
         let EventKind::ProcessKprobe(k) = &mut evs[2].kind else { panic!() };
-        let c = k.process.as_mut().unwrap().pod.as_mut().unwrap().container.as_mut().unwrap();
+        let c = k.process.as_mut().unwrap().make_mut().pod.as_mut().unwrap().container.as_mut().unwrap();
         c.extra.insert("maybe_exec_probe".into(), Value::Bool(true));
         let f = filter("", r#"{"health_check":true}"#);
         assert_eq!(evs.iter().filter(|e| f.admit(e).is_ok()).count(), 2);

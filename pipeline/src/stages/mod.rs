@@ -166,9 +166,32 @@ pub trait Stage: Send + 'static {
 /// Counts an event entering the pipeline: `events_total{type}` and, for policy events,
 /// `policy_events_total{policy,action}`.
 pub fn count_entry(ev: &Event) {
-    metrics::count_event(fanout::ev_type(ev));
-    if let (Some(p), Some(a)) = (key::policy_name(ev), key::action(ev)) {
-        metrics::count_policy_event(p, a);
+    count_entries(std::slice::from_ref(ev));
+}
+
+/// [`count_entry`] for a batch: each series is counted once with the batch's number (a
+/// batch holds a handful of types and policies), not looked up once per event.
+pub fn count_entries(evs: &[Event]) {
+    let mut types: Vec<(&'static str, u64)> = Vec::new();
+    let mut policies: Vec<(&str, &str, u64)> = Vec::new();
+    for ev in evs {
+        let t = fanout::ev_type(ev);
+        match types.iter_mut().find(|(x, _)| *x == t) {
+            Some((_, n)) => *n += 1,
+            None => types.push((t, 1)),
+        }
+        if let (Some(p), Some(a)) = (key::policy_name(ev), key::action(ev)) {
+            match policies.iter_mut().find(|(x, y, _)| *x == p && *y == a) {
+                Some((_, _, n)) => *n += 1,
+                None => policies.push((p, a, 1)),
+            }
+        }
+    }
+    for (t, n) in types {
+        metrics::count_events(t, n);
+    }
+    for (p, a, n) in policies {
+        metrics::count_policy_events(p, a, n);
     }
 }
 
@@ -303,11 +326,11 @@ mod tests {
                 let binary = format!("/bin/b{}", i % 10);
                 let p = Process { exec_id: Some(format!("e{}", i / 4)), binary: Some(binary), ..Default::default() };
                 let kind = if i % 2 == 0 {
-                    EventKind::ProcessExec(Box::new(ProcessExec { process: Some(p), ..Default::default() }))
+                    EventKind::ProcessExec(Box::new(ProcessExec { process: Some(p.into()), ..Default::default() }))
                 } else {
                     // Same exec_id and function for 2 in a row: the second is a duplicate.
                     EventKind::ProcessKprobe(Box::new(ProcessKprobe {
-                        process: Some(p),
+                        process: Some(p.into()),
                         function_name: Some("security_file_open".into()),
                         ..Default::default()
                     }))

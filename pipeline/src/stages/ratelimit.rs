@@ -201,7 +201,7 @@ mod tests {
     fn exec(binary: &str) -> Event {
         Event::new(
             EventKind::ProcessExec(Box::new(ProcessExec {
-                process: Some(Process { binary: Some(binary.into()), ..Default::default() }),
+                process: Some(Process { binary: Some(binary.into()), ..Default::default() }.into()),
                 ..Default::default()
             })),
             "n",

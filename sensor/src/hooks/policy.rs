@@ -137,11 +137,14 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
     let info = procs.cache.current(r.pid, None);
     let process = match &info {
         Some(i) => {
+            // Shared with the execution's other events unless another thread of it fired.
             let mut pr = i.process.clone();
-            pr.tid = Some(r.tid);
+            if pr.tid != Some(r.tid) {
+                pr.make_mut().tid = Some(r.tid);
+            }
             pr
         }
-        None => Process { pid: Some(r.pid), tid: Some(r.tid), ..Default::default() },
+        None => Process { pid: Some(r.pid), tid: Some(r.tid), ..Default::default() }.into(),
     };
     let parent = info.as_ref().and_then(|i| procs.cache.parent_of(i)).map(|p| p.process.clone());
     let mut ret = None;

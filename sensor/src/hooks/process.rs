@@ -6,6 +6,7 @@ use nightjar_common::{exec_flags, ns, ExitRecord, ForkRecord};
 use nightjar_event::{
     event::{
         Capabilities, Cgroup, Container, Credentials, Namespace, Namespaces, Pod, Process, ProcessExec, ProcessExit,
+        SharedProcess,
     },
     Event, EventKind,
 };
@@ -189,7 +190,7 @@ impl ProcessHook {
                 start_boottime: s.start_boottime,
                 clone: false,
                 parent_exec_id: parent.map(|p| p.exec_id.clone()),
-                process,
+                process: process.into(),
             }));
         }
         n
@@ -318,7 +319,7 @@ impl ProcessHook {
             flags,
         };
         let eid = exec_id(self.cache.node(), r.hdr.ktime, r.pid);
-        let process = self.build_process(&id, eid.clone(), r.hdr.ktime, parent.as_deref());
+        let process = SharedProcess::new(self.build_process(&id, eid.clone(), r.hdr.ktime, parent.as_deref()));
         let info = ProcInfo {
             exec_id: eid,
             pid: r.pid,
@@ -342,7 +343,7 @@ impl ProcessHook {
             return; // unknown parent: the child's exec will look its parent up by ppid
         };
         let eid = exec_id(self.cache.node(), f.start_boottime, f.pid);
-        let mut process = parent.process.clone();
+        let mut process = Process::clone(&parent.process);
         process.exec_id = Some(eid.to_string());
         process.pid = Some(f.pid);
         process.tid = Some(f.pid);
@@ -359,7 +360,7 @@ impl ProcessHook {
             start_boottime: f.start_boottime,
             clone: true,
             parent_exec_id: Some(parent.exec_id.clone()),
-            process,
+            process: process.into(),
         });
         if !ok {
             nightjar_event::metrics::count_stage_drop("process_cache", "cache_full", 1);
@@ -371,7 +372,8 @@ impl ProcessHook {
         let info = self.cache.current(x.pid, Some(x.start_boottime))?;
         let parent = self.cache.parent_of(&info);
         let mut process = info.process.clone();
-        process.refcnt = self.cache.refcnt(&info.exec_id);
+        // The exit's own copy (once per execution): every other event shares the cached one.
+        process.make_mut().refcnt = self.cache.refcnt(&info.exec_id);
         self.cache.exit(x.pid, Some(x.start_boottime));
         let sig = x.exit_code & 0x7f;
         let exit = ProcessExit {
