@@ -75,8 +75,7 @@ fn helper(action: &str) -> i32 {
         "v4-v6-dns" => {
             // One TCP connection over IPv4, one over IPv6, a datagram to a DNS port and one
             // to another port.
-            let (Ok(l4), Ok(l6)) =
-                (std::net::TcpListener::bind("127.0.0.1:0"), std::net::TcpListener::bind("[::1]:0"))
+            let (Ok(l4), Ok(l6)) = (std::net::TcpListener::bind("127.0.0.1:0"), std::net::TcpListener::bind("[::1]:0"))
             else {
                 return 5;
             };
@@ -86,6 +85,12 @@ fn helper(action: &str) -> i32 {
                     return 7;
                 }
             }
+            // Receivers on both ports: a datagram to a closed port would fail the next send.
+            let (Ok(_dns), Ok(_other)) =
+                (std::net::UdpSocket::bind("127.0.0.1:53"), std::net::UdpSocket::bind("127.0.0.1:5353"))
+            else {
+                return 8;
+            };
             let Ok(u) = std::net::UdpSocket::bind("127.0.0.1:0") else { return 9 };
             for port in [53u16, 5353] {
                 if u.connect(("127.0.0.1", port)).is_err() || u.send(b"nightjar-dns?").is_err() {
@@ -361,7 +366,12 @@ async fn filtered(control: &tokio::sync::mpsc::Sender<SensorCommand>, name: &str
     let (tx, rx) = tokio::sync::oneshot::channel();
     let _ = control.send(SensorCommand::Status(tx)).await;
     let st = rx.await.expect("status");
-    st.policies.iter().filter(|p| p.name == name).flat_map(|p| &p.hooks).map(|h| (h.function.clone(), h.filtered)).collect()
+    st.policies
+        .iter()
+        .filter(|p| p.name == name)
+        .flat_map(|p| &p.hooks)
+        .map(|h| (h.function.clone(), h.filtered))
+        .collect()
 }
 
 /// `call` with a sock argument, for `helper`, with the matchArgs `conds` (YAML list items).
@@ -376,8 +386,14 @@ async fn address_port_and_protocol_conditions_filter_in_the_kernel_ipv4_and_ipv6
     }
     let tmp = tempfile::Builder::new().prefix("nightjar-net").tempdir().unwrap();
     let helper = helper_binary(tmp.path());
-    let mut p = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: \"net-filter\"\nspec:\n  kprobes:\n".to_owned();
-    p += &filtered_hook("tcp_connect", &helper, "      - index: 0\n        operator: \"NotDAddr\"\n        values:\n        - \"127.0.0.0/8\"\n");
+    let mut p =
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: \"net-filter\"\nspec:\n  kprobes:\n"
+            .to_owned();
+    p += &filtered_hook(
+        "tcp_connect",
+        &helper,
+        "      - index: 0\n        operator: \"NotDAddr\"\n        values:\n        - \"127.0.0.0/8\"\n",
+    );
     p += &filtered_hook(
         "udp_sendmsg",
         &helper,
@@ -388,7 +404,9 @@ async fn address_port_and_protocol_conditions_filter_in_the_kernel_ipv4_and_ipv6
     let Ran { pid, status, out, .. } = run_helper_in(&helper, "v4-v6-dns", Some(&cg.0));
     assert!(status == 0 && out.contains("done=1"), "helper: {out}");
     let got = |evs: &[Value], f: &str| evs.iter().filter(|e| e["function_name"] == f).count();
-    let evs = run.kprobes_of(pid, Duration::from_secs(20), |e| got(e, "tcp_connect") >= 1 && got(e, "udp_sendmsg") >= 1).await;
+    let evs = run
+        .kprobes_of(pid, Duration::from_secs(20), |e| got(e, "tcp_connect") >= 1 && got(e, "udp_sendmsg") >= 1)
+        .await;
     // Let stragglers (events that must not come) arrive.
     let more = run.kprobes_of(pid, Duration::from_secs(2), |_| false).await;
     let evs: Vec<Value> = evs.into_iter().chain(more).collect();
@@ -412,8 +430,14 @@ async fn sigkill_on_connect_to_a_forbidden_cidr_kills_only_the_helper() {
     }
     let tmp = tempfile::Builder::new().prefix("nightjar-net").tempdir().unwrap();
     let helper = helper_binary(tmp.path());
-    let mut p = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: \"net-forbid\"\nspec:\n  kprobes:\n".to_owned();
-    p += &filtered_hook("tcp_connect", &helper, "      - index: 0\n        operator: \"DAddr\"\n        values:\n        - \"127.0.0.2/32\"\n");
+    let mut p =
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: \"net-forbid\"\nspec:\n  kprobes:\n"
+            .to_owned();
+    p += &filtered_hook(
+        "tcp_connect",
+        &helper,
+        "      - index: 0\n        operator: \"DAddr\"\n        values:\n        - \"127.0.0.2/32\"\n",
+    );
     p += "      matchActions:\n      - action: Sigkill\n";
     let cg = Cgroup::new("forbid");
     let (mut run, _control) = start_in(&cg, &[("net-forbid.yaml", p)]);

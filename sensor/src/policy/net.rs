@@ -51,7 +51,12 @@ pub fn takes_no_values(o: ArgOp) -> bool {
 /// for a StrCond with the positive operator).
 pub fn condition(l: &Loaded, at: &str, ty: ArgType, m: &ArgSel, cond: &mut ArgCond) -> Result<Option<u8>, ConfigError> {
     use ArgOp as O;
-    if ty == ArgType::Sockaddr && matches!(m.operator, O::DAddr | O::NotDAddr | O::DPort | O::NotDPort | O::DPortPriv | O::NotDPortPriv | O::Protocol | O::State) {
+    if ty == ArgType::Sockaddr
+        && matches!(
+            m.operator,
+            O::DAddr | O::NotDAddr | O::DPort | O::NotDPort | O::DPortPriv | O::NotDPortPriv | O::Protocol | O::State
+        )
+    {
         return Err(l.error(
             &format!("{at}.operator"),
             format!("operator {} does not apply to type sockaddr (its address and port are matched with SAddr and SPort; Family applies)", m.operator.name()),
@@ -74,14 +79,20 @@ pub fn condition(l: &Loaded, at: &str, ty: ArgType, m: &ArgSel, cond: &mut ArgCo
         O::Family => (op::FAMILY, None),
         O::State => (op::STATE, None),
         other => {
-            return Err(l.error(&format!("{at}.operator"), format!("operator {} does not apply to type {}", other.name(), ty.name())))
+            return Err(l.error(
+                &format!("{at}.operator"),
+                format!("operator {} does not apply to type {}", other.name(), ty.name()),
+            ))
         }
     };
     cond.op = code;
     if trie.is_some() {
         for (v, val) in m.values.iter().enumerate() {
             if cidr(val).is_none() {
-                return Err(l.error(&format!("{at}.values[{v}]"), format!("{val:?} is not an IPv4 or IPv6 address or CIDR (10.0.0.0/8, fd00::/8)")));
+                return Err(l.error(
+                    &format!("{at}.values[{v}]"),
+                    format!("{val:?} is not an IPv4 or IPv6 address or CIDR (10.0.0.0/8, fd00::/8)"),
+                ));
             }
         }
         return Ok(trie);
@@ -90,7 +101,9 @@ pub fn condition(l: &Loaded, at: &str, ty: ArgType, m: &ArgSel, cond: &mut ArgCo
         return Ok(None);
     }
     if m.values.len() > plimits::INT_VALUES {
-        return Err(l.error(&format!("{at}.values"), format!("{} values; at most {}", m.values.len(), plimits::INT_VALUES)));
+        return Err(
+            l.error(&format!("{at}.values"), format!("{} values; at most {}", m.values.len(), plimits::INT_VALUES))
+        );
     }
     for (v, val) in m.values.iter().enumerate() {
         let parsed = match m.operator {

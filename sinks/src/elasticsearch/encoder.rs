@@ -293,7 +293,10 @@ mod tests {
         assert_eq!(v["event"]["type"], json!(["connection", "start"]));
         assert_eq!(v["source"], json!({"ip": "10.0.0.1", "port": 40000}));
         assert_eq!(v["destination"], json!({"ip": "10.0.0.2", "port": 443}));
-        assert_eq!(v["network"], json!({"transport": "tcp", "iana_number": "6", "type": "ipv4", "direction": "egress"}));
+        assert_eq!(
+            v["network"],
+            json!({"transport": "tcp", "iana_number": "6", "type": "ipv4", "direction": "egress"})
+        );
         // An accepted connection's source is the peer.
         let accept = r#"{"process_kprobe":{"process":{"pid":7},"function_name":"inet_csk_accept","args":[{"sock_arg":{"family":"AF_INET6","protocol":"IPPROTO_TCP","saddr":"::1","sport":8080}}],"return":{"sock_arg":{"family":"AF_INET6","protocol":"IPPROTO_TCP","saddr":"::1","daddr":"::1","sport":8080,"dport":51000}},"action":"KPROBE_ACTION_POST"},"time":"2026-01-01T00:00:01Z"}"#;
         let v = ecs(&Event::from_json(accept).unwrap());
