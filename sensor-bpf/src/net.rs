@@ -7,7 +7,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated as gen;
-use nightjar_common::{argsrc, net_guard, ArgSpec, SockArg, SockaddrArg};
+use nightjar_common::{argsrc, net_guard, op, plimits, ArgCond, ArgSpec, SockArg, SockaddrArg};
 
 use crate::kread::{off, rd, rd_ptr};
 
@@ -170,4 +170,79 @@ fn read_sockaddr(ptr: u64, user: bool, dst: *mut u8) {
             core::ptr::copy_nonoverlapping(raw.add(8), ad, 16);
         }
     }
+}
+
+/// Evaluates network condition `c` on the captured record at `data` (a SockArg, or a
+/// SockaddrArg for `sockaddr` sources, whose one address and port the S* operators test).
+#[inline(always)]
+pub fn matches(data: *const u8, src: u8, c: &ArgCond) -> bool {
+    let sockaddr = src == argsrc::SOCKADDR_KPTR || src == argsrc::SOCKADDR_UPTR;
+    // SAFETY (both): data is a string slot of the arg buffer holding the captured record.
+    let (family, sport, dport, protocol, state) = unsafe {
+        if sockaddr {
+            let a = &*(data as *const SockaddrArg);
+            (a.family, a.port, a.port, 0, 0)
+        } else {
+            let s = &*(data as *const SockArg);
+            (s.family, s.sport, s.dport, s.protocol, s.state)
+        }
+    };
+    let (saddr, daddr) = if sockaddr {
+        (core::mem::offset_of!(SockaddrArg, addr), core::mem::offset_of!(SockaddrArg, addr))
+    } else {
+        (core::mem::offset_of!(SockArg, saddr), core::mem::offset_of!(SockArg, daddr))
+    };
+    match c.op {
+        op::SADDR | op::NOT_SADDR => addr_in(c.cond, family, data, saddr) == (c.op == op::SADDR),
+        op::DADDR | op::NOT_DADDR => addr_in(c.cond, family, data, daddr) == (c.op == op::DADDR),
+        op::SPORT | op::NOT_SPORT => port_in(c, sport) == (c.op == op::SPORT),
+        op::DPORT | op::NOT_DPORT => port_in(c, dport) == (c.op == op::DPORT),
+        op::SPORT_PRIV | op::NOT_SPORT_PRIV => (sport < 1024) == (c.op == op::SPORT_PRIV),
+        op::DPORT_PRIV | op::NOT_DPORT_PRIV => (dport < 1024) == (c.op == op::DPORT_PRIV),
+        op::PROTOCOL => val_in(c, protocol as u64),
+        op::FAMILY => val_in(c, family as u64),
+        op::STATE => val_in(c, state as u64),
+        _ => false,
+    }
+}
+
+#[inline(always)]
+fn val_in(c: &ArgCond, v: u64) -> bool {
+    let mut any = false;
+    for i in 0..plimits::INT_VALUES {
+        if i < c.nvals as usize && c.vals[i] == v {
+            any = true;
+        }
+    }
+    any
+}
+
+/// The port is in one of the condition's ranges (`lo | hi << 16`).
+#[inline(always)]
+fn port_in(c: &ArgCond, port: u16) -> bool {
+    let mut any = false;
+    for i in 0..plimits::INT_VALUES {
+        let (lo, hi) = ((c.vals[i] & 0xffff) as u16, ((c.vals[i] >> 16) & 0xffff) as u16);
+        if i < c.nvals as usize && lo <= port && port <= hi {
+            any = true;
+        }
+    }
+    any
+}
+
+/// The address at `data + at` (of `family`) is in one of condition `cond`'s CIDRs.
+#[inline(always)]
+fn addr_in(cond: u32, family: u16, data: *const u8, at: usize) -> bool {
+    let (tag, n) = match family {
+        AF_INET => (4u8, 4usize),
+        AF_INET6 => (6u8, 16usize),
+        _ => return false,
+    };
+    let Some(key) = crate::policy::keybuf() else { return false };
+    key.data.cond = cond.to_ne_bytes();
+    key.data.data[0] = tag;
+    // SAFETY: data + at .. + 16 lies in the record in the slot; 16 bytes fit in the key.
+    unsafe { core::ptr::copy_nonoverlapping(data.add(at), key.data.data.as_mut_ptr().add(1), 16) };
+    key.prefix_len = 32 + 8 + 8 * n as u32;
+    crate::policy::STRINGS.get(&*key).is_some_and(|v| *v == cond)
 }

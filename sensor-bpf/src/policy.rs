@@ -90,6 +90,13 @@ static ARGBUF: PerCpuArray<ArgBuf> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static KEYBUF: PerCpuArray<Key<StrData>> = PerCpuArray::with_max_entries(1, 0);
 
+/// The per-CPU LPM key buffer (string and address conditions).
+#[inline(always)]
+pub fn keybuf() -> Option<&'static mut Key<StrData>> {
+    // SAFETY: per-CPU value; tracepoint programs do not nest on one CPU.
+    KEYBUF.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
 #[inline(always)]
 pub fn argbuf() -> Option<&'static mut ArgBuf> {
     // SAFETY: per-CPU value; tracepoint programs do not nest on one CPU.
@@ -524,6 +531,8 @@ extern "C" fn cond_cb(c: u64, ctx: *mut c_void) -> i64 {
     let spec = &conf.args[a];
     let ok = if spec.src == argsrc::INT {
         int_match(a, cond)
+    } else if (argsrc::NET_FIRST..=argsrc::NET_LAST).contains(&spec.src) {
+        argbuf().is_some_and(|ab| crate::net::matches(ab.strs[slot_idx(spec.slot as usize)].as_ptr(), spec.src, cond))
     } else {
         str_match(slot_idx(spec.slot as usize), cond.cond, cond.op)
     };

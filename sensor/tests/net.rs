@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nightjar_sensor::{policy, Sensor, SensorConfig};
+use nightjar_sensor::{loader::Command as SensorCommand, policy, Sensor, SensorConfig};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
@@ -72,6 +72,48 @@ fn helper(action: &str) -> i32 {
             println!("lport={lport} cport={cport} uport={uport}");
             0
         }
+        "v4-v6-dns" => {
+            // One TCP connection over IPv4, one over IPv6, a datagram to a DNS port and one
+            // to another port.
+            let (Ok(l4), Ok(l6)) = (std::net::TcpListener::bind("127.0.0.1:0"), std::net::TcpListener::bind("[::1]:0"))
+            else {
+                return 5;
+            };
+            for l in [&l4, &l6] {
+                let Ok(a) = l.local_addr() else { return 6 };
+                if std::net::TcpStream::connect(a).is_err() {
+                    return 7;
+                }
+            }
+            // Receivers on both ports: a datagram to a closed port would fail the next send.
+            let (Ok(_dns), Ok(_other)) =
+                (std::net::UdpSocket::bind("127.0.0.1:53"), std::net::UdpSocket::bind("127.0.0.1:5353"))
+            else {
+                return 8;
+            };
+            let Ok(u) = std::net::UdpSocket::bind("127.0.0.1:0") else { return 9 };
+            for port in [53u16, 5353] {
+                if u.connect(("127.0.0.1", port)).is_err() || u.send(b"nightjar-dns?").is_err() {
+                    return 10;
+                }
+            }
+            println!("done=1");
+            0
+        }
+        "forbidden" => {
+            // A connection allowed, then one to the forbidden 127.0.0.2 (killed there).
+            use std::io::Write;
+            let Ok(l) = std::net::TcpListener::bind("0.0.0.0:0") else { return 5 };
+            let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                return 6;
+            }
+            println!("allowed=1");
+            let _ = std::io::stdout().flush();
+            let _ = std::net::TcpStream::connect(("127.0.0.2", port));
+            println!("survived=1");
+            0
+        }
         _ => 3,
     }
 }
@@ -97,13 +139,25 @@ struct Ran {
 
 /// Runs the helper from a shell; the shell prints how it ended.
 fn run_helper(helper: &str, action: &str) -> Ran {
-    let child = Command::new("/bin/sh")
-        .args(["-c", "\"$0\" --exact zz_net_helper --nocapture --test-threads=1; echo status=$?", helper])
+    run_helper_in(helper, action, None)
+}
+
+/// Like `run_helper`, the shell (and so the helper) in cgroup `cg` when given.
+fn run_helper_in(helper: &str, action: &str, cg: Option<&Path>) -> Ran {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", "\"$0\" --exact zz_net_helper --nocapture --test-threads=1; echo status=$?", helper])
         .env(HELPER_ENV, action)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::null());
+    if let Some(cg) = cg {
+        use std::os::unix::process::CommandExt;
+        let procs = cg.join("cgroup.procs");
+        // SAFETY: between fork and exec only a write(2) of "0" (this process) to cgroup.procs.
+        unsafe {
+            cmd.pre_exec(move || std::fs::write(&procs, "0"));
+        }
+    }
+    let child = cmd.spawn().unwrap();
     let parent = child.id();
     let out = child.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -256,5 +310,144 @@ async fn tcp_lifecycle_and_a_dns_send_are_reported_with_5_tuple_process_and_pare
         }
         assert!(at(e)["cookie"].is_string() || *f == "security_socket_connect", "{f}: {e}");
     }
+    run.stop().await;
+}
+
+fn cgroup2_mount() -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for l in info.lines() {
+        let Some((pre, post)) = l.split_once(" - ") else { continue };
+        if post.starts_with("cgroup2 ") {
+            return PathBuf::from(pre.split_whitespace().nth(4).unwrap());
+        }
+    }
+    panic!("no cgroup2 hierarchy mounted");
+}
+
+/// A cgroup of this test's own (removed on drop): the sensor is confined to it, so what it
+/// sees and counts is only the helper's, and enforcement reaches nothing else.
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    fn new(tag: &str) -> Self {
+        let p = cgroup2_mount().join(format!("nightjar-net-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Cgroup(p)
+    }
+
+    fn id(&self) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&self.0).unwrap())
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The sensor confined to `cg` with `policies` loaded; also its control handle.
+fn start_in(cg: &Cgroup, policies: &[(&str, String)]) -> (Run, tokio::sync::mpsc::Sender<SensorCommand>) {
+    let cfg = SensorConfig { policies_dir: PathBuf::new(), cgroup_filter: cg.id(), ..SensorConfig::default() };
+    let mut sensor = Sensor::load(&cfg, "net-node").expect("load the sensor (root)");
+    for (name, text) in policies {
+        let l = policy::parse(name, text).unwrap_or_else(|e| panic!("{e}"));
+        sensor.add_policy(&l).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let control = sensor.control();
+    let (tx, rx) = mpsc::channel(65536);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move { sensor.run(tx, stop_rx).await.expect("run") });
+    (Run { rx, stop, task }, control)
+}
+
+/// What the kernel filtered for each hook of policy `name`, by function.
+async fn filtered(control: &tokio::sync::mpsc::Sender<SensorCommand>, name: &str) -> Vec<(String, u64)> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = control.send(SensorCommand::Status(tx)).await;
+    let st = rx.await.expect("status");
+    st.policies
+        .iter()
+        .filter(|p| p.name == name)
+        .flat_map(|p| &p.hooks)
+        .map(|h| (h.function.clone(), h.filtered))
+        .collect()
+}
+
+/// `call` with a sock argument, for `helper`, with the matchArgs `conds` (YAML list items).
+fn filtered_hook(call: &str, helper: &str, conds: &str) -> String {
+    hook(call, "", helper) + "      matchArgs:\n" + conds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_port_and_protocol_conditions_filter_in_the_kernel_ipv4_and_ipv6() {
+    if std::env::var(HELPER_ENV).is_ok() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("nightjar-net").tempdir().unwrap();
+    let helper = helper_binary(tmp.path());
+    let mut p =
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: \"net-filter\"\nspec:\n  kprobes:\n"
+            .to_owned();
+    p += &filtered_hook(
+        "tcp_connect",
+        &helper,
+        "      - index: 0\n        operator: \"NotDAddr\"\n        values:\n        - \"127.0.0.0/8\"\n",
+    );
+    p += &filtered_hook(
+        "udp_sendmsg",
+        &helper,
+        "      - index: 0\n        operator: \"DPort\"\n        values:\n        - \"53\"\n      - index: 0\n        operator: \"Protocol\"\n        values:\n        - \"IPPROTO_UDP\"\n",
+    );
+    let cg = Cgroup::new("filter");
+    let (mut run, control) = start_in(&cg, &[("net-filter.yaml", p)]);
+    let Ran { pid, status, out, .. } = run_helper_in(&helper, "v4-v6-dns", Some(&cg.0));
+    assert!(status == 0 && out.contains("done=1"), "helper: {out}");
+    let got = |evs: &[Value], f: &str| evs.iter().filter(|e| e["function_name"] == f).count();
+    let evs = run
+        .kprobes_of(pid, Duration::from_secs(20), |e| got(e, "tcp_connect") >= 1 && got(e, "udp_sendmsg") >= 1)
+        .await;
+    // Let stragglers (events that must not come) arrive.
+    let more = run.kprobes_of(pid, Duration::from_secs(2), |_| false).await;
+    let evs: Vec<Value> = evs.into_iter().chain(more).collect();
+    let connects: Vec<&Value> = evs.iter().filter(|e| e["function_name"] == "tcp_connect").collect();
+    assert_eq!(connects.len(), 1, "only the IPv6 connection is outside 127.0.0.0/8: {connects:#?}");
+    assert!(has(arg0(connects[0]), &json!({"family": "AF_INET6", "daddr": "::1", "saddr": "::1"})), "{}", connects[0]);
+    let sends: Vec<&Value> = evs.iter().filter(|e| e["function_name"] == "udp_sendmsg").collect();
+    assert_eq!(sends.len(), 1, "only the datagram to port 53: {sends:#?}");
+    assert_eq!(arg0(sends[0])["dport"], 53);
+    // What the selectors held back was counted in the kernel: the IPv4 connection, the
+    // datagram to 5353 (the sensor sees only the helper's cgroup).
+    let f = filtered(&control, "net-filter").await;
+    assert!(f.contains(&("tcp_connect".into(), 1)) && f.contains(&("udp_sendmsg".into(), 1)), "filtered: {f:?}");
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_on_connect_to_a_forbidden_cidr_kills_only_the_helper() {
+    if std::env::var(HELPER_ENV).is_ok() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("nightjar-net").tempdir().unwrap();
+    let helper = helper_binary(tmp.path());
+    let mut p =
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: \"net-forbid\"\nspec:\n  kprobes:\n"
+            .to_owned();
+    p += &filtered_hook(
+        "tcp_connect",
+        &helper,
+        "      - index: 0\n        operator: \"DAddr\"\n        values:\n        - \"127.0.0.2/32\"\n",
+    );
+    p += "      matchActions:\n      - action: Sigkill\n";
+    let cg = Cgroup::new("forbid");
+    let (mut run, _control) = start_in(&cg, &[("net-forbid.yaml", p)]);
+    let Ran { pid, status, out, .. } = run_helper_in(&helper, "forbidden", Some(&cg.0));
+    assert!(out.contains("allowed=1"), "the allowed connection must go through: {out}");
+    assert_eq!(status, 128 + 9, "the connection to 127.0.0.2 must be killed by SIGKILL: {out}");
+    assert!(!out.contains("survived"), "{out}");
+    let evs = run.kprobes_of(pid, Duration::from_secs(20), |e| !e.is_empty()).await;
+    let e = evs.first().expect("a process_kprobe for the forbidden connect");
+    assert_eq!(e["action"], "KPROBE_ACTION_SIGKILL", "{e}");
+    assert!(has(arg0(e), &json!({"daddr": "127.0.0.2"})), "{e}");
     run.stop().await;
 }

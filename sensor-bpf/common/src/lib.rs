@@ -597,6 +597,29 @@ pub mod op {
     /// The value is a bit set in the condition's values read as a 512-bit map (InMap).
     pub const IN_MAP: u8 = 12;
     pub const NOT_IN_MAP: u8 = 13;
+    // Network operators (32..=47), on sock/socket/sockaddr arguments (`sensor-bpf/src/net.rs`).
+    /// The address is in one of the condition's CIDRs (`STRINGS` entries: cond, 4 or 6,
+    /// the address; prefix = 32 + 8 + the CIDR's bits).
+    pub const SADDR: u8 = 32;
+    pub const NOT_SADDR: u8 = 33;
+    pub const DADDR: u8 = 34;
+    pub const NOT_DADDR: u8 = 35;
+    /// The port is in one of `vals`: each `lo | hi << 16` (a range; lo == hi for a port).
+    pub const SPORT: u8 = 36;
+    pub const NOT_SPORT: u8 = 37;
+    pub const DPORT: u8 = 38;
+    pub const NOT_DPORT: u8 = 39;
+    /// The port is privileged (below 1024).
+    pub const SPORT_PRIV: u8 = 40;
+    pub const NOT_SPORT_PRIV: u8 = 41;
+    pub const DPORT_PRIV: u8 = 42;
+    pub const NOT_DPORT_PRIV: u8 = 43;
+    /// The protocol, family or TCP state is one of `vals`.
+    pub const PROTOCOL: u8 = 44;
+    pub const FAMILY: u8 = 45;
+    pub const STATE: u8 = 46;
+    pub const NET_FIRST: u8 = 32;
+    pub const NET_LAST: u8 = 47;
 }
 
 pub mod action {

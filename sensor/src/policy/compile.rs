@@ -395,6 +395,9 @@ fn assemble(
 
 /// LPM entries (key data, prefix length in bits) for `values` under condition `cond`.
 pub fn string_entries(cond: u32, opr: u8, values: &[String]) -> Vec<(StrData, u32)> {
+    if (op::NET_FIRST..=op::NET_LAST).contains(&opr) {
+        return super::net::cidr_entries(cond, values);
+    }
     values
         .iter()
         .map(|v| {

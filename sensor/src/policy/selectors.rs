@@ -159,6 +159,12 @@ fn match_args(c: &Ctx<'_>, ms: &[ArgSel], out: &mut Selector, strings: &mut Vec<
         let mut cond = ArgCond { arg: j as u8, ..Default::default() };
         let in_map = matches!(m.operator, ArgOp::InMap | ArgOp::NotInMap);
         match args::info(c.args[j].ty).class {
+            Class::Net => {
+                let at = format!("{}.matchArgs[{k}]", c.at);
+                if let Some(pos) = super::net::condition(c.l, &at, c.args[j].ty, m, &mut cond)? {
+                    strings.push(StrCond { selector: c.index, arg_cond: Some(k), op: pos, values: m.values.clone() });
+                }
+            }
             Class::Int { .. } if in_map => {
                 let values = in_map_values(c, m);
                 int_in_map(c, &format!("{}.matchArgs[{k}]", c.at), m, &values, &mut cond)?;

@@ -389,7 +389,7 @@ fn match_args(l: &Loaded, at: &str, args: &[ArgDecl], ms: &[ArgSel]) -> R {
                 ),
             ));
         }
-        if m.values.is_empty() {
+        if m.values.is_empty() && !super::net::takes_no_values(m.operator) {
             return Err(l.error(&format!("{mat}.values"), "values must not be empty"));
         }
         if matches!(class, Class::Int { .. }) {

@@ -188,6 +188,17 @@ pub fn ecs(ev: &Event) -> Value {
             extra.insert("signal".into(), json!(s));
         }
     }
+    if super::network::add(ev, &mut doc) {
+        event["category"] = json!(["network"]);
+        if event.get("outcome").is_none() {
+            let f = extra.get("function_name").and_then(Value::as_str).unwrap_or_default();
+            event["type"] = match f {
+                "tcp_connect" | "inet_csk_accept" => json!(["connection", "start"]),
+                "tcp_close" => json!(["connection", "end"]),
+                _ => json!(["connection"]),
+            };
+        }
+    }
     doc.insert("event".into(), event);
     if let Some(p) = ev.process() {
         let mut proc_m = ecs_process(p);
@@ -272,6 +283,30 @@ mod tests {
         assert_eq!(v["orchestrator"]["namespace"], "ns0");
         assert_eq!(v["rule"]["name"], "block-nc");
         assert_eq!(v["@timestamp"], "2026-01-01T10:00:00.003Z");
+    }
+
+    #[test]
+    fn ecs_view_of_a_connection_has_source_destination_and_network() {
+        let line = r#"{"process_kprobe":{"process":{"pid":7,"binary":"/usr/bin/curl"},"function_name":"tcp_connect","args":[{"sock_arg":{"family":"AF_INET","type":"SOCK_STREAM","protocol":"IPPROTO_TCP","saddr":"10.0.0.1","daddr":"10.0.0.2","sport":40000,"dport":443,"cookie":"18446","state":"TCP_SYN_SENT"}}],"action":"KPROBE_ACTION_POST","policy_name":"p"},"time":"2026-01-01T00:00:01Z","node_name":"n"}"#;
+        let v = ecs(&Event::from_json(line).unwrap());
+        assert_eq!(v["event"]["category"], json!(["network"]));
+        assert_eq!(v["event"]["type"], json!(["connection", "start"]));
+        assert_eq!(v["source"], json!({"ip": "10.0.0.1", "port": 40000}));
+        assert_eq!(v["destination"], json!({"ip": "10.0.0.2", "port": 443}));
+        assert_eq!(
+            v["network"],
+            json!({"transport": "tcp", "iana_number": "6", "type": "ipv4", "direction": "egress"})
+        );
+        // An accepted connection's source is the peer.
+        let accept = r#"{"process_kprobe":{"process":{"pid":7},"function_name":"inet_csk_accept","args":[{"sock_arg":{"family":"AF_INET6","protocol":"IPPROTO_TCP","saddr":"::1","sport":8080}}],"return":{"sock_arg":{"family":"AF_INET6","protocol":"IPPROTO_TCP","saddr":"::1","daddr":"::1","sport":8080,"dport":51000}},"action":"KPROBE_ACTION_POST"},"time":"2026-01-01T00:00:01Z"}"#;
+        let v = ecs(&Event::from_json(accept).unwrap());
+        assert_eq!(v["source"], json!({"ip": "::1", "port": 51000}));
+        assert_eq!(v["destination"], json!({"ip": "::1", "port": 8080}));
+        assert_eq!(v["network"]["direction"], "ingress");
+        assert_eq!(v["network"]["type"], "ipv6");
+        // Not a network event: no network fields.
+        let v = ecs(&seq_event(3));
+        assert!(v.get("network").is_none() && v.get("source").is_none(), "{v}");
     }
 
     #[test]

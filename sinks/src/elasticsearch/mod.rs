@@ -5,6 +5,7 @@
 //! agent starts only delays delivery.
 pub mod config;
 pub mod encoder;
+pub mod network;
 pub mod request_builder;
 pub mod service;
 pub mod sink;
