@@ -9,6 +9,7 @@
 //! The trigger is a copy of this test executable run as a helper
 //! (`NIGHTJAR_CORPUS_HELPER=<action>`, see `helper`), so `@HELPER@` in a policy names a
 //! binary nothing else on the machine runs, and enforcement reaches only it.
+mod netns;
 use std::{
     collections::BTreeMap,
     os::unix::process::ExitStatusExt,
@@ -598,7 +599,7 @@ fn helper(action: &str, dir: &Path) -> i32 {
             }
             "tcp-connect" => {
                 // In a network namespace of its own: loopback only, nothing else sees it.
-                if libc::unshare(libc::CLONE_NEWNET) != 0 || !loopback_up() {
+                if libc::unshare(libc::CLONE_NEWNET) != 0 || !netns::loopback_up() {
                     return 4;
                 }
                 let Ok(l) = std::net::TcpListener::bind("127.0.0.1:0") else { return 5 };
@@ -688,25 +689,6 @@ fn helper(action: &str, dir: &Path) -> i32 {
         }
     }
     0
-}
-
-/// Brings `lo` up in the current network namespace (SIOCGIFFLAGS / SIOCSIFFLAGS).
-fn loopback_up() -> bool {
-    // ifreq: the name, then the flags (a short) at offset 16.
-    let mut ifr = [0u8; 40];
-    ifr[..2].copy_from_slice(b"lo");
-    // SAFETY: a socket of our own and an ifreq-sized buffer that outlives the calls.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        if fd < 0 || libc::ioctl(fd, libc::SIOCGIFFLAGS, ifr.as_mut_ptr()) != 0 {
-            return false;
-        }
-        let flags = i16::from_ne_bytes([ifr[16], ifr[17]]) | libc::IFF_UP as i16;
-        ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
-        let ok = libc::ioctl(fd, libc::SIOCSIFFLAGS, ifr.as_mut_ptr()) == 0;
-        libc::close(fd);
-        ok
-    }
 }
 
 struct Run {

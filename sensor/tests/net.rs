@@ -5,6 +5,7 @@
 //!
 //! The same assertions hold on every kernel: this host serves the network functions by
 //! syscall tracepoint stand-ins (no kprobes), the VMs of `scripts/vm-test.sh` by kprobes.
+mod netns;
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -27,29 +28,10 @@ fn zz_net_helper() {
     std::process::exit(helper(&action));
 }
 
-/// Brings `lo` up in the current network namespace (SIOCGIFFLAGS / SIOCSIFFLAGS).
-fn loopback_up() -> bool {
-    // ifreq: the name, then the flags (a short) at offset 16.
-    let mut ifr = [0u8; 40];
-    ifr[..2].copy_from_slice(b"lo");
-    // SAFETY: a socket of our own and an ifreq-sized buffer that outlives the calls.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        if fd < 0 || libc::ioctl(fd, libc::SIOCGIFFLAGS, ifr.as_mut_ptr()) != 0 {
-            return false;
-        }
-        let flags = i16::from_ne_bytes([ifr[16], ifr[17]]) | libc::IFF_UP as i16;
-        ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
-        let ok = libc::ioctl(fd, libc::SIOCSIFFLAGS, ifr.as_mut_ptr()) == 0;
-        libc::close(fd);
-        ok
-    }
-}
-
 /// The helper's network activity, in a new network namespace; prints the ports it used.
 fn helper(action: &str) -> i32 {
     // SAFETY: unshare of this process's own network namespace.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 || !loopback_up() {
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 || !netns::loopback_up() {
         return 4;
     }
     match action {
