@@ -308,8 +308,9 @@ def offered(a, target, rate, secs, key="nightjar_policy_events_total"):
     return achieved, got / run_secs, ms
 
 
-def held_runs(target, rate, secs, pdir, extra=(), key="nightjar_policy_events_total"):
-    """RUNS times: the generator alone at `rate`, then with an agent; (base, got, missed)."""
+def held_runs(target, rate, secs, pdir, extra=(), key="nightjar_policy_events_total", ceiling=None):
+    """RUNS times: the generator alone at `rate`, then with an agent; (base, got, missed).
+    With `ceiling` (a list), each run also appends what the disk allows: see disk_ceiling."""
     base, got, missed = [], [], []
     for _ in range(RUNS):
         base.append(loadgen("open", target, rate * secs, rate=rate)[1])
@@ -318,17 +319,39 @@ def held_runs(target, rate, secs, pdir, extra=(), key="nightjar_policy_events_to
             _, g, ms = offered(a, target, rate, secs, key=key)
             got.append(g)
             missed.append(ms)
+            if ceiling is not None:
+                ceiling.append(disk_ceiling(a.log))
         finally:
             a.stop()
     return base, got, missed
 
 
+def disk_ceiling(log):
+    """(bytes per event, events/s that `cat` of the same bytes into the same directory
+    reaches): the physical limit of the file sink for these events on this disk."""
+    size = os.path.getsize(log)
+    with open(log, "rb") as f:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    copy = log + ".cat"
+    t0 = time.time()
+    with open(copy, "wb") as out:
+        subprocess.run(["taskset", "-c", "1", "cat", log], stdout=out, check=True)
+    secs = time.time() - t0
+    os.unlink(copy)
+    per = size / max(lines, 1)
+    return per, size / secs / per
+
+
 def sustained(tmp, target, pdir):
     """200k matching events/s for 10 s into the file sink, the default export."""
     rate, secs = 200_000, int(os.environ.get("BENCH_SUSTAINED_SECS", "10"))
-    base, got, missed = held_runs(target, rate, secs, pdir)
+    ceiling = []
+    base, got, missed = held_runs(target, rate, secs, pdir, ceiling=ceiling)
     row(f"sustained {rate:,} matching opens/s for {secs} s: delivered", fmt(got, "ev/s") + f", {med(missed):,.0f} missed",
         fmt(base, "ops/s") + " generator alone", f"{med(got)/med(base):.2f}")
+    per, cat_evs = med([c[0] for c in ceiling]), [c[1] for c in ceiling]
+    row(f"  the disk's limit for these events ({per:,.0f} bytes each): cat of the same log", fmt(got, "ev/s") + " delivered",
+        fmt(cat_evs, "ev/s") + " (cat, same directory, one core)", f"{med(got)/med(cat_evs):.2f}")
     goal(f"sustained {rate // 1000}k matching events/s to the file sink, 0 missed", ">= 200,000 ev/s, 0 missed",
          f"{med(got):,.0f} ev/s, {med(missed):,.0f} missed", fmt(base, "ops/s") + " generator alone",
          f"{med(got)/med(base):.2f}", med(got) >= 200_000 and max(missed) == 0)

@@ -1,11 +1,12 @@
-//! How the agent's memory behaves: small pages, and freed pages given back at once.
+//! How the agent's memory behaves: small pages, and freed pages given back soon.
 //! Measured with bench/run.sh (scenario 5) and smaps: with transparent huge pages each
 //! 2 MiB region the allocator touches is zeroed whole on its first fault (a fifth of the
-//! agent's time under load) and counts whole in RSS; with mimalloc's default purge delay
-//! (1 s, applied only when the allocator runs again) an idle agent keeps what a start-up
-//! burst freed. Purging at once: idle RSS went 62 -> 37-40 MiB on this machine (10 ms, v2's
-//! default: 41-44). The price is page faults when a loaded agent reuses a purged page;
-//! bench/run.sh's event-path scenarios are where it would show.
+//! agent's time under load) and counts whole in RSS. Freed pages are given back after
+//! 100 ms, and once a second by the janitor (mimalloc purges only when it allocates again,
+//! so an agent gone idle would keep what a burst freed). Giving them back at once (delay
+//! 0) kept idle RSS at 39 MiB instead of 42, but a loaded agent then faulted a purged page
+//! back in for every third event (0.32 minor faults per event at 200k/s, a fifth of the
+//! agent's time in page faults and madvise) against 0.04-0.06 with 100 ms.
 
 /// Call first in the agent, before its threads start (mimalloc's options are not
 /// thread-safe to set).
@@ -20,7 +21,23 @@ pub fn tune() {
     // user set is kept.
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets a plain integer option; called while the process has one thread.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+    }
+}
+
+/// How long freed pages wait before they are given back (mimalloc's `purge_delay`).
+const PURGE_DELAY_MS: std::ffi::c_long = 100;
+
+/// Runs for the agent's lifetime on the runtime: once a second, the worker it runs on
+/// gives back its free pages and every purge that is due is done (mimalloc does both only
+/// when it allocates again, so an agent that went idle would keep them).
+pub async fn janitor() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        // SAFETY: collects the calling thread's heap and purges the arenas; no arguments
+        // other than the flag.
+        unsafe { libmimalloc_sys::mi_collect(true) };
     }
 }
 

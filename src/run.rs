@@ -26,7 +26,11 @@ pub fn main(global: &Global, args: RunArgs) -> ExitCode {
     };
     init_logging(&cfg);
     raise_fd_limit();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_keep_alive(Duration::from_secs(1))
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("nightjar: cannot start the runtime: {e}");
@@ -166,6 +170,7 @@ pub fn init_logging(cfg: &Config) {
 
 /// Returns whether everything accepted was delivered or persisted (the exit status).
 async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) -> anyhow::Result<bool> {
+    tokio::spawn(crate::memory::janitor());
     let node = cfg.node_name();
     pipeline::metrics::set_tetragon_names(cfg.metrics.tetragon_names);
     pipeline::event::set_extensions(cfg.export.extensions);
