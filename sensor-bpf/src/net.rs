@@ -6,10 +6,23 @@
 //! kernel function it stands for would see (TCP only, a successful syscall).
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated as gen;
-use nightjar_common::{argsrc, net_guard, op, plimits, ArgCond, ArgSpec, SockArg, SockaddrArg};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, generated as gen},
+    macros::map,
+    maps::LruHashMap,
+};
+use nightjar_common::{
+    action, argsrc, net_guard, op, plimits, ArgCond, ArgSpec, HookConfig, Selector, SockArg, SockOwner, SockaddrArg,
+};
 
-use crate::kread::{off, rd, rd_ptr};
+use crate::{
+    kread::{off, rd, rd_ptr},
+    policy::{argbuf, slot_idx},
+};
+
+/// Tracked sockets (TrackSock), by `struct sock` address: the process they belong to.
+#[map]
+static SOCK_OWNERS: LruHashMap<u64, SockOwner> = LruHashMap::with_max_entries(32768, 0);
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -62,7 +75,60 @@ pub fn capture(spec: &ArgSpec, word: u64, ret: i64, dst: *mut u8) -> Option<usiz
         // SAFETY: as above.
         unsafe { (*p).state = TCP_SYN_SENT };
     }
+    owner(sk, g);
     Some(core::mem::size_of::<SockArg>())
+}
+
+/// A tracked socket's event is its owner's (Tetragon's `update_pid_tid_from_sock`, after
+/// the socket is read); then a returnArgAction TrackSock / UntrackSock of this argument.
+/// (Not inlined: its map key and value stay off the capture chain's stack.)
+#[inline(never)]
+fn owner(sk: u64, g: u16) {
+    if sk == 0 {
+        return;
+    }
+    // SAFETY: the value is copied out at once.
+    if let (Some(o), Some(ab)) = (unsafe { SOCK_OWNERS.get(&sk) }, argbuf()) {
+        ab.owner = *o;
+    }
+    if g & net_guard::TRACK != 0 {
+        track(sk, true);
+    } else if g & net_guard::UNTRACK != 0 {
+        track(sk, false);
+    }
+}
+
+/// Tracks `sk` for the current process and thread, or forgets it.
+#[inline(always)]
+fn track(sk: u64, on: bool) {
+    if on {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let o = SockOwner { pid: (pid_tgid >> 32) as u32, tid: pid_tgid as u32 };
+        let _ = SOCK_OWNERS.insert(&sk, &o, 0);
+    } else {
+        let _ = SOCK_OWNERS.remove(&sk);
+    }
+}
+
+/// Selector `s`'s TrackSock / UntrackSock (argSock in `fd_arg`) on the socket just captured
+/// for hook `conf`. (Not inlined, as `fdfollow::act`.)
+#[inline(never)]
+pub fn act(conf: &HookConfig, s: &Selector) {
+    let Some(ab) = argbuf() else { return };
+    let i = s.fd_arg as usize;
+    if i >= plimits::ARGS {
+        return;
+    }
+    let spec = &conf.args[i];
+    if !matches!(spec.src, argsrc::SOCK_PTR | argsrc::SOCKET_PTR | argsrc::FD_SOCK | argsrc::REGS_FD_SOCK) {
+        return;
+    }
+    let p = ab.strs[slot_idx(spec.slot as usize)].as_ptr() as *const SockArg;
+    // SAFETY: the slot holds the SockArg capture wrote (a string slot is larger).
+    let sk = unsafe { core::ptr::read_unaligned(core::ptr::addr_of!((*p).cookie)) };
+    if sk != 0 {
+        track(sk, s.fd_action == action::TRACK_SOCK);
+    }
 }
 
 /// Syscall argument `i` of the current task, from the user registers saved at entry.

@@ -549,6 +549,10 @@ pub mod net_guard {
     /// stand-in reads the socket after connect(2), when loopback may have finished the
     /// handshake).
     pub const SYN_SENT: u16 = 1 << 12;
+    /// returnArgAction TrackSock / UntrackSock on this (return) argument: the socket is
+    /// tracked for the current process, or no longer, whatever the selectors say.
+    pub const TRACK: u16 = 1 << 13;
+    pub const UNTRACK: u16 = 1 << 14;
 }
 
 /// A socket as the kernel readers capture it (`sock`, `socket` arguments). Addresses are
@@ -634,6 +638,20 @@ pub mod action {
     pub const FOLLOW_FD: u8 = 14;
     pub const UNFOLLOW_FD: u8 = 15;
     pub const COPY_FD: u8 = 16;
+    /// TrackSock / UntrackSock (network range 32..=47; in [`Selector::fd_action`], argSock
+    /// in `fd_arg`): the socket of a `sock`/`socket` argument is attributed to the current
+    /// process from then on ([`SockOwner`]), or no longer.
+    pub const TRACK_SOCK: u8 = 32;
+    pub const UNTRACK_SOCK: u8 = 33;
+}
+
+/// Who tracked a socket (TrackSock): every later event with that socket as a `sock` or
+/// `socket` argument is that process's (and thread's), whichever task the hook ran in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOwner {
+    pub pid: u32,
+    pub tid: u32,
 }
 
 /// Key of the followed file descriptors (FollowFD): the process and the fd.
@@ -747,10 +765,11 @@ pub struct Selector {
     pub cap_mask: u64,
     pub args: [ArgCond; plimits::MATCH_ARGS],
     pub ns: [NsCond; plimits::NS_CONDS],
-    /// FollowFD / UnfollowFD / CopyFD (`action::FOLLOW_FD`..), 0: none; done before `action`.
+    /// FollowFD / UnfollowFD / CopyFD (`action::FOLLOW_FD`..) or TrackSock / UntrackSock
+    /// (`action::TRACK_SOCK`..), 0: none; done before `action`.
     pub fd_action: u8,
-    /// Position among the hook's arguments of the fd (argFd), and of the name (FollowFD's
-    /// argName) or the new fd (CopyFD's argName).
+    /// Position among the hook's arguments of the fd (argFd) or the socket (argSock), and of
+    /// the name (FollowFD's argName) or the new fd (CopyFD's argName).
     pub fd_arg: u8,
     pub fd_name: u8,
     pub _pad_fd: [u8; 5],
