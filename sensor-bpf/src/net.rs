@@ -32,6 +32,8 @@ const S_IFMT: u16 = 0o170000;
 const S_IFSOCK: u16 = 0o140000;
 const EINPROGRESS: i64 = 115;
 const TCP_SYN_SENT: u16 = 2;
+/// Bytes of a network device's name, its NUL included.
+const IFNAMSIZ: u32 = 16;
 /// x86_64 `struct pt_regs` offsets of the syscall argument registers (di, si, dx, r10, r8, r9).
 const SYSCALL_ARG_REGS: [u32; 8] = [112, 104, 96, 56, 72, 64, 112, 112];
 
@@ -47,6 +49,7 @@ pub fn capture(spec: &ArgSpec, word: u64, ret: i64, dst: *mut u8) -> Option<usiz
         return None;
     }
     let sk = match spec.src {
+        argsrc::NET_DEV => return Some(read_dev_name(word, dst)),
         argsrc::SOCKADDR_KPTR | argsrc::SOCKADDR_UPTR => {
             read_sockaddr(word, spec.src == argsrc::SOCKADDR_UPTR, dst);
             return Some(core::mem::size_of::<SockaddrArg>());
@@ -128,6 +131,22 @@ pub fn act(conf: &HookConfig, s: &Selector) {
     let sk = unsafe { core::ptr::read_unaligned(core::ptr::addr_of!((*p).cookie)) };
     if sk != 0 {
         track(sk, s.fd_action == action::TRACK_SOCK);
+    }
+}
+
+/// A `struct net_device`'s name into `dst` (NUL-terminated); its length.
+#[inline(always)]
+fn read_dev_name(dev: u64, dst: *mut u8) -> usize {
+    let o = off!(net.net_device_name);
+    if dev == 0 || o == crate::kread::MISSING {
+        return 0;
+    }
+    // SAFETY: at most IFNAMSIZ bytes into the caller's slot; a bad source fails the helper.
+    let n = unsafe { gen::bpf_probe_read_kernel_str(dst as *mut c_void, IFNAMSIZ, (dev + o as u64) as *const c_void) };
+    if n > 0 {
+        (n - 1) as usize
+    } else {
+        0
     }
 }
 

@@ -539,7 +539,7 @@ extern "C" fn cond_cb(c: u64, ctx: *mut c_void) -> i64 {
     let spec = &conf.args[a];
     let ok = if spec.src == argsrc::INT {
         int_match(a, cond)
-    } else if (argsrc::NET_FIRST..=argsrc::NET_LAST).contains(&spec.src) {
+    } else if (argsrc::NET_FIRST..=argsrc::NET_LAST).contains(&spec.src) && spec.src != argsrc::NET_DEV {
         argbuf().is_some_and(|ab| crate::net::matches(ab.strs[slot_idx(spec.slot as usize)].as_ptr(), spec.src, cond))
     } else {
         str_match(slot_idx(spec.slot as usize), cond.cond, cond.op)

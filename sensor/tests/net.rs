@@ -96,6 +96,8 @@ fn helper(action: &str) -> i32 {
             println!("survived=1");
             0
         }
+        // Only the loopback brought up (dev_change_flags on `lo`), above.
+        "lo-up" => 0,
         "track" => {
             // A connection and its accepted end, then a child (a fork: the same binary, the
             // same descriptors) calls connect(2) again on both (EISCONN; the LSM hook still
@@ -562,5 +564,56 @@ async fn track_sock_attributes_a_sockets_events_to_its_owner_until_untracked() {
         json!([child, s, lport, post]),
     ];
     assert_eq!(calls, want, "pid, socket, port, action of the child's connect(2) calls: {:#?}", show());
+    run.stop().await;
+}
+
+/// A `dev_change_flags` hook for `helper` whose net_device argument is compared with "lo".
+fn dev_policy(name: &str, op: &str, helper: &str) -> String {
+    format!(
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: \"{name}\"\nspec:\n  kprobes:\n  - call: \"dev_change_flags\"\n    syscall: false\n    args:\n    - index: 0\n      type: \"net_device\"\n    - index: 1\n      type: \"uint32\"\n    selectors:\n    - matchBinaries:\n      - operator: In\n        values:\n        - \"{helper}\"\n      matchArgs:\n      - index: 0\n        operator: \"{op}\"\n        values:\n        - \"lo\"\n"
+    )
+}
+
+/// A net_device argument is the device's name (`net_dev_arg`), compared as a string in the
+/// kernel: the helper bringing up the loopback of its own network namespace (SIOCSIFFLAGS,
+/// dev_change_flags) matches `Equal lo` and is filtered by `NotEqual lo`. A kernel function
+/// without a stand-in: on a kernel without kprobes the policy is refused, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_net_device_argument_is_its_name_compared_as_a_string() {
+    if std::env::var(HELPER_ENV).is_ok() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("nightjar-net").tempdir().unwrap();
+    let helper = helper_binary(tmp.path());
+    let (eq, ne) = (dev_policy("net-dev", "Equal", &helper), dev_policy("net-dev-not", "NotEqual", &helper));
+    let cg = Cgroup::new("dev");
+    let cfg = SensorConfig { policies_dir: PathBuf::new(), cgroup_filter: cg.id(), ..SensorConfig::default() };
+    let mut sensor = Sensor::load(&cfg, "net-node").expect("load the sensor (root)");
+    let eq = policy::parse("net-dev.yaml", &eq).unwrap_or_else(|e| panic!("{e}"));
+    if !sensor.features.kprobes {
+        let e = sensor.add_policy(&eq).unwrap_err().to_string();
+        assert!(e.contains("needs kprobes, which this kernel does not have"), "{e}");
+        return;
+    }
+    for l in [eq, policy::parse("net-dev-not.yaml", &ne).unwrap_or_else(|e| panic!("{e}"))] {
+        sensor.add_policy(&l).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let control = sensor.control();
+    let (tx, rx) = mpsc::channel(65536);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move { sensor.run(tx, stop_rx).await.expect("run") });
+    let mut run = Run { rx, stop, task };
+    let Ran { pid, status, out, .. } = run_helper_in(&helper, "lo-up", Some(&cg.0));
+    assert_eq!(status, 0, "helper: {out}");
+    let evs = run.kprobes_of(pid, Duration::from_secs(20), |e| !e.is_empty()).await;
+    let more = run.kprobes_of(pid, Duration::from_secs(2), |_| false).await;
+    let evs: Vec<Value> = evs.into_iter().chain(more).collect();
+    assert_eq!(evs.len(), 1, "one dev_change_flags of lo, by the Equal policy: {evs:#?}");
+    let e = &evs[0];
+    assert_eq!((&e["function_name"], &e["policy_name"]), (&json!("dev_change_flags"), &json!("net-dev")), "{e}");
+    assert_eq!(e["args"][0], json!({"net_dev_arg": {"name": "lo"}}), "{e}");
+    assert_eq!(e["process"]["binary"], helper.as_str(), "{e}");
+    let f = filtered(&control, "net-dev-not").await;
+    assert!(f.iter().any(|(func, n)| func == "dev_change_flags" && *n >= 1), "filtered: {f:?}");
     run.stop().await;
 }

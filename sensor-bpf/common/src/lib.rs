@@ -250,6 +250,8 @@ pub struct NetOffsets {
     /// `file.f_inode` and `inode.i_mode` (a socket file has S_IFSOCK).
     pub file_f_inode: u32,
     pub inode_i_mode: u32,
+    /// `net_device.name` (char[IFNAMSIZ]).
+    pub net_device_name: u32,
 }
 
 impl NetOffsets {
@@ -272,6 +274,7 @@ impl NetOffsets {
             file_private_data: m,
             file_f_inode: m,
             inode_i_mode: m,
+            net_device_name: m,
         }
     }
 }
@@ -527,6 +530,9 @@ pub mod argsrc {
     /// Syscall argument `aux & 7` of the current task's user registers is a file
     /// descriptor: its socket's `sk` (syscall exit tracepoints, whose record lacks it).
     pub const REGS_FD_SOCK: u8 = 37;
+    /// A `struct net_device *`: its name (at most IFNAMSIZ bytes) as a string, compared by
+    /// the string operators like any other (Tetragon's `net_device`, `net_dev_arg`).
+    pub const NET_DEV: u8 = 38;
     pub const NET_FIRST: u8 = 32;
     pub const NET_LAST: u8 = 47;
 }

@@ -37,12 +37,17 @@ pub fn offsets(btf: &Btf, missing: &mut Vec<String>) -> NetOffsets {
         file_private_data: opt("file.private_data", btf.offset("file", &["private_data"])),
         file_f_inode: opt("file.f_inode", btf.offset("file", &["f_inode"])),
         inode_i_mode: opt("inode.i_mode", btf.offset("inode", &["i_mode"])),
+        net_device_name: opt("net_device.name", btf.offset("net_device", &["name"])),
     }
 }
 
 /// The exported value of a network argument captured by source `src`.
 pub fn arg_value(src: u8, data: &[u8]) -> ArgValue {
     let value = match src {
+        argsrc::NET_DEV => {
+            let name = String::from_utf8_lossy(data.split(|b| *b == 0).next().unwrap_or_default());
+            return ArgValue::Other { key: "net_dev_arg".into(), value: serde_json::json!({ "name": name }) };
+        }
         argsrc::SOCKADDR_KPTR | argsrc::SOCKADDR_UPTR => {
             return ArgValue::Other { key: "sockaddr_arg".into(), value: sockaddr_json(&read_pod(data)) }
         }
@@ -201,6 +206,14 @@ mod tests {
         assert_eq!(sockaddr_json(&a), serde_json::json!({"family": "AF_INET6", "addr": "::1", "port": 53}));
         a.addr = Ipv4Addr::new(1, 2, 3, 4).to_ipv6_mapped().octets();
         assert_eq!(sockaddr_json(&a)["addr"], "1.2.3.4");
+    }
+
+    #[test]
+    fn a_net_device_is_its_name() {
+        let v = arg_value(argsrc::NET_DEV, b"lo");
+        assert_eq!(v, ArgValue::Other { key: "net_dev_arg".into(), value: serde_json::json!({"name": "lo"}) });
+        let v = arg_value(argsrc::NET_DEV, b"eth0\0junk");
+        assert_eq!(v, ArgValue::Other { key: "net_dev_arg".into(), value: serde_json::json!({"name": "eth0"}) });
     }
 
     #[test]

@@ -43,7 +43,7 @@ const fn later(class: Class, export: &'static str, why: &'static str) -> TypeInf
     TypeInfo { class, export, unsupported: Some(why) }
 }
 
-const NET: &str = "skb and net_device are not read yet";
+const NET: &str = "skb is not read yet";
 
 pub fn info(ty: ArgType) -> TypeInfo {
     use ArgType as T;
@@ -82,7 +82,7 @@ pub fn info(ty: ArgType) -> TypeInfo {
         T::Skb => later(Struct, "skb_arg", NET),
         T::Sockaddr => row(Class::Net, "sockaddr_arg"),
         T::Socket => row(Class::Net, "sock_arg"),
-        T::NetDevice => later(Str, "net_dev_arg", NET),
+        T::NetDevice => row(Str, "net_dev_arg"),
     }
 }
 
