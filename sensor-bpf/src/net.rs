@@ -12,7 +12,8 @@ use aya_ebpf::{
     maps::LruHashMap,
 };
 use nightjar_common::{
-    action, argsrc, net_guard, op, plimits, ArgCond, ArgSpec, HookConfig, Selector, SockArg, SockOwner, SockaddrArg,
+    action, argsrc, net_guard, op, plimits, ArgCond, ArgSpec, HookConfig, Selector, SkbArg, SockArg, SockOwner,
+    SockaddrArg,
 };
 
 use crate::{
@@ -50,6 +51,10 @@ pub fn capture(spec: &ArgSpec, word: u64, ret: i64, dst: *mut u8) -> Option<usiz
     }
     let sk = match spec.src {
         argsrc::NET_DEV => return Some(read_dev_name(word, dst)),
+        argsrc::SKB_PTR => {
+            read_skb(word, dst as *mut SkbArg);
+            return Some(core::mem::size_of::<SkbArg>());
+        }
         argsrc::SOCKADDR_KPTR | argsrc::SOCKADDR_UPTR => {
             read_sockaddr(word, spec.src == argsrc::SOCKADDR_UPTR, dst);
             return Some(core::mem::size_of::<SockaddrArg>());
@@ -147,6 +152,53 @@ fn read_dev_name(dev: u64, dst: *mut u8) -> usize {
         (n - 1) as usize
     } else {
         0
+    }
+}
+
+/// The fields of packet `skb` Tetragon reports into `*p`: IPv4 or IPv6 (the fixed header;
+/// the ports when TCP or UDP follows it directly), and the sk_buff's own len, hash, mark,
+/// priority. All zero when `skb` is 0; the tuple zero when the packet is not IP.
+#[inline(always)]
+fn read_skb(skb: u64, p: *mut SkbArg) {
+    // SAFETY (all): p points to a SkbArg-sized part of a string slot of the arg buffer.
+    unsafe {
+        *p = SkbArg::default();
+        if skb == 0 {
+            return;
+        }
+        (*p).len = rd::<u32>(skb, off!(net.skb_len)).unwrap_or(0);
+        (*p).hash = rd::<u32>(skb, off!(net.skb_hash)).unwrap_or(0);
+        (*p).mark = rd::<u32>(skb, off!(net.skb_mark)).unwrap_or(0);
+        (*p).priority = rd::<u32>(skb, off!(net.skb_priority)).unwrap_or(0);
+        let head = rd_ptr(skb, off!(net.skb_head));
+        let l3 = rd::<u16>(skb, off!(net.skb_network_header)).unwrap_or(0) as u64;
+        if head == 0 {
+            return;
+        }
+        let ip = head + l3;
+        let sa = core::ptr::addr_of_mut!((*p).saddr) as *mut u8;
+        let da = core::ptr::addr_of_mut!((*p).daddr) as *mut u8;
+        let l4 = match rd::<u8>(ip, 0).unwrap_or(0) >> 4 {
+            4 => {
+                (*p).family = AF_INET;
+                (*p).protocol = rd::<u8>(ip, 9).unwrap_or(0) as u16;
+                rd_into(sa, 4, ip, 12);
+                rd_into(da, 4, ip, 16);
+                head + rd::<u16>(skb, off!(net.skb_transport_header)).unwrap_or(0) as u64
+            }
+            6 => {
+                (*p).family = AF_INET6;
+                (*p).protocol = rd::<u8>(ip, 6).unwrap_or(0) as u16;
+                rd_into(sa, 16, ip, 8);
+                rd_into(da, 16, ip, 24);
+                ip + 40
+            }
+            _ => return,
+        };
+        if (*p).protocol == IPPROTO_TCP || (*p).protocol == IPPROTO_UDP {
+            (*p).sport = u16::from_be(rd::<u16>(l4, 0).unwrap_or(0));
+            (*p).dport = u16::from_be(rd::<u16>(l4, 2).unwrap_or(0));
+        }
     }
 }
 

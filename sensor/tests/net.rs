@@ -567,6 +567,60 @@ async fn track_sock_attributes_a_sockets_events_to_its_owner_until_untracked() {
     run.stop().await;
 }
 
+/// The sensor confined to `cg` with `policies`, or None on a kernel without kprobes, where
+/// the first policy (kernel functions without a stand-in) must be refused, saying so.
+fn start_kprobes_only(
+    cg: &Cgroup,
+    policies: &[(&str, String)],
+) -> Option<(Run, tokio::sync::mpsc::Sender<SensorCommand>)> {
+    let cfg = SensorConfig { policies_dir: PathBuf::new(), cgroup_filter: cg.id(), ..SensorConfig::default() };
+    let mut sensor = Sensor::load(&cfg, "net-node").expect("load the sensor (root)");
+    let parsed: Vec<_> = policies.iter().map(|(n, t)| policy::parse(n, t).unwrap_or_else(|e| panic!("{e}"))).collect();
+    if !sensor.features.kprobes {
+        let e = sensor.add_policy(&parsed[0]).unwrap_err().to_string();
+        assert!(e.contains("needs kprobes, which this kernel does not have"), "{e}");
+        return None;
+    }
+    for l in &parsed {
+        sensor.add_policy(l).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let control = sensor.control();
+    let (tx, rx) = mpsc::channel(65536);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move { sensor.run(tx, stop_rx).await.expect("run") });
+    Some((Run { rx, stop, task }, control))
+}
+
+/// An skb argument is the packet's 5-tuple and sk_buff fields (`skb_arg`), and the network
+/// operators apply to it in the kernel: `ip_output`'s packet of the helper's UDP datagram to
+/// port 53 (IPv4: 20 + 8 + 13 bytes), picked out by DPort 53 and Protocol IPPROTO_UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_skb_argument_is_the_packets_5_tuple_and_filters_in_the_kernel() {
+    if std::env::var(HELPER_ENV).is_ok() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("nightjar-net").tempdir().unwrap();
+    let helper = helper_binary(tmp.path());
+    let p = format!(
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: \"net-skb\"\nspec:\n  kprobes:\n  - call: \"ip_output\"\n    syscall: false\n    args:\n    - index: 2\n      type: \"skb\"\n    selectors:\n    - matchBinaries:\n      - operator: In\n        values:\n        - \"{helper}\"\n      matchArgs:\n      - index: 2\n        operator: \"DPort\"\n        values:\n        - \"53\"\n      - index: 2\n        operator: \"Protocol\"\n        values:\n        - \"IPPROTO_UDP\"\n"
+    );
+    let cg = Cgroup::new("skb");
+    let Some((mut run, _control)) = start_kprobes_only(&cg, &[("net-skb.yaml", p)]) else { return };
+    let Ran { pid, status, out, .. } = run_helper_in(&helper, "tcp-udp", Some(&cg.0));
+    assert_eq!(status, 0, "helper: {out}");
+    let uport = printed(&out, "uport");
+    let evs = run.kprobes_of(pid, Duration::from_secs(20), |e| !e.is_empty()).await;
+    let more = run.kprobes_of(pid, Duration::from_secs(2), |_| false).await;
+    let evs: Vec<Value> = evs.into_iter().chain(more).collect();
+    assert_eq!(evs.len(), 1, "only the datagram to port 53 (not the TCP packets): {evs:#?}");
+    let skb = &evs[0]["args"][0]["skb_arg"];
+    let want = json!({"family": "AF_INET", "saddr": "127.0.0.1", "daddr": "127.0.0.1", "sport": uport, "dport": 53,
+        "proto": 17, "protocol": "IPPROTO_UDP", "len": 41});
+    assert!(has(skb, &want), "{}", evs[0]);
+    assert_eq!(evs[0]["function_name"], "ip_output");
+    run.stop().await;
+}
+
 /// A `dev_change_flags` hook for `helper` whose net_device argument is compared with "lo".
 fn dev_policy(name: &str, op: &str, helper: &str) -> String {
     format!(
@@ -587,22 +641,9 @@ async fn a_net_device_argument_is_its_name_compared_as_a_string() {
     let helper = helper_binary(tmp.path());
     let (eq, ne) = (dev_policy("net-dev", "Equal", &helper), dev_policy("net-dev-not", "NotEqual", &helper));
     let cg = Cgroup::new("dev");
-    let cfg = SensorConfig { policies_dir: PathBuf::new(), cgroup_filter: cg.id(), ..SensorConfig::default() };
-    let mut sensor = Sensor::load(&cfg, "net-node").expect("load the sensor (root)");
-    let eq = policy::parse("net-dev.yaml", &eq).unwrap_or_else(|e| panic!("{e}"));
-    if !sensor.features.kprobes {
-        let e = sensor.add_policy(&eq).unwrap_err().to_string();
-        assert!(e.contains("needs kprobes, which this kernel does not have"), "{e}");
+    let Some((mut run, control)) = start_kprobes_only(&cg, &[("net-dev.yaml", eq), ("net-dev-not.yaml", ne)]) else {
         return;
-    }
-    for l in [eq, policy::parse("net-dev-not.yaml", &ne).unwrap_or_else(|e| panic!("{e}"))] {
-        sensor.add_policy(&l).unwrap_or_else(|e| panic!("{e}"));
-    }
-    let control = sensor.control();
-    let (tx, rx) = mpsc::channel(65536);
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(async move { sensor.run(tx, stop_rx).await.expect("run") });
-    let mut run = Run { rx, stop, task };
+    };
     let Ran { pid, status, out, .. } = run_helper_in(&helper, "lo-up", Some(&cg.0));
     assert_eq!(status, 0, "helper: {out}");
     let evs = run.kprobes_of(pid, Duration::from_secs(20), |e| !e.is_empty()).await;

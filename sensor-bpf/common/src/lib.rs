@@ -252,6 +252,15 @@ pub struct NetOffsets {
     pub inode_i_mode: u32,
     /// `net_device.name` (char[IFNAMSIZ]).
     pub net_device_name: u32,
+    /// `sk_buff.head`, `.network_header`, `.transport_header` (u16 offsets from head),
+    /// `.len`, `.hash`, `.mark`, `.priority`.
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
+    pub skb_len: u32,
+    pub skb_hash: u32,
+    pub skb_mark: u32,
+    pub skb_priority: u32,
 }
 
 impl NetOffsets {
@@ -275,6 +284,13 @@ impl NetOffsets {
             file_f_inode: m,
             inode_i_mode: m,
             net_device_name: m,
+            skb_head: m,
+            skb_network_header: m,
+            skb_transport_header: m,
+            skb_len: m,
+            skb_hash: m,
+            skb_mark: m,
+            skb_priority: m,
         }
     }
 }
@@ -533,6 +549,9 @@ pub mod argsrc {
     /// A `struct net_device *`: its name (at most IFNAMSIZ bytes) as a string, compared by
     /// the string operators like any other (Tetragon's `net_device`, `net_dev_arg`).
     pub const NET_DEV: u8 = 38;
+    /// A `struct sk_buff *`: its IP/TCP/UDP header fields and a few of its own, as a
+    /// [`SkbArg`](crate::SkbArg) (Tetragon's `skb`, `skb_arg`).
+    pub const SKB_PTR: u8 = 39;
     pub const NET_FIRST: u8 = 32;
     pub const NET_LAST: u8 = 47;
 }
@@ -580,6 +599,38 @@ pub struct SockArg {
     /// The `struct sock` address (Tetragon's cookie).
     pub cookie: u64,
 }
+
+/// A packet as the `skb` reader captures it: the 5-tuple of its IPv4/IPv6 header and TCP/UDP
+/// header (ports in host order), and `len`, `hash`, `mark`, `priority` of the sk_buff. The
+/// tuple fields lie where [`SockArg`]'s do, so the network operators read both alike.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkbArg {
+    pub family: u16,
+    pub _type: u16,
+    pub protocol: u16,
+    pub _state: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub mark: u32,
+    pub priority: u32,
+    pub len: u32,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub hash: u32,
+    pub _pad: u32,
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(offset_of!(SkbArg, family) == offset_of!(SockArg, family));
+    assert!(offset_of!(SkbArg, protocol) == offset_of!(SockArg, protocol));
+    assert!(offset_of!(SkbArg, sport) == offset_of!(SockArg, sport));
+    assert!(offset_of!(SkbArg, dport) == offset_of!(SockArg, dport));
+    assert!(offset_of!(SkbArg, saddr) == offset_of!(SockArg, saddr));
+    assert!(offset_of!(SkbArg, daddr) == offset_of!(SockArg, daddr));
+    assert!(size_of::<SkbArg>() == size_of::<SockArg>());
+};
 
 /// A `struct sockaddr` (`sockaddr` arguments): family, port (host order), address.
 #[repr(C)]
