@@ -490,6 +490,95 @@ def scenario_hook_cost(tmp):
         row("cost per call of a generic kprobe hook, selector not matching", "not measured", "this kernel has no kprobes", "-")
 
 
+NET_FILTER = """
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "NotDAddr"
+        values:
+        - "127.0.0.0/8"
+"""
+
+
+def net_policies(tmp):
+    """Tetragon's tcp-connect policy (the corpus copy: every connect posted), and the same with
+    `NotDAddr 127.0.0.0/8`, which drops every loopback connect in the kernel."""
+    src = open(os.path.join(ROOT, "tests/corpus/policies/tcp-connect.yaml")).read()
+    dirs = {}
+    for name, text in [("post", src), ("filter", src.rstrip("\n") + NET_FILTER)]:
+        d = os.path.join(tmp, f"policies-net-{name}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "tcp-connect.yaml"), "w") as f:
+            f.write(text)
+        dirs[name] = d
+    return dirs
+
+
+def scenario_network(tmp):
+    """TCP connect+close on loopback (the generator's own netns) with and without a network policy."""
+    print("8. network: connect+close loop on loopback, without and with a tcp_connect policy", flush=True)
+    n = int(os.environ.get("BENCH_CONNECTS", "300000"))
+    dirs = net_policies(tmp)
+    configs = [("none", None), ("agent", ""), ("post", dirs["post"]), ("filter", dirs["filter"])]
+    rate = {k: [] for k, _ in configs}
+    delivered, missed, filtered, cost = [], [], [], {"post": [], "filter": []}
+    for r in range(RUNS):
+        for k, pdir in configs[r % len(configs):] + configs[: r % len(configs)]:
+            if pdir is None:
+                rate[k].append(loadgen("connect", "-", n)[1])
+                continue
+            a = Agent(pdir)
+            try:
+                m0, k0 = a.metrics(), a.costs()
+                secs, ops = loadgen("connect", "-", n)
+                rate[k].append(ops)
+                if k in cost:
+                    runs_, ns = cost_delta(k0, a.costs(), [OPEN_SECTION])
+                    cost[k].append(ns / max(runs_, 1))
+                if k == "post":
+                    ev, ms = "nightjar_policy_events_total", "nightjar_missed_events_total"
+                    # Done when every connect is delivered or counted missed (or nothing moves).
+                    settle_sum(a, [ev, ms], m0, n)
+                    m1 = a.metrics()
+                    delivered.append(m1.get(ev, 0) - m0.get(ev, 0))
+                    missed.append(m1.get(ms, 0) - m0.get(ms, 0))
+                if k == "filter":
+                    key = "nightjar_policy_filtered_total"
+                    filtered.append(settle(a, key, want=m0.get(key, 0) + n) - m0.get(key, 0))
+            finally:
+                a.stop()
+    base = med(rate["agent"])
+    row("connect+close loop on loopback: generator connects/s, agent without a policy", fmt(rate["agent"], "conn/s"),
+        fmt(rate["none"], "conn/s") + " no agent", f"{base / med(rate['none']):.2f}")
+    row("  with Tetragon's tcp-connect policy (every connect posted)", fmt(rate["post"], "conn/s"),
+        fmt(rate["agent"], "conn/s") + " agent without a policy", f"{med(rate['post']) / base:.2f}")
+    row("  events delivered vs missed (tcp-connect policy)",
+        f"{med(delivered):,.0f} delivered, {med(missed):,.0f} missed (max {max(missed):,.0f})",
+        f"{n:,} connects per run", f"{med(delivered) / n:.2f} delivered")
+    row("  with NotDAddr 127.0.0.0/8 (every connect filtered in the kernel)", fmt(rate["filter"], "conn/s"),
+        fmt(rate["agent"], "conn/s") + " agent without a policy", f"{med(rate['filter']) / base:.2f}")
+    row("  connects filtered in the kernel (nightjar_policy_filtered_total)", f"{med(filtered):,.0f} filtered",
+        f"{n:,} connects per run", f"{med(filtered) / n:.2f} filtered per connect")
+    for k, what in [("post", "posted"), ("filter", "filtered")]:
+        row(f"  kernel cost per connect, {what} (BPF stats, policy_sys_exit)", fmt(cost[k], "ns"), "-", "-")
+
+
+def settle_sum(agent, keys, m0, want, quiet=3.0, timeout=120):
+    """Waits until the sum of `keys` since `m0` reaches `want`, or stops moving for `quiet` s."""
+    last, since, end = None, time.time(), time.time() + timeout
+    while time.time() < end:
+        m = agent.metrics()
+        v = sum(m.get(k, 0.0) - m0.get(k, 0.0) for k in keys)
+        if v >= want:
+            return v
+        if v != last:
+            last, since = v, time.time()
+        elif time.time() - since > quiet:
+            return v
+        time.sleep(0.25)
+    return last or 0.0
+
+
 def cargo_bench(pkg, bench, env=None):
     out = subprocess.run(
         ["cargo", "bench", "--locked", "-p", pkg, "--bench", bench],
@@ -629,6 +718,7 @@ def main():
         ("5 memory", lambda: scenario_memory(tmp)),
         ("6 sink buffers", scenario_buffers),
         ("7 hook cost", lambda: scenario_hook_cost(tmp)),
+        ("8 network", lambda: scenario_network(tmp)),
     ]
     only = os.environ.get("BENCH_ONLY")
     for name, fn in scenarios:

@@ -1,13 +1,21 @@
 //! Load generator for the benchmark harness: a tight loop of `openat`+`close` on a file, or
 //! of fork+exec of a binary, of calls of its own function `nightjar_bench_target` (a uprobe
-//! target), or of `getppid` (a syscall hook target), optionally paced to a target rate.
-//! Prints one line: `ops=<n> secs=<wall> rate=<ops/s>`.
+//! target), of `getppid` (a syscall hook target), or of TCP connect+close on loopback,
+//! optionally paced to a target rate. Prints one line: `ops=<n> secs=<wall> rate=<ops/s>`.
 //!
 //! loadgen open PATH COUNT [RATE]
 //! loadgen exec PATH COUNT [RATE]
 //! loadgen call - COUNT
 //! loadgen getppid - COUNT
+//! loadgen connect - COUNT [RATE]
+//!
+//! `connect` first moves into a network namespace of its own (root) and brings its loopback
+//! up, listens on 127.0.0.1 there, then per op: a socket, `connect` to the listener,
+//! `accept` of it, and both closed, the client's with `SO_LINGER` 0 (a reset: no TIME_WAIT,
+//! so a million connects never run out of ports). Nothing leaves that namespace.
 use std::{ffi::CString, time::Instant};
+
+mod conn;
 
 /// What the uprobe row of the benchmark hooks: one call per op, never inlined.
 #[no_mangle]
@@ -34,6 +42,13 @@ fn main() {
     };
     let argv = [cpath.as_ptr(), std::ptr::null()];
     let envp = [std::ptr::null::<libc::c_char>()];
+    let listener = match mode {
+        "connect" => Some(conn::Listener::in_own_netns().unwrap_or_else(|e| {
+            eprintln!("loadgen: connect: {e}");
+            std::process::exit(1)
+        })),
+        _ => None,
+    };
     let start = Instant::now();
     for i in 0..count {
         if let Some(r) = rate {
@@ -80,8 +95,14 @@ fn main() {
                 // SAFETY: a syscall without arguments.
                 unsafe { libc::syscall(libc::SYS_getppid) };
             }
+            "connect" => {
+                if let Some(Err(e)) = listener.as_ref().map(conn::Listener::connect_close) {
+                    eprintln!("loadgen: connect: {e}");
+                    std::process::exit(1);
+                }
+            }
             other => {
-                eprintln!("loadgen: unknown mode {other:?} (open, exec, call or getppid)");
+                eprintln!("loadgen: unknown mode {other:?} (open, exec, call, getppid or connect)");
                 std::process::exit(2);
             }
         }

@@ -6,10 +6,24 @@
 //! kernel function it stands for would see (TCP only, a successful syscall).
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated as gen;
-use nightjar_common::{argsrc, net_guard, op, plimits, ArgCond, ArgSpec, SockArg, SockaddrArg};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, generated as gen},
+    macros::map,
+    maps::LruHashMap,
+};
+use nightjar_common::{
+    action, argsrc, net_guard, op, plimits, ArgCond, ArgSpec, HookConfig, Selector, SkbArg, SockArg, SockOwner,
+    SockaddrArg,
+};
 
-use crate::kread::{off, rd, rd_ptr};
+use crate::{
+    kread::{off, rd, rd_ptr},
+    policy::{argbuf, slot_idx},
+};
+
+/// Tracked sockets (TrackSock), by `struct sock` address: the process they belong to.
+#[map]
+static SOCK_OWNERS: LruHashMap<u64, SockOwner> = LruHashMap::with_max_entries(32768, 0);
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -19,6 +33,8 @@ const S_IFMT: u16 = 0o170000;
 const S_IFSOCK: u16 = 0o140000;
 const EINPROGRESS: i64 = 115;
 const TCP_SYN_SENT: u16 = 2;
+/// Bytes of a network device's name, its NUL included.
+const IFNAMSIZ: u32 = 16;
 /// x86_64 `struct pt_regs` offsets of the syscall argument registers (di, si, dx, r10, r8, r9).
 const SYSCALL_ARG_REGS: [u32; 8] = [112, 104, 96, 56, 72, 64, 112, 112];
 
@@ -34,6 +50,11 @@ pub fn capture(spec: &ArgSpec, word: u64, ret: i64, dst: *mut u8) -> Option<usiz
         return None;
     }
     let sk = match spec.src {
+        argsrc::NET_DEV => return Some(read_dev_name(word, dst)),
+        argsrc::SKB_PTR => {
+            read_skb(word, dst as *mut SkbArg);
+            return Some(core::mem::size_of::<SkbArg>());
+        }
         argsrc::SOCKADDR_KPTR | argsrc::SOCKADDR_UPTR => {
             read_sockaddr(word, spec.src == argsrc::SOCKADDR_UPTR, dst);
             return Some(core::mem::size_of::<SockaddrArg>());
@@ -62,7 +83,123 @@ pub fn capture(spec: &ArgSpec, word: u64, ret: i64, dst: *mut u8) -> Option<usiz
         // SAFETY: as above.
         unsafe { (*p).state = TCP_SYN_SENT };
     }
+    owner(sk, g);
     Some(core::mem::size_of::<SockArg>())
+}
+
+/// A tracked socket's event is its owner's (Tetragon's `update_pid_tid_from_sock`, after
+/// the socket is read); then a returnArgAction TrackSock / UntrackSock of this argument.
+/// (Not inlined: its map key and value stay off the capture chain's stack.)
+#[inline(never)]
+fn owner(sk: u64, g: u16) {
+    if sk == 0 {
+        return;
+    }
+    // SAFETY: the value is copied out at once.
+    if let (Some(o), Some(ab)) = (unsafe { SOCK_OWNERS.get(&sk) }, argbuf()) {
+        ab.owner = *o;
+    }
+    if g & net_guard::TRACK != 0 {
+        track(sk, true);
+    } else if g & net_guard::UNTRACK != 0 {
+        track(sk, false);
+    }
+}
+
+/// Tracks `sk` for the current process and thread, or forgets it.
+#[inline(always)]
+fn track(sk: u64, on: bool) {
+    if on {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let o = SockOwner { pid: (pid_tgid >> 32) as u32, tid: pid_tgid as u32 };
+        let _ = SOCK_OWNERS.insert(&sk, &o, 0);
+    } else {
+        let _ = SOCK_OWNERS.remove(&sk);
+    }
+}
+
+/// Selector `s`'s TrackSock / UntrackSock (argSock in `fd_arg`) on the socket just captured
+/// for hook `conf`. (Not inlined, as `fdfollow::act`.)
+#[inline(never)]
+pub fn act(conf: &HookConfig, s: &Selector) {
+    let Some(ab) = argbuf() else { return };
+    let i = s.fd_arg as usize;
+    if i >= plimits::ARGS {
+        return;
+    }
+    let spec = &conf.args[i];
+    if !matches!(spec.src, argsrc::SOCK_PTR | argsrc::SOCKET_PTR | argsrc::FD_SOCK | argsrc::REGS_FD_SOCK) {
+        return;
+    }
+    let p = ab.strs[slot_idx(spec.slot as usize)].as_ptr() as *const SockArg;
+    // SAFETY: the slot holds the SockArg capture wrote (a string slot is larger).
+    let sk = unsafe { core::ptr::read_unaligned(core::ptr::addr_of!((*p).cookie)) };
+    if sk != 0 {
+        track(sk, s.fd_action == action::TRACK_SOCK);
+    }
+}
+
+/// A `struct net_device`'s name into `dst` (NUL-terminated); its length.
+#[inline(always)]
+fn read_dev_name(dev: u64, dst: *mut u8) -> usize {
+    let o = off!(net.net_device_name);
+    if dev == 0 || o == crate::kread::MISSING {
+        return 0;
+    }
+    // SAFETY: at most IFNAMSIZ bytes into the caller's slot; a bad source fails the helper.
+    let n = unsafe { gen::bpf_probe_read_kernel_str(dst as *mut c_void, IFNAMSIZ, (dev + o as u64) as *const c_void) };
+    if n > 0 {
+        (n - 1) as usize
+    } else {
+        0
+    }
+}
+
+/// The fields of packet `skb` Tetragon reports into `*p`: IPv4 or IPv6 (the fixed header;
+/// the ports when TCP or UDP follows it directly), and the sk_buff's own len, hash, mark,
+/// priority. All zero when `skb` is 0; the tuple zero when the packet is not IP.
+#[inline(always)]
+fn read_skb(skb: u64, p: *mut SkbArg) {
+    // SAFETY (all): p points to a SkbArg-sized part of a string slot of the arg buffer.
+    unsafe {
+        *p = SkbArg::default();
+        if skb == 0 {
+            return;
+        }
+        (*p).len = rd::<u32>(skb, off!(net.skb_len)).unwrap_or(0);
+        (*p).hash = rd::<u32>(skb, off!(net.skb_hash)).unwrap_or(0);
+        (*p).mark = rd::<u32>(skb, off!(net.skb_mark)).unwrap_or(0);
+        (*p).priority = rd::<u32>(skb, off!(net.skb_priority)).unwrap_or(0);
+        let head = rd_ptr(skb, off!(net.skb_head));
+        let l3 = rd::<u16>(skb, off!(net.skb_network_header)).unwrap_or(0) as u64;
+        if head == 0 {
+            return;
+        }
+        let ip = head + l3;
+        let sa = core::ptr::addr_of_mut!((*p).saddr) as *mut u8;
+        let da = core::ptr::addr_of_mut!((*p).daddr) as *mut u8;
+        let l4 = match rd::<u8>(ip, 0).unwrap_or(0) >> 4 {
+            4 => {
+                (*p).family = AF_INET;
+                (*p).protocol = rd::<u8>(ip, 9).unwrap_or(0) as u16;
+                rd_into(sa, 4, ip, 12);
+                rd_into(da, 4, ip, 16);
+                head + rd::<u16>(skb, off!(net.skb_transport_header)).unwrap_or(0) as u64
+            }
+            6 => {
+                (*p).family = AF_INET6;
+                (*p).protocol = rd::<u8>(ip, 6).unwrap_or(0) as u16;
+                rd_into(sa, 16, ip, 8);
+                rd_into(da, 16, ip, 24);
+                ip + 40
+            }
+            _ => return,
+        };
+        if (*p).protocol == IPPROTO_TCP || (*p).protocol == IPPROTO_UDP {
+            (*p).sport = u16::from_be(rd::<u16>(l4, 0).unwrap_or(0));
+            (*p).dport = u16::from_be(rd::<u16>(l4, 2).unwrap_or(0));
+        }
+    }
 }
 
 /// Syscall argument `i` of the current task, from the user registers saved at entry.

@@ -71,6 +71,9 @@ pub struct ArgBuf {
     /// 1 when a network argument's guard failed: the hook does not apply (`net.rs`).
     pub skip: u32,
     pub _pad: u32,
+    /// The owner of a tracked socket among the arguments (TrackSock; pid 0: none): the
+    /// event is that process's.
+    pub owner: nightjar_common::SockOwner,
     pub ints: [u64; plimits::ARGS],
     /// Start and length of each string slot's value inside its slot.
     pub spos: [u32; plimits::STR_SLOTS],
@@ -264,6 +267,7 @@ fn run_hook(hid: u32) {
     let nargs = (conf.nargs as u32).min(plimits::ARGS as u32);
     if let Some(ab) = argbuf() {
         ab.skip = 0;
+        ab.owner = nightjar_common::SockOwner::default();
     }
     let mut cev = Eval { key: 0, hook: hid, matched: 0 };
     // SAFETY: capture_cb only touches the Eval passed as its context.
@@ -298,7 +302,11 @@ fn run_hook(hid: u32) {
         let s = &conf.sels[(ev.matched as usize) & (plimits::SELECTORS - 1)];
         let mut act = s.action;
         if s.fd_action != 0 {
-            crate::fdfollow::act(conf, s);
+            if s.fd_action >= action::TRACK_SOCK {
+                crate::net::act(conf, s);
+            } else {
+                crate::fdfollow::act(conf, s);
+            }
             // The event says what was done (Tetragon reports the selector's last action).
             if act == action::POST {
                 act = s.fd_action;
@@ -531,7 +539,7 @@ extern "C" fn cond_cb(c: u64, ctx: *mut c_void) -> i64 {
     let spec = &conf.args[a];
     let ok = if spec.src == argsrc::INT {
         int_match(a, cond)
-    } else if (argsrc::NET_FIRST..=argsrc::NET_LAST).contains(&spec.src) {
+    } else if (argsrc::NET_FIRST..=argsrc::NET_LAST).contains(&spec.src) && spec.src != argsrc::NET_DEV {
         argbuf().is_some_and(|ab| crate::net::matches(ab.strs[slot_idx(spec.slot as usize)].as_ptr(), spec.src, cond))
     } else {
         str_match(slot_idx(spec.slot as usize), cond.cond, cond.op)
@@ -886,11 +894,16 @@ fn emit(hid: u32, act: u8, sel: u8, signalled: u8) {
     // SAFETY: per-CPU scratch value, SCRATCH + ARGS_MAX bytes.
     let base = unsafe { (*scratch).buf.as_mut_ptr() };
     let pid_tgid = bpf_get_current_pid_tgid();
+    // A tracked socket's event is its owner's (TrackSock).
+    let (pid, tid) = match argbuf() {
+        Some(ab) if ab.owner.pid != 0 => (ab.owner.pid, ab.owner.tid),
+        _ => ((pid_tgid >> 32) as u32, pid_tgid as u32),
+    };
     let nargs = (conf.nargs as usize).min(plimits::ARGS);
     let hdr = PolicyRecord {
         hdr: RecordHeader { kind: kind::POLICY, _pad: 0, size: 0, ktime: now() },
-        pid: (pid_tgid >> 32) as u32,
-        tid: pid_tgid as u32,
+        pid,
+        tid,
         hook: hid,
         action: act,
         nargs: nargs as u8,

@@ -96,7 +96,55 @@ fn helper(action: &str) -> i32 {
             println!("survived=1");
             0
         }
+        // Only the loopback brought up (dev_change_flags on `lo`), above.
+        "lo-up" => 0,
+        "track" => {
+            // A connection and its accepted end, then a child (a fork: the same binary, the
+            // same descriptors) calls connect(2) again on both (EISCONN; the LSM hook still
+            // sees the socket): to the listener, to port 9 (the policy's UntrackSock), and
+            // to the listener once more.
+            use std::{io::Write, os::fd::AsRawFd};
+            let Ok(l) = std::net::TcpListener::bind("127.0.0.1:0") else { return 5 };
+            let lport = l.local_addr().map(|a| a.port()).unwrap_or(0);
+            let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", lport)) else { return 6 };
+            let cport = c.local_addr().map(|a| a.port()).unwrap_or(0);
+            let Ok((a, _)) = l.accept() else { return 7 };
+            println!("lport={lport} cport={cport}");
+            let _ = std::io::stdout().flush();
+            // SAFETY: fork of this single-purpose helper; the child only makes syscalls and
+            // writes to stdout before _exit.
+            let child = unsafe { libc::fork() };
+            if child == 0 {
+                println!("child={}", std::process::id());
+                let _ = std::io::stdout().flush();
+                for (fd, port) in
+                    [(c.as_raw_fd(), lport), (a.as_raw_fd(), lport), (c.as_raw_fd(), 9), (c.as_raw_fd(), lport)]
+                {
+                    connect_again(fd, port);
+                }
+                // SAFETY: leaves the child without running the parent's destructors.
+                unsafe { libc::_exit(0) };
+            }
+            let mut st = 0;
+            // SAFETY: waits for the child forked above.
+            if child < 0 || unsafe { libc::waitpid(child, &mut st, 0) } != child || st != 0 {
+                return 8;
+            }
+            0
+        }
         _ => 3,
+    }
+}
+
+/// connect(2) of connected socket `fd` to 127.0.0.1:`port` (it fails with EISCONN).
+fn connect_again(fd: i32, port: u16) {
+    // SAFETY: a zeroed sockaddr_in, filled in, of the size passed.
+    unsafe {
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_port = port.to_be();
+        sa.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+        libc::connect(fd, (&sa as *const libc::sockaddr_in).cast(), std::mem::size_of::<libc::sockaddr_in>() as u32);
     }
 }
 
@@ -181,12 +229,17 @@ struct Run {
 impl Run {
     /// JSON payloads of `process_kprobe` events of `pid` until `timeout` or `done`.
     async fn kprobes_of(&mut self, pid: u32, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        self.kprobes_of_any(&[pid], timeout, done).await
+    }
+
+    /// The same for the events of any of `pids`.
+    async fn kprobes_of_any(&mut self, pids: &[u32], timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let mut out = Vec::new();
         let end = Instant::now() + timeout;
         while Instant::now() < end && !done(&out) {
             let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), self.rx.recv()).await else { continue };
             let v: Value = serde_json::from_str(&e.to_json()).unwrap();
-            if v["process_kprobe"]["process"]["pid"] == pid {
+            if pids.iter().any(|p| v["process_kprobe"]["process"]["pid"] == *p) {
                 out.push(v["process_kprobe"].clone());
             }
         }
@@ -431,5 +484,177 @@ async fn sigkill_on_connect_to_a_forbidden_cidr_kills_only_the_helper() {
     let e = evs.first().expect("a process_kprobe for the forbidden connect");
     assert_eq!(e["action"], "KPROBE_ACTION_SIGKILL", "{e}");
     assert!(has(arg0(e), &json!({"daddr": "127.0.0.2"})), "{e}");
+    run.stop().await;
+}
+
+/// TrackSock / UntrackSock (Tetragon's socket tracking): tcp_connect tracks the connecting
+/// socket for the helper, inet_csk_accept (returnArgAction) the accepted one; the helper's
+/// child, which calls connect(2) on both again, is not who those events are attributed to,
+/// until a selector untracks the socket (the connect to port 9).
+fn track_policy(helper: &str) -> String {
+    let bins = format!("    - matchBinaries:\n      - operator: In\n        values:\n        - \"{helper}\"\n");
+    let mut p =
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: \"net-track\"\nspec:\n  kprobes:\n"
+            .to_owned();
+    p += &hook("tcp_connect", "", helper);
+    p += "      matchActions:\n      - action: TrackSock\n        argSock: 0\n";
+    p += &hook(
+        "inet_csk_accept",
+        "    return: true\n    returnArg:\n      index: 0\n      type: \"sock\"\n    returnArgAction: TrackSock\n",
+        helper,
+    );
+    p += "  - call: \"security_socket_connect\"\n    syscall: false\n    args:\n    - index: 0\n      type: \"socket\"\n    - index: 1\n      type: \"sockaddr\"\n    selectors:\n";
+    p += &bins;
+    p += "      matchArgs:\n      - index: 1\n        operator: \"SPort\"\n        values:\n        - \"9\"\n      matchActions:\n      - action: UntrackSock\n        argSock: 0\n";
+    p += &bins;
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn track_sock_attributes_a_sockets_events_to_its_owner_until_untracked() {
+    if std::env::var(HELPER_ENV).is_ok() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("nightjar-net").tempdir().unwrap();
+    let helper = helper_binary(tmp.path());
+    let cg = Cgroup::new("track");
+    let (mut run, _control) = start_in(&cg, &[("net-track.yaml", track_policy(&helper))]);
+    let Ran { pid, status, out, .. } = run_helper_in(&helper, "track", Some(&cg.0));
+    assert_eq!(status, 0, "helper: {out}");
+    let (child, lport, cport) = (printed(&out, "child") as u32, printed(&out, "lport"), printed(&out, "cport"));
+    let ssc = |evs: &[Value]| evs.iter().filter(|e| e["function_name"] == "security_socket_connect").count();
+    // The parent's connect makes one security_socket_connect, the child's four more.
+    let evs = run.kprobes_of_any(&[pid, child], Duration::from_secs(30), |e| ssc(e) >= 5).await;
+    let show = || {
+        evs.iter()
+            .map(|e| format!("{} {} {} {}", e["process"]["pid"], e["function_name"], e["action"], e["args"]))
+            .collect::<Vec<_>>()
+    };
+    let connect = find(&evs, "tcp_connect", arg0, &json!({"sport": cport, "dport": lport}))
+        .unwrap_or_else(|| panic!("no tcp_connect: {:#?}", show()));
+    assert_eq!(connect["action"], "KPROBE_ACTION_TRACKSOCK", "{connect}");
+    assert_eq!(connect["process"]["pid"], pid, "{connect}");
+    let accept = find(&evs, "inet_csk_accept", ret, &json!({"sport": lport, "dport": cport}))
+        .unwrap_or_else(|| panic!("no inet_csk_accept: {:#?}", show()));
+    let (s, a) = (&arg0(connect)["cookie"], &ret(accept)["cookie"]);
+    assert!(s.is_string() && a.is_string() && s != a, "{connect} {accept}");
+    // The child's connect(2) calls, in order (the parent's own was on a socket not yet
+    // connected: TCP_CLOSE).
+    let child_calls: Vec<&Value> = evs
+        .iter()
+        .filter(|e| e["function_name"] == "security_socket_connect")
+        .filter(|e| e["args"][0]["sock_arg"]["state"] != "TCP_CLOSE")
+        .collect();
+    let calls: Vec<Value> = child_calls
+        .iter()
+        .map(|e| {
+            json!([
+                e["process"]["pid"],
+                e["args"][0]["sock_arg"]["cookie"],
+                e["args"][1]["sockaddr_arg"]["port"],
+                e["action"]
+            ])
+        })
+        .collect();
+    let (post, untrack) = ("KPROBE_ACTION_POST", "KPROBE_ACTION_UNTRACKSOCK");
+    let want = vec![
+        json!([pid, s, lport, post]),
+        json!([pid, a, lport, post]),
+        json!([pid, s, 9, untrack]),
+        json!([child, s, lport, post]),
+    ];
+    assert_eq!(calls, want, "pid, socket, port, action of the child's connect(2) calls: {:#?}", show());
+    run.stop().await;
+}
+
+/// The sensor confined to `cg` with `policies`, or None on a kernel without kprobes, where
+/// the first policy (kernel functions without a stand-in) must be refused, saying so.
+fn start_kprobes_only(
+    cg: &Cgroup,
+    policies: &[(&str, String)],
+) -> Option<(Run, tokio::sync::mpsc::Sender<SensorCommand>)> {
+    let cfg = SensorConfig { policies_dir: PathBuf::new(), cgroup_filter: cg.id(), ..SensorConfig::default() };
+    let mut sensor = Sensor::load(&cfg, "net-node").expect("load the sensor (root)");
+    let parsed: Vec<_> = policies.iter().map(|(n, t)| policy::parse(n, t).unwrap_or_else(|e| panic!("{e}"))).collect();
+    if !sensor.features.kprobes {
+        let e = sensor.add_policy(&parsed[0]).unwrap_err().to_string();
+        assert!(e.contains("needs kprobes, which this kernel does not have"), "{e}");
+        return None;
+    }
+    for l in &parsed {
+        sensor.add_policy(l).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let control = sensor.control();
+    let (tx, rx) = mpsc::channel(65536);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move { sensor.run(tx, stop_rx).await.expect("run") });
+    Some((Run { rx, stop, task }, control))
+}
+
+/// An skb argument is the packet's 5-tuple and sk_buff fields (`skb_arg`), and the network
+/// operators apply to it in the kernel: `ip_output`'s packet of the helper's UDP datagram to
+/// port 53 (IPv4: 20 + 8 + 13 bytes), picked out by DPort 53 and Protocol IPPROTO_UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_skb_argument_is_the_packets_5_tuple_and_filters_in_the_kernel() {
+    if std::env::var(HELPER_ENV).is_ok() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("nightjar-net").tempdir().unwrap();
+    let helper = helper_binary(tmp.path());
+    let p = format!(
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: \"net-skb\"\nspec:\n  kprobes:\n  - call: \"ip_output\"\n    syscall: false\n    args:\n    - index: 2\n      type: \"skb\"\n    selectors:\n    - matchBinaries:\n      - operator: In\n        values:\n        - \"{helper}\"\n      matchArgs:\n      - index: 2\n        operator: \"DPort\"\n        values:\n        - \"53\"\n      - index: 2\n        operator: \"Protocol\"\n        values:\n        - \"IPPROTO_UDP\"\n"
+    );
+    let cg = Cgroup::new("skb");
+    let Some((mut run, _control)) = start_kprobes_only(&cg, &[("net-skb.yaml", p)]) else { return };
+    let Ran { pid, status, out, .. } = run_helper_in(&helper, "tcp-udp", Some(&cg.0));
+    assert_eq!(status, 0, "helper: {out}");
+    let uport = printed(&out, "uport");
+    let evs = run.kprobes_of(pid, Duration::from_secs(20), |e| !e.is_empty()).await;
+    let more = run.kprobes_of(pid, Duration::from_secs(2), |_| false).await;
+    let evs: Vec<Value> = evs.into_iter().chain(more).collect();
+    assert_eq!(evs.len(), 1, "only the datagram to port 53 (not the TCP packets): {evs:#?}");
+    let skb = &evs[0]["args"][0]["skb_arg"];
+    let want = json!({"family": "AF_INET", "saddr": "127.0.0.1", "daddr": "127.0.0.1", "sport": uport, "dport": 53,
+        "proto": 17, "protocol": "IPPROTO_UDP", "len": 41});
+    assert!(has(skb, &want), "{}", evs[0]);
+    assert_eq!(evs[0]["function_name"], "ip_output");
+    run.stop().await;
+}
+
+/// A `dev_change_flags` hook for `helper` whose net_device argument is compared with "lo".
+fn dev_policy(name: &str, op: &str, helper: &str) -> String {
+    format!(
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: \"{name}\"\nspec:\n  kprobes:\n  - call: \"dev_change_flags\"\n    syscall: false\n    args:\n    - index: 0\n      type: \"net_device\"\n    - index: 1\n      type: \"uint32\"\n    selectors:\n    - matchBinaries:\n      - operator: In\n        values:\n        - \"{helper}\"\n      matchArgs:\n      - index: 0\n        operator: \"{op}\"\n        values:\n        - \"lo\"\n"
+    )
+}
+
+/// A net_device argument is the device's name (`net_dev_arg`), compared as a string in the
+/// kernel: the helper bringing up the loopback of its own network namespace (SIOCSIFFLAGS,
+/// dev_change_flags) matches `Equal lo` and is filtered by `NotEqual lo`. A kernel function
+/// without a stand-in: on a kernel without kprobes the policy is refused, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_net_device_argument_is_its_name_compared_as_a_string() {
+    if std::env::var(HELPER_ENV).is_ok() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("nightjar-net").tempdir().unwrap();
+    let helper = helper_binary(tmp.path());
+    let (eq, ne) = (dev_policy("net-dev", "Equal", &helper), dev_policy("net-dev-not", "NotEqual", &helper));
+    let cg = Cgroup::new("dev");
+    let Some((mut run, control)) = start_kprobes_only(&cg, &[("net-dev.yaml", eq), ("net-dev-not.yaml", ne)]) else {
+        return;
+    };
+    let Ran { pid, status, out, .. } = run_helper_in(&helper, "lo-up", Some(&cg.0));
+    assert_eq!(status, 0, "helper: {out}");
+    let evs = run.kprobes_of(pid, Duration::from_secs(20), |e| !e.is_empty()).await;
+    let more = run.kprobes_of(pid, Duration::from_secs(2), |_| false).await;
+    let evs: Vec<Value> = evs.into_iter().chain(more).collect();
+    assert_eq!(evs.len(), 1, "one dev_change_flags of lo, by the Equal policy: {evs:#?}");
+    let e = &evs[0];
+    assert_eq!((&e["function_name"], &e["policy_name"]), (&json!("dev_change_flags"), &json!("net-dev")), "{e}");
+    assert_eq!(e["args"][0], json!({"net_dev_arg": {"name": "lo"}}), "{e}");
+    assert_eq!(e["process"]["binary"], helper.as_str(), "{e}");
+    let f = filtered(&control, "net-dev-not").await;
+    assert!(f.iter().any(|(func, n)| func == "dev_change_flags" && *n >= 1), "filtered: {f:?}");
     run.stop().await;
 }

@@ -250,6 +250,17 @@ pub struct NetOffsets {
     /// `file.f_inode` and `inode.i_mode` (a socket file has S_IFSOCK).
     pub file_f_inode: u32,
     pub inode_i_mode: u32,
+    /// `net_device.name` (char[IFNAMSIZ]).
+    pub net_device_name: u32,
+    /// `sk_buff.head`, `.network_header`, `.transport_header` (u16 offsets from head),
+    /// `.len`, `.hash`, `.mark`, `.priority`.
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
+    pub skb_len: u32,
+    pub skb_hash: u32,
+    pub skb_mark: u32,
+    pub skb_priority: u32,
 }
 
 impl NetOffsets {
@@ -272,6 +283,14 @@ impl NetOffsets {
             file_private_data: m,
             file_f_inode: m,
             inode_i_mode: m,
+            net_device_name: m,
+            skb_head: m,
+            skb_network_header: m,
+            skb_transport_header: m,
+            skb_len: m,
+            skb_hash: m,
+            skb_mark: m,
+            skb_priority: m,
         }
     }
 }
@@ -527,6 +546,12 @@ pub mod argsrc {
     /// Syscall argument `aux & 7` of the current task's user registers is a file
     /// descriptor: its socket's `sk` (syscall exit tracepoints, whose record lacks it).
     pub const REGS_FD_SOCK: u8 = 37;
+    /// A `struct net_device *`: its name (at most IFNAMSIZ bytes) as a string, compared by
+    /// the string operators like any other (Tetragon's `net_device`, `net_dev_arg`).
+    pub const NET_DEV: u8 = 38;
+    /// A `struct sk_buff *`: its IP/TCP/UDP header fields and a few of its own, as a
+    /// [`SkbArg`](crate::SkbArg) (Tetragon's `skb`, `skb_arg`).
+    pub const SKB_PTR: u8 = 39;
     pub const NET_FIRST: u8 = 32;
     pub const NET_LAST: u8 = 47;
 }
@@ -549,6 +574,10 @@ pub mod net_guard {
     /// stand-in reads the socket after connect(2), when loopback may have finished the
     /// handshake).
     pub const SYN_SENT: u16 = 1 << 12;
+    /// returnArgAction TrackSock / UntrackSock on this (return) argument: the socket is
+    /// tracked for the current process, or no longer, whatever the selectors say.
+    pub const TRACK: u16 = 1 << 13;
+    pub const UNTRACK: u16 = 1 << 14;
 }
 
 /// A socket as the kernel readers capture it (`sock`, `socket` arguments). Addresses are
@@ -570,6 +599,38 @@ pub struct SockArg {
     /// The `struct sock` address (Tetragon's cookie).
     pub cookie: u64,
 }
+
+/// A packet as the `skb` reader captures it: the 5-tuple of its IPv4/IPv6 header and TCP/UDP
+/// header (ports in host order), and `len`, `hash`, `mark`, `priority` of the sk_buff. The
+/// tuple fields lie where [`SockArg`]'s do, so the network operators read both alike.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkbArg {
+    pub family: u16,
+    pub _type: u16,
+    pub protocol: u16,
+    pub _state: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub mark: u32,
+    pub priority: u32,
+    pub len: u32,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub hash: u32,
+    pub _pad: u32,
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(offset_of!(SkbArg, family) == offset_of!(SockArg, family));
+    assert!(offset_of!(SkbArg, protocol) == offset_of!(SockArg, protocol));
+    assert!(offset_of!(SkbArg, sport) == offset_of!(SockArg, sport));
+    assert!(offset_of!(SkbArg, dport) == offset_of!(SockArg, dport));
+    assert!(offset_of!(SkbArg, saddr) == offset_of!(SockArg, saddr));
+    assert!(offset_of!(SkbArg, daddr) == offset_of!(SockArg, daddr));
+    assert!(size_of::<SkbArg>() == size_of::<SockArg>());
+};
 
 /// A `struct sockaddr` (`sockaddr` arguments): family, port (host order), address.
 #[repr(C)]
@@ -634,6 +695,20 @@ pub mod action {
     pub const FOLLOW_FD: u8 = 14;
     pub const UNFOLLOW_FD: u8 = 15;
     pub const COPY_FD: u8 = 16;
+    /// TrackSock / UntrackSock (network range 32..=47; in [`Selector::fd_action`], argSock
+    /// in `fd_arg`): the socket of a `sock`/`socket` argument is attributed to the current
+    /// process from then on ([`SockOwner`]), or no longer.
+    pub const TRACK_SOCK: u8 = 32;
+    pub const UNTRACK_SOCK: u8 = 33;
+}
+
+/// Who tracked a socket (TrackSock): every later event with that socket as a `sock` or
+/// `socket` argument is that process's (and thread's), whichever task the hook ran in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOwner {
+    pub pid: u32,
+    pub tid: u32,
 }
 
 /// Key of the followed file descriptors (FollowFD): the process and the fd.
@@ -747,10 +822,11 @@ pub struct Selector {
     pub cap_mask: u64,
     pub args: [ArgCond; plimits::MATCH_ARGS],
     pub ns: [NsCond; plimits::NS_CONDS],
-    /// FollowFD / UnfollowFD / CopyFD (`action::FOLLOW_FD`..), 0: none; done before `action`.
+    /// FollowFD / UnfollowFD / CopyFD (`action::FOLLOW_FD`..) or TrackSock / UntrackSock
+    /// (`action::TRACK_SOCK`..), 0: none; done before `action`.
     pub fd_action: u8,
-    /// Position among the hook's arguments of the fd (argFd), and of the name (FollowFD's
-    /// argName) or the new fd (CopyFD's argName).
+    /// Position among the hook's arguments of the fd (argFd) or the socket (argSock), and of
+    /// the name (FollowFD's argName) or the new fd (CopyFD's argName).
     pub fd_arg: u8,
     pub fd_name: u8,
     pub _pad_fd: [u8; 5],

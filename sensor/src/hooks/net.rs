@@ -5,7 +5,7 @@
 //! as protobuf JSON leaves them out.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use nightjar_common::{argsrc, NetOffsets, Offsets, SockArg, SockaddrArg};
+use nightjar_common::{argsrc, NetOffsets, Offsets, SkbArg, SockArg, SockaddrArg};
 use nightjar_event::event::ArgValue;
 use serde_json::{Map, Value};
 
@@ -37,15 +37,28 @@ pub fn offsets(btf: &Btf, missing: &mut Vec<String>) -> NetOffsets {
         file_private_data: opt("file.private_data", btf.offset("file", &["private_data"])),
         file_f_inode: opt("file.f_inode", btf.offset("file", &["f_inode"])),
         inode_i_mode: opt("inode.i_mode", btf.offset("inode", &["i_mode"])),
+        net_device_name: opt("net_device.name", btf.offset("net_device", &["name"])),
+        skb_head: opt("sk_buff.head", btf.offset("sk_buff", &["head"])),
+        skb_network_header: opt("sk_buff.network_header", btf.offset("sk_buff", &["network_header"])),
+        skb_transport_header: opt("sk_buff.transport_header", btf.offset("sk_buff", &["transport_header"])),
+        skb_len: opt("sk_buff.len", btf.offset("sk_buff", &["len"])),
+        skb_hash: opt("sk_buff.hash", btf.offset("sk_buff", &["hash"])),
+        skb_mark: opt("sk_buff.mark", btf.offset("sk_buff", &["mark"])),
+        skb_priority: opt("sk_buff.priority", btf.offset("sk_buff", &["priority"])),
     }
 }
 
 /// The exported value of a network argument captured by source `src`.
 pub fn arg_value(src: u8, data: &[u8]) -> ArgValue {
     let value = match src {
+        argsrc::NET_DEV => {
+            let name = String::from_utf8_lossy(data.split(|b| *b == 0).next().unwrap_or_default());
+            return ArgValue::Other { key: "net_dev_arg".into(), value: serde_json::json!({ "name": name }) };
+        }
         argsrc::SOCKADDR_KPTR | argsrc::SOCKADDR_UPTR => {
             return ArgValue::Other { key: "sockaddr_arg".into(), value: sockaddr_json(&read_pod(data)) }
         }
+        argsrc::SKB_PTR => return ArgValue::Other { key: "skb_arg".into(), value: skb_json(&read_pod(data)) },
         _ => sock_json(&read_pod(data)),
     };
     ArgValue::Other { key: "sock_arg".into(), value }
@@ -105,6 +118,28 @@ pub fn sock_json(s: &SockArg) -> Value {
         m.insert("cookie".into(), Value::String(s.cookie.to_string()));
     }
     put_str(&mut m, "state", state_name(s.state));
+    Value::Object(m)
+}
+
+/// Tetragon's `skb_arg` (KprobeSkb): family, hash, len, priority, mark, saddr, daddr, sport,
+/// dport, proto (the number) and protocol (its name); sec_path_len/olen are not read (0).
+pub fn skb_json(s: &SkbArg) -> Value {
+    let mut m = Map::new();
+    put_num(&mut m, "hash", s.hash);
+    put_num(&mut m, "len", s.len);
+    put_num(&mut m, "priority", s.priority);
+    put_num(&mut m, "mark", s.mark);
+    if let Some(a) = ip(s.family, &s.saddr) {
+        m.insert("saddr".into(), Value::String(a.to_string()));
+    }
+    if let Some(a) = ip(s.family, &s.daddr) {
+        m.insert("daddr".into(), Value::String(a.to_string()));
+    }
+    put_num(&mut m, "sport", s.sport.into());
+    put_num(&mut m, "dport", s.dport.into());
+    put_num(&mut m, "proto", s.protocol.into());
+    put_str(&mut m, "protocol", protocol_name(s.protocol));
+    put_str(&mut m, "family", family_name(s.family));
     Value::Object(m)
 }
 
@@ -201,6 +236,24 @@ mod tests {
         assert_eq!(sockaddr_json(&a), serde_json::json!({"family": "AF_INET6", "addr": "::1", "port": 53}));
         a.addr = Ipv4Addr::new(1, 2, 3, 4).to_ipv6_mapped().octets();
         assert_eq!(sockaddr_json(&a)["addr"], "1.2.3.4");
+    }
+
+    #[test]
+    fn an_skb_is_exported_as_tetragon_does() {
+        let mut s = SkbArg { family: 2, protocol: 17, sport: 40000, dport: 53, len: 41, hash: 7, ..Default::default() };
+        s.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        s.daddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let want = serde_json::json!({"hash": 7, "len": 41, "saddr": "127.0.0.1", "daddr": "127.0.0.1", "sport": 40000,
+            "dport": 53, "proto": 17, "protocol": "IPPROTO_UDP", "family": "AF_INET"});
+        assert_eq!(skb_json(&s), want);
+    }
+
+    #[test]
+    fn a_net_device_is_its_name() {
+        let v = arg_value(argsrc::NET_DEV, b"lo");
+        assert_eq!(v, ArgValue::Other { key: "net_dev_arg".into(), value: serde_json::json!({"name": "lo"}) });
+        let v = arg_value(argsrc::NET_DEV, b"eth0\0junk");
+        assert_eq!(v, ArgValue::Other { key: "net_dev_arg".into(), value: serde_json::json!({"name": "eth0"}) });
     }
 
     #[test]

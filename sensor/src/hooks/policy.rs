@@ -27,6 +27,8 @@ pub fn action_name(a: u8) -> &'static str {
         action::FOLLOW_FD => "KPROBE_ACTION_FOLLOWFD",
         action::UNFOLLOW_FD => "KPROBE_ACTION_UNFOLLOWFD",
         action::COPY_FD => "KPROBE_ACTION_COPYFD",
+        action::TRACK_SOCK => "KPROBE_ACTION_TRACKSOCK",
+        action::UNTRACK_SOCK => "KPROBE_ACTION_UNTRACKSOCK",
         _ => "KPROBE_ACTION_POST",
     }
 }
@@ -42,6 +44,8 @@ fn action_event_name(a: ActionKind) -> Option<&'static str> {
         ActionKind::FollowFD => "KPROBE_ACTION_FOLLOWFD",
         ActionKind::UnfollowFD => "KPROBE_ACTION_UNFOLLOWFD",
         ActionKind::CopyFD => "KPROBE_ACTION_COPYFD",
+        ActionKind::TrackSock => "KPROBE_ACTION_TRACKSOCK",
+        ActionKind::UntrackSock => "KPROBE_ACTION_UNTRACKSOCK",
         _ => return None,
     })
 }
@@ -77,6 +81,8 @@ pub fn action_label(a: u8) -> &'static str {
         action::FOLLOW_FD => "FollowFD",
         action::UNFOLLOW_FD => "UnfollowFD",
         action::COPY_FD => "CopyFD",
+        action::TRACK_SOCK => "TrackSock",
+        action::UNTRACK_SOCK => "UntrackSock",
         _ => "Post",
     }
 }

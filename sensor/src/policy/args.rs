@@ -43,8 +43,6 @@ const fn later(class: Class, export: &'static str, why: &'static str) -> TypeInf
     TypeInfo { class, export, unsupported: Some(why) }
 }
 
-const NET: &str = "skb and net_device are not read yet";
-
 pub fn info(ty: ArgType) -> TypeInfo {
     use ArgType as T;
     use Class::{Bytes, Int, Nothing, Path, Str, Struct};
@@ -79,10 +77,10 @@ pub fn info(ty: ArgType) -> TypeInfo {
         T::Nop => row(Nothing, ""),
         T::Auto => later(Nothing, "", "type auto (take the type from BTF) is not read yet: name the type"),
         T::Sock => row(Class::Net, "sock_arg"),
-        T::Skb => later(Struct, "skb_arg", NET),
+        T::Skb => row(Class::Net, "skb_arg"),
         T::Sockaddr => row(Class::Net, "sockaddr_arg"),
         T::Socket => row(Class::Net, "sock_arg"),
-        T::NetDevice => later(Str, "net_dev_arg", NET),
+        T::NetDevice => row(Str, "net_dev_arg"),
     }
 }
 

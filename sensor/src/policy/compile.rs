@@ -4,7 +4,7 @@
 //! table, tracepoint formats, the kernel's hook kinds, and the `STRINGS` trie entries.
 use std::path::{Path, PathBuf};
 
-use nightjar_common::{ns, op, plimits, BinSet, HookConfig, StrData};
+use nightjar_common::{net_guard, ns, op, plimits, BinSet, HookConfig, StrData};
 use nightjar_event::config::ConfigError;
 use serde::Serialize;
 
@@ -12,7 +12,7 @@ pub use super::selectors::StrCond;
 use super::{
     backends,
     selectors::{self, Ctx},
-    spec::{ArgType, HookCommon},
+    spec::{ActionKind, ArgType, HookCommon},
     Loaded,
 };
 
@@ -306,6 +306,14 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
             p.args.push(ArgMeta { index: ra.index, ty: ra.ty, label: ra.label.clone(), ret: true });
             p.conf.nargs = p.args.len() as u8;
             selectors::return_conditions(&mut p.conf, k, p.args.len() - 1);
+            // returnArgAction TrackSock / UntrackSock: done by the kernel as it reads the
+            // returned socket (the validator allows them on sock/socket returns only).
+            let ret = &mut p.conf.args[(p.args.len() - 1).min(plimits::ARGS - 1)];
+            match k.return_arg_action {
+                Some(ActionKind::TrackSock) => ret.aux |= net_guard::TRACK,
+                Some(ActionKind::UntrackSock) => ret.aux |= net_guard::UNTRACK,
+                _ => {}
+            }
         }
         out.push(p);
     }
@@ -496,6 +504,23 @@ mod tests {
         );
         assert_eq!((p.conf.args[0].src, p.conf.args[0].offset, p.conf.args[0].size), (argsrc::INT, 0, 4));
         assert_eq!((p.conf.args[1].src, p.conf.args[1].offset, p.conf.args[1].signed), (argsrc::INT, 8, 1));
+    }
+
+    /// TrackSock's argSock is the selector's fd_arg; returnArgAction a flag of the returned
+    /// socket's spec (kernel functions: kprobe and kretprobe here).
+    #[test]
+    fn track_sock_is_compiled_into_the_selector_and_the_return_spec() {
+        let text = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchActions:\n      - action: UntrackSock\n        argSock: 0\n  - call: inet_csk_accept\n    syscall: false\n    return: true\n    returnArg:\n      index: 0\n      type: sock\n    returnArgAction: TrackSock\n";
+        let l = crate::policy::parse("t.yaml", text).unwrap();
+        let Ok(p) = plan(&l, &env(false, true, false)) else {
+            eprintln!("tcp_connect / inet_csk_accept not in /proc/kallsyms here; not checked");
+            return;
+        };
+        assert_eq!((p[0].conf.sels[0].fd_action, p[0].conf.sels[0].fd_arg), (action::UNTRACK_SOCK, 0));
+        assert_eq!(p[0].conf.sels[0].action, action::POST);
+        assert_eq!(p[0].conf.args[0].aux & (net_guard::TRACK | net_guard::UNTRACK), 0);
+        let ret = &p[1].conf.args[p[1].conf.nargs as usize - 1];
+        assert_eq!((ret.src, ret.aux & net_guard::TRACK), (argsrc::SOCK_PTR, net_guard::TRACK));
     }
 
     #[test]

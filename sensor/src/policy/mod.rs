@@ -118,6 +118,40 @@ mod tests {
         assert!(e.contains("not supported by nightjar: enforcers (u.yaml:"), "{e}");
     }
 
+    const TRACK: &str = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    - index: 1\n      type: int\n    selectors:\n    - matchActions:\n      - action: TrackSock\n        argSock: 0\n  - call: inet_csk_accept\n    syscall: false\n    return: true\n    args:\n    - index: 0\n      type: sock\n    returnArg:\n      index: 0\n      type: sock\n    returnArgAction: UntrackSock\n";
+
+    #[test]
+    fn track_sock_needs_a_socket_argument() {
+        parse("t.yaml", TRACK).unwrap_or_else(|e| panic!("{e}"));
+        let e = parse("t.yaml", &TRACK.replace("argSock: 0", "argSock: 1")).unwrap_err();
+        assert_eq!(e.line, Some(17), "{e}");
+        assert!(e.to_string().contains("argSock names a int argument; a sock or socket is expected"), "{e}");
+        let e = parse("t.yaml", &TRACK.replace("argSock: 0", "argSock: 2")).unwrap_err().to_string();
+        assert!(e.contains("argSock 2: the hook declares 2 arguments"), "{e}");
+        let e = parse("t.yaml", &TRACK.replace("        argSock: 0\n", "")).unwrap_err().to_string();
+        assert!(e.contains("TrackSock needs argSock"), "{e}");
+        let e = parse(
+            "t.yaml",
+            &TRACK.replace(
+                "      - action: TrackSock",
+                "      - action: FollowFD\n        argFd: 1\n        argName: 0\n      - action: TrackSock",
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("conflicting actions"), "{e}");
+        let e = parse(
+            "t.yaml",
+            &TRACK.replace(
+                "      index: 0\n      type: sock\n    returnArgAction",
+                "      index: 0\n      type: int\n    returnArgAction",
+            ),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("returnArgAction UntrackSock needs a returnArg of type sock or socket"), "{e}");
+        assert_eq!(e.line, Some(27), "{e}");
+    }
+
     #[test]
     fn bad_index_is_located() {
         let e =

@@ -193,6 +193,7 @@ pub fn word_src(ty: ArgType, user: bool) -> Option<u8> {
         (ArgType::Socket, false) => argsrc::SOCKET_PTR,
         (ArgType::Sockaddr, true) => argsrc::SOCKADDR_UPTR,
         (ArgType::Sockaddr, false) => argsrc::SOCKADDR_KPTR,
+        (ArgType::Skb, false) => argsrc::SKB_PTR,
         _ => return None,
     })
 }

@@ -326,6 +326,11 @@ fn match_actions(c: &Ctx<'_>, acts: &[ActionSel], out: &mut Selector) -> Result<
                 out.error = e;
             }
             ActionKind::FollowFD | ActionKind::UnfollowFD | ActionKind::CopyFD => fd_action(a, out),
+            ActionKind::TrackSock | ActionKind::UntrackSock => {
+                out.fd_action =
+                    if a.action == ActionKind::TrackSock { action::TRACK_SOCK } else { action::UNTRACK_SOCK };
+                out.fd_arg = a.arg_sock.unwrap_or(0) as u8;
+            }
             _ => {}
         }
     }

@@ -134,6 +134,14 @@ fn kprobe(l: &Loaded, base: &str, k: &KprobeSpec) -> R {
     }
     match k.return_arg_action {
         None | Some(ActionKind::Post) => {}
+        Some(ActionKind::TrackSock | ActionKind::UntrackSock)
+            if k.return_arg.as_ref().is_some_and(|a| matches!(a.ty, ArgType::Sock | ArgType::Socket)) => {}
+        Some(a @ (ActionKind::TrackSock | ActionKind::UntrackSock)) => {
+            return Err(l.error(
+                &format!("{base}.returnArgAction"),
+                format!("returnArgAction {} needs a returnArg of type sock or socket", a.name()),
+            ))
+        }
         Some(other) => {
             return Err(l.unsupported(&format!("{base}.returnArgAction"), format!("returnArgAction {}", other.name())))
         }
@@ -288,8 +296,31 @@ fn selector(l: &Loaded, at: &str, args: &[ArgDecl], s: &SelectorSpec) -> R {
     match_actions(l, at, &s.match_actions)?;
     for (i, a) in s.match_actions.iter().enumerate() {
         fd_action(l, &format!("{at}.matchActions[{i}]"), args, a)?;
+        sock_action(l, &format!("{at}.matchActions[{i}]"), args, a)?;
     }
     Ok(())
+}
+
+/// TrackSock / UntrackSock: argSock names (by position, as Tetragon counts) a sock or
+/// socket argument.
+fn sock_action(l: &Loaded, at: &str, args: &[ArgDecl], a: &ActionSel) -> R {
+    if !matches!(a.action, ActionKind::TrackSock | ActionKind::UntrackSock) {
+        return Ok(());
+    }
+    let Some(p) = a.arg_sock else {
+        return Err(l.error(&format!("{at}.argSock"), format!("{} needs argSock", a.action.name())));
+    };
+    match args.get(p as usize) {
+        Some(d) if matches!(d.ty, ArgType::Sock | ArgType::Socket) => Ok(()),
+        Some(d) => Err(l.error(
+            &format!("{at}.argSock"),
+            format!("argSock names a {} argument; a sock or socket is expected", d.ty.name()),
+        )),
+        None => Err(l.error(
+            &format!("{at}.argSock"),
+            format!("argSock {p}: the hook declares {} arguments (counted from 0 in declaration order)", args.len()),
+        )),
+    }
 }
 
 /// FollowFD / UnfollowFD / CopyFD: argFd names (by position, as Tetragon counts) an
@@ -527,14 +558,18 @@ fn match_actions(l: &Loaded, at: &str, acts: &[ActionSel]) -> R {
         action(l, &aat, a)?;
         match a.action {
             ActionKind::Sigkill | ActionKind::Signal | ActionKind::Override => kill += 1,
-            ActionKind::FollowFD | ActionKind::UnfollowFD | ActionKind::CopyFD => fd += 1,
+            ActionKind::FollowFD
+            | ActionKind::UnfollowFD
+            | ActionKind::CopyFD
+            | ActionKind::TrackSock
+            | ActionKind::UntrackSock => fd += 1,
             _ => post += 1,
         }
     }
     if kill > 1 || post > 1 || fd > 1 {
         return Err(l.error(
             &format!("{at}.matchActions"),
-            "conflicting actions: at most one of Sigkill/Signal/Override, one of Post/NoPost and one of FollowFD/UnfollowFD/CopyFD",
+            "conflicting actions: at most one of Sigkill/Signal/Override, one of Post/NoPost and one of FollowFD/UnfollowFD/CopyFD/TrackSock/UntrackSock",
         ));
     }
     Ok(())
@@ -543,7 +578,15 @@ fn match_actions(l: &Loaded, at: &str, acts: &[ActionSel]) -> R {
 fn action(l: &Loaded, at: &str, a: &ActionSel) -> R {
     use ActionKind as A;
     match a.action {
-        A::Post | A::NoPost | A::Sigkill | A::Override | A::FollowFD | A::UnfollowFD | A::CopyFD => {}
+        A::Post
+        | A::NoPost
+        | A::Sigkill
+        | A::Override
+        | A::FollowFD
+        | A::UnfollowFD
+        | A::CopyFD
+        | A::TrackSock
+        | A::UntrackSock => {}
         A::Signal => match a.arg_sig {
             Some(1..=64) => {}
             _ => return Err(l.error(&format!("{at}.argSig"), "Signal needs argSig, a signal number 1-64")),

@@ -312,6 +312,7 @@ fn kprobe_parts(c: &Painter, k: &ProcessKprobe) -> (String, Vec<String>) {
     let sc = f.strip_prefix("__x64_").or_else(|| f.strip_prefix("__arm64_")).unwrap_or(f);
     let a = k.args.as_deref().unwrap_or_default();
     let cy = |s: String| c.paint(CYAN, &s);
+    let sock_or_nothing = || if a.is_empty() { String::new() } else { cy(sock(arg(a, 0))) };
     let size = || match a.get(2) {
         Some(x) => cy(format!("{} bytes", if let ArgValue::Size(n) = x.value { n } else { 0 })),
         None => String::new(),
@@ -334,11 +335,14 @@ fn kprobe_parts(c: &Painter, k: &ProcessKprobe) -> (String, Vec<String>) {
             let ns = if a.len() > 1 { namespace_name(int_arg(arg(a, 1))) } else { "" };
             (c.label(BLUE, "🔧", "setns"), vec![ns.to_owned()])
         }
-        "tcp_connect" => (c.label(BLUE, "🔌", "connect"), vec![cy(sock(arg(a, 0)))]),
-        "tcp_close" => (c.label(BLUE, "🧹", "close"), vec![cy(sock(arg(a, 0)))]),
+        // tetra prints the 4-tuple only when the event has an argument (then uncoloured
+        // nothing); other network functions (accept, listen, udp_sendmsg, ...) have no line
+        // of their own there and take the `❓ syscall` one below.
+        "tcp_connect" => (c.label(BLUE, "🔌", "connect"), vec![sock_or_nothing()]),
+        "tcp_close" => (c.label(BLUE, "🧹", "close"), vec![sock_or_nothing()]),
         "tcp_sendmsg" => {
             let bytes = int_arg(arg(a, 1));
-            (c.label(BLUE, "📤", "sendmsg"), vec![cy(sock(arg(a, 0))), format!("bytes {bytes}")])
+            (c.label(BLUE, "📤", "sendmsg"), vec![sock_or_nothing(), format!("bytes {bytes}")])
         }
         "bpf_check" => {
             let b = other(arg(a, 0), "bpf_attr_arg");
@@ -524,6 +528,46 @@ mod tests {
             line(r#"{"process_lsm":{"process":{"binary":"/bin/cat"},"function_name":"file_open"},"node_name":"n1"}"#),
             "🔒 LSM     n1 /bin/cat file_open"
         );
+    }
+
+    /// Events shaped as nightjar's network hooks give them (sensor/tests/net.rs), and what
+    /// tetra 4fbfe2d prints for each (`tetra getevents -o compact --color never`).
+    #[test]
+    fn network_lines_are_tetras() {
+        let kprobe = |f: &str, args: &str| {
+            line(&format!(
+                r#"{{"process_kprobe":{{"process":{{"binary":"/usr/bin/curl"}},"function_name":"{f}"{args}}},"node_name":"n1"}}"#
+            ))
+        };
+        let v6 = r#"{"sock_arg":{"family":"AF_INET6","type":"SOCK_STREAM","protocol":"IPPROTO_TCP","saddr":"::1","daddr":"::1","sport":41234,"dport":8080,"cookie":"18446616576123456","state":"TCP_SYN_SENT"}}"#;
+        let listen = r#"{"sock_arg":{"family":"AF_INET","type":"SOCK_STREAM","protocol":"IPPROTO_TCP","saddr":"127.0.0.1","sport":8080,"state":"TCP_CLOSE"}}"#;
+        assert_eq!(
+            kprobe("tcp_connect", &format!(r#","args":[{v6}]"#)),
+            "🔌 connect n1 /usr/bin/curl tcp ::1:41234 -> ::1:8080"
+        );
+        assert_eq!(
+            kprobe("tcp_close", &format!(r#","args":[{listen}]"#)),
+            "🧹 close   n1 /usr/bin/curl tcp 127.0.0.1:8080 -> :0"
+        );
+        assert_eq!(
+            kprobe("tcp_sendmsg", &format!(r#","args":[{v6},{{"int_arg":1400}}]"#)),
+            "📤 sendmsg n1 /usr/bin/curl tcp ::1:41234 -> ::1:8080 bytes 1400"
+        );
+        // No arguments: nothing where the 4-tuple goes.
+        assert_eq!(kprobe("tcp_connect", ""), "🔌 connect n1 /usr/bin/curl ");
+        assert_eq!(kprobe("tcp_close", r#","args":[]"#), "🧹 close   n1 /usr/bin/curl ");
+        assert_eq!(kprobe("tcp_sendmsg", ""), "📤 sendmsg n1 /usr/bin/curl  bytes 0");
+        for f in ["inet_csk_accept", "inet_csk_listen_start", "udp_sendmsg", "security_socket_connect"] {
+            assert_eq!(kprobe(f, &format!(r#","args":[{listen}]"#)), format!("❓ syscall n1 /usr/bin/curl {f}"));
+        }
+        // In colour the missing 4-tuple stays uncoloured, as tetra leaves it.
+        let e = Event::from_json(
+            r#"{"process_kprobe":{"process":{"binary":"/bin/nc"},"function_name":"tcp_connect"},"node_name":"n"}"#,
+        )
+        .unwrap();
+        let l = compact_line(&e, Colour::Ansi);
+        assert!(l.starts_with("\x1b[34m🔌 connect\x1b[0m \x1b[32mn\x1b[0m \x1b[35m/bin/nc\x1b[0m  "), "{l:?}");
+        assert!(!l.contains("\x1b[36m"), "{l:?}");
     }
 
     #[test]
