@@ -259,7 +259,7 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
     if a.source.is_some() {
         return Err(l.unsupported(&format!("{at}.source"), "data sources"));
     }
-    if matches!(a.ty, ArgType::CharIovec | ArgType::IovIter | ArgType::ConstBuf) {
+    if matches!(a.ty, ArgType::CharIovec | ArgType::ConstBuf) {
         return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} (buffers)", a.ty.name())));
     }
     if info.class == Class::Struct && !crate::hooks::kstruct::reads(a.ty) {
