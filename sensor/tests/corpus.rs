@@ -49,6 +49,8 @@ struct Case {
     /// From this kernel version on (major, minor), a kernel with kprobes must give this
     /// instead of `kfunc` (a function the kernel dropped).
     kfunc_from: Option<(u32, u32, Want)>,
+    /// An event the trigger also causes that the policy must not report.
+    unwanted: Option<fn() -> Value>,
 }
 
 const NEEDS_KPROBES: &str = "needs kprobes, which this kernel does not have";
@@ -69,6 +71,7 @@ fn cases() -> Vec<Case> {
         host,
         kfunc,
         kfunc_from: None,
+        unwanted: None,
     };
     vec![
         c(
@@ -268,6 +271,30 @@ fn cases() -> Vec<Case> {
             Pass,
             Pass,
         ),
+        Case {
+            // The helper's first unshare (CLONE_NEWUTS) is root's, in the host's user namespace.
+            unwanted: Some(|| json!({"function_name": "sys_unshare", "args": [{"size_arg": "67108864"}]})),
+            ..c(
+                "match-capabilities-userns",
+                "unshare-uts-then-userns-mnt",
+                "process_kprobe",
+                || json!({"function_name": "sys_unshare", "args": [{"size_arg": "131072"}]}),
+                Pass,
+                Pass,
+            )
+        },
+        Case {
+            // The helper's first unshare comes before it drops the capability.
+            unwanted: Some(|| json!({"function_name": "sys_unshare", "args": [{"size_arg": "67108864"}]})),
+            ..c(
+                "match-capability-changes",
+                "unshare-uts-drop-admin-mnt",
+                "process_kprobe",
+                || json!({"function_name": "sys_unshare", "args": [{"size_arg": "131072"}]}),
+                Pass,
+                Pass,
+            )
+        },
         c(
             "match-namespaces-host-mnt",
             "setns",
@@ -548,6 +575,39 @@ fn helper(action: &str, dir: &Path) -> i32 {
             }
             "unshare-mnt" => {
                 libc::unshare(libc::CLONE_NEWNS);
+            }
+            // unshare(CLONE_NEWUTS), then CAP_SYS_ADMIN dropped from this thread's effective
+            // set, then unshare(CLONE_NEWNS) (refused now, but attempted).
+            "unshare-uts-drop-admin-mnt" => {
+                libc::unshare(libc::CLONE_NEWUTS);
+                // _LINUX_CAPABILITY_VERSION_3: two u32 triples (effective, permitted, inheritable).
+                let hdr = [0x2008_0522u32, 0];
+                let mut data = [0u32; 6];
+                if libc::syscall(libc::SYS_capget, hdr.as_ptr(), data.as_mut_ptr()) != 0 {
+                    return 4;
+                }
+                data[0] &= !(1 << 21);
+                if libc::syscall(libc::SYS_capset, hdr.as_ptr(), data.as_ptr()) != 0 {
+                    return 5;
+                }
+                libc::unshare(libc::CLONE_NEWNS);
+            }
+            // unshare(CLONE_NEWUTS) as root in the host's user namespace, then (the same
+            // process, through exec: a threaded process cannot change its user namespace)
+            // unshare(1)'s new user namespace, mapped root there, and unshare(CLONE_NEWNS).
+            "unshare-uts-then-userns-mnt" => {
+                libc::unshare(libc::CLONE_NEWUTS);
+                let me = std::env::current_exe().unwrap().display().to_string();
+                std::env::set_var("NIGHTJAR_CORPUS_HELPER", "unshare-mnt");
+                let argv: Vec<std::ffi::CString> =
+                    ["unshare", "-U", "-r", &me, "--exact", "zz_corpus_helper", "--nocapture", "--test-threads=1"]
+                        .iter()
+                        .map(|a| cstr(a))
+                        .collect();
+                let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+                ptrs.push(std::ptr::null());
+                libc::execv(cstr("/usr/bin/unshare").as_ptr(), ptrs.as_ptr());
+                return 4;
             }
             "setns" => {
                 let fd = libc::open(cstr("/proc/self/ns/mnt").as_ptr(), libc::O_RDONLY);
@@ -1125,6 +1185,12 @@ async fn run_case(
             return Err(format!("{loads}: the trigger must end by signal {sig}: {status:?}"))
         }
         _ => {}
+    }
+    if let Some(u) = case.unwanted {
+        let u = fill_value(&u(), &vars);
+        if events.iter().any(|e| compare(e, &u).is_ok()) {
+            return Err(format!("{loads}: reported {u}, which the policy must not match"));
+        }
     }
     let hits = events.iter().filter(|e| compare(e, &want_event).is_ok()).count();
     match case.count {

@@ -800,6 +800,9 @@ pub struct Selector {
     pub rate_ns: u64,
     /// OVERRIDE: what the LSM hook returns (a negative errno, e.g. -1 = -EPERM).
     pub error: i32,
+    /// matchCapabilities with isNamespaceCapability: the host's user namespace (its inode
+    /// number); the selector matches only a task outside it. 0: any namespace.
+    pub cap_userns: u32,
     pub cap_mask: u64,
     pub args: [ArgCond; plimits::MATCH_ARGS],
     pub ns: [NsCond; plimits::NS_CONDS],
@@ -809,7 +812,14 @@ pub struct Selector {
     /// argName) or the new fd (CopyFD's argName).
     pub fd_arg: u8,
     pub fd_name: u8,
-    pub _pad_fd: [u8; 5],
+    /// matchCapabilityChanges: op (0 = none) and which set (as `cap_set`); the selector
+    /// matches when the `capchg_mask` bits of that set differ (In) or not (NotIn) from
+    /// what the process had at exec. `capchg_userns` as `cap_userns`.
+    pub capchg_op: u8,
+    pub capchg_set: u8,
+    pub _pad_fd: [u8; 3],
+    pub capchg_userns: u32,
+    pub capchg_mask: u64,
 }
 
 /// One hook: a policy's hook point with its argument sources and selectors.
@@ -951,6 +961,9 @@ pub struct StrData {
 pub struct ProcState {
     /// Bit b set: the binary matches matchBinaries set b (positive form).
     pub binmask: u64,
+    /// The effective, permitted and inheritable capabilities at exec (for
+    /// matchCapabilityChanges).
+    pub caps: [u64; 3],
 }
 
 /// matchBinaries set b: its operator (positive form: EQUAL, PREFIX, POSTFIX), or 0.
