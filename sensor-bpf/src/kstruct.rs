@@ -1,5 +1,5 @@
 //! Kernel structs read whole as typed policy arguments (`cred`, `user_namespace`, `module`,
-//! `load_info`, `bpf_attr`), user side in `sensor/src/hooks/kstruct.rs`. Each is written as fixed
+//! `load_info`, `bpf_attr`, `bpf_map`, `perf_event`), user side in `sensor/src/hooks/kstruct.rs`. Each is written as fixed
 //! little-endian words into the argument's string slot (layouts in `nightjar_common::kstruct`)
 //! and reported as the slot's bytes; the fields come from `Offsets.kstruct` (BTF), and a
 //! field this kernel lacks reads as 0.
@@ -43,6 +43,11 @@ pub fn capture(slot: usize, src: u8, ptr: u64) -> bool {
             bpf_attr(slot, ptr);
             k::BPF_ATTR_LEN
         }
+        argsrc::BPF_MAP => {
+            bpf_map(slot, ptr);
+            k::BPF_MAP_LEN
+        }
+        argsrc::PERF_EVENT => perf_event(slot, ptr),
         _ => return false,
     };
     let Some(ab) = argbuf() else { return true };
@@ -120,4 +125,53 @@ fn bpf_attr(slot: usize, a: u64) {
     if rc != 0 || a == 0 {
         ab.strs[slot_idx(slot)][k::BPF_ATTR_NAME..k::BPF_ATTR_NAME + 16].fill(0);
     }
+}
+
+/// `struct bpf_map`: type, key and value sizes, max entries, its inline name.
+#[inline(always)]
+fn bpf_map(slot: usize, m: u64) {
+    let o = [
+        off!(kstruct.bpf_map_type),
+        off!(kstruct.bpf_map_key_size),
+        off!(kstruct.bpf_map_value_size),
+        off!(kstruct.bpf_map_max_entries),
+    ];
+    for (i, f) in o.iter().enumerate() {
+        put32(slot, 4 * i, rd::<u32>(m, *f).unwrap_or(0));
+    }
+    let Some(ab) = argbuf() else { return };
+    let name = &mut ab.strs[slot_idx(slot)][k::BPF_MAP_NAME..k::BPF_MAP_NAME + 16];
+    let o = off!(kstruct.bpf_map_name);
+    // SAFETY: 16 bytes into the slot; a bad address fails the helper (the name stays 0).
+    let rc = if m == 0 || o == crate::kread::MISSING {
+        -1
+    } else {
+        unsafe { gen::bpf_probe_read_kernel(name.as_mut_ptr() as *mut c_void, 16, (m + o as u64) as *const c_void) }
+    };
+    if rc != 0 {
+        name.fill(0);
+    }
+}
+
+/// `struct perf_event`: its attr's type, config, probe_offset (config2) and the string
+/// kprobe_func (config1) points to, as Tetragon reads them. Returns the bytes written.
+#[inline(always)]
+fn perf_event(slot: usize, p: u64) -> usize {
+    let o = off!(kstruct.perf_event_attr);
+    let attr = if p == 0 || o == crate::kread::MISSING { 0 } else { p + o as u64 };
+    put32(slot, 0, rd::<u32>(attr, k::UAPI_PERF_TYPE).unwrap_or(0));
+    put32(slot, 4, 0);
+    put64(slot, k::PERF_CONFIG, rd::<u64>(attr, k::UAPI_PERF_CONFIG).unwrap_or(0));
+    put64(slot, k::PERF_PROBE_OFFSET, rd::<u64>(attr, k::UAPI_PERF_PROBE_OFFSET).unwrap_or(0));
+    let func = rd_ptr(attr, k::UAPI_PERF_KPROBE_FUNC);
+    let Some(ab) = argbuf() else { return k::PERF_FUNC };
+    let dst = ab.strs[slot_idx(slot)][k::PERF_FUNC..].as_mut_ptr() as *mut c_void;
+    // SAFETY: at most PERF_FUNC_LEN bytes into the slot; the pointer is the caller's
+    // (perf_event_open's attr), read by the compat helper, which fails on a bad address.
+    let n = if func == 0 {
+        0
+    } else {
+        unsafe { gen::bpf_probe_read_str(dst, k::PERF_FUNC_LEN as u32, func as *const c_void) }
+    };
+    k::PERF_FUNC + if n > 0 { (n - 1) as usize } else { 0 }
 }

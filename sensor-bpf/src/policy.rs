@@ -18,7 +18,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 use nightjar_common::{
-    action, argsrc, cause, kind, op, plimits, ArgHeader, BinSet, HookConfig, HookList, PolicyRecord, ProcState,
+    action, argsrc, cause, kind, ns, op, plimits, ArgHeader, BinSet, HookConfig, HookList, PolicyRecord, ProcState,
     RecordHeader, Selector, StrData, EXEC_HOOKS_KEY,
 };
 
@@ -46,7 +46,7 @@ pub static BIN_SETS: Array<BinSet> = Array::with_max_entries(plimits::BIN_SETS, 
 #[map]
 pub static POLICY_CONF: Array<u32> = Array::with_max_entries(4, 0);
 
-/// Per process (tgid): its matchBinaries mask.
+/// Per process (tgid): its matchBinaries mask and its capabilities at exec.
 #[map]
 pub static PROCS: HashMap<u32, ProcState> = HashMap::with_max_entries(65536, 0);
 
@@ -167,13 +167,14 @@ pub fn exec_binmask(_ctx: TracePointContext) -> u32 {
     if !crate::kread::in_scope() {
         return 0;
     }
+    // u32::MAX: no matchBinaries set in use, only the capabilities to record.
     let nbins = POLICY_CONF.get(0).copied().unwrap_or(0);
     if nbins == 0 {
         return 0;
     }
     let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let mut mask = 0u64;
-    if capture_exec_path(0) {
+    if nbins != u32::MAX && capture_exec_path(0) {
         let mut st = BinScan { mask: 0 };
         // SAFETY: bin_cb only touches the BinScan passed as its context.
         unsafe {
@@ -186,7 +187,13 @@ pub fn exec_binmask(_ctx: TracePointContext) -> u32 {
         }
         mask = st.mask;
     }
-    let _ = PROCS.insert(pid, ProcState { binmask: mask }, 0);
+    let cred = rd_ptr(crate::task::current(), off!(task_real_cred));
+    let caps = [
+        rd::<u64>(cred, off!(cred_cap_effective)).unwrap_or(0),
+        rd::<u64>(cred, off!(cred_cap_permitted)).unwrap_or(0),
+        rd::<u64>(cred, off!(cred_cap_inheritable)).unwrap_or(0),
+    ];
+    let _ = PROCS.insert(pid, ProcState { binmask: mask, caps }, 0);
     0
 }
 
@@ -387,6 +394,20 @@ fn match_selector(conf: &HookConfig, s: &Selector) -> bool {
             return false;
         }
     }
+    if s.nns != 0 && !ns_match(task, s) {
+        return false;
+    }
+    if (s.cap_op != 0 || s.capchg_op != 0) && !caps_match(task, tgid, s) {
+        return false;
+    }
+    let _ = conf;
+    true
+}
+
+/// matchNamespaces: each entry's namespace among its values (In) or not. Not inlined, as
+/// `caps_match`: the selector callback's stack is what 6.1's combined limit counts.
+#[inline(never)]
+fn ns_match(task: u64, s: &Selector) -> bool {
     for k in 0..plimits::NS_CONDS {
         if k < s.nns as usize {
             let c = &s.ns[k];
@@ -402,20 +423,47 @@ fn match_selector(conf: &HookConfig, s: &Selector) -> bool {
             }
         }
     }
+    true
+}
+
+/// matchCapabilities and matchCapabilityChanges: the capability set's bits in the mask
+/// (any set: In; none: NotIn), and whether they differ from those at exec. With
+/// isNamespaceCapability, a task in the host's user namespace never matches. Not inlined:
+/// in the selector callback its stack pushed 6.1's combined limit (512 bytes) over.
+#[inline(never)]
+fn caps_match(task: u64, tgid: u32, s: &Selector) -> bool {
+    let cred = rd_ptr(task, off!(task_real_cred));
+    let set = |which: u8| match which {
+        1 => off!(cred_cap_permitted),
+        2 => off!(cred_cap_inheritable),
+        _ => off!(cred_cap_effective),
+    };
     if s.cap_op != 0 {
-        let cred = rd_ptr(task, off!(task_real_cred));
-        let o = match s.cap_set {
-            1 => off!(cred_cap_permitted),
-            2 => off!(cred_cap_inheritable),
-            _ => off!(cred_cap_effective),
-        };
-        let caps = rd::<u64>(cred, o).unwrap_or(0);
-        let any = caps & s.cap_mask != 0;
-        if any != (s.cap_op == op::IN) {
+        if s.cap_userns != 0 && crate::task::ns_inum(task, ns::USER) == s.cap_userns {
+            return false;
+        }
+        let caps = rd::<u64>(cred, set(s.cap_set)).unwrap_or(0);
+        if (caps & s.cap_mask != 0) != (s.cap_op == op::IN) {
             return false;
         }
     }
-    let _ = conf;
+    if s.capchg_op != 0 {
+        if s.capchg_userns != 0 && crate::task::ns_inum(task, ns::USER) == s.capchg_userns {
+            return false;
+        }
+        // SAFETY: read of a hash map value.
+        let Some(st) = (unsafe { PROCS.get(tgid) }) else { return false };
+        let at_exec = match s.capchg_set {
+            1 => st.caps[1],
+            2 => st.caps[2],
+            _ => st.caps[0],
+        };
+        let now = rd::<u64>(cred, set(s.capchg_set)).unwrap_or(0);
+        let changed = (now ^ at_exec) & s.capchg_mask != 0;
+        if changed != (s.capchg_op == op::IN) {
+            return false;
+        }
+    }
     true
 }
 
@@ -722,8 +770,14 @@ fn capture(conf: &HookConfig, i: usize) {
             ab.spos[slot] = 0;
             ab.slen[slot] = if n > 0 { (n - 1) as u32 } else { 0 };
         }
-        argsrc::CHAR_BUF => crate::charbuf::capture(slot, word, spec.aux),
-        argsrc::CRED | argsrc::USER_NS | argsrc::MODULE | argsrc::LOAD_INFO | argsrc::BPF_ATTR => {
+        argsrc::CHAR_BUF | argsrc::IOV_ITER => crate::charbuf::capture(slot, spec.src, word, spec.aux),
+        argsrc::CRED
+        | argsrc::USER_NS
+        | argsrc::MODULE
+        | argsrc::LOAD_INFO
+        | argsrc::BPF_ATTR
+        | argsrc::BPF_MAP
+        | argsrc::PERF_EVENT => {
             crate::kstruct::capture(slot, spec.src, word);
         }
         argsrc::PATH_PTR | argsrc::DENTRY_PTR => {
@@ -861,8 +915,10 @@ extern "C" fn emit_cb(i: u64, ctx: *mut c_void) -> i64 {
         }
         st.at = (a + 12) as u64;
     } else {
-        // A char_buf is reported with the size word before its bytes.
-        let buf = spec.src == argsrc::CHAR_BUF;
+        // A char_buf (or iov_iter) is reported with the size word before its bytes. One
+        // compare for both (CHAR_BUF | 2 == IOV_ITER): two made 6.1's verifier lose the
+        // bounds of `i` here (the compiler spilled it unbounded).
+        let buf = spec.src | 2 == argsrc::IOV_ITER;
         let len = ab.slen[slot] as usize + if buf { 8 } else { 0 };
         let room = plimits::ARG_REPORT - 8;
         let n = if len > room { room } else { len };

@@ -122,9 +122,17 @@ impl Btf {
                     }
                     vlen * 12
                 }
-                KIND_ENUM => vlen * 8,
+                // Enumerators as members: the value (its low 32 bits) in `bit_offset`.
+                KIND_ENUM | KIND_ENUM64 => {
+                    let w = if kind == KIND_ENUM { 8 } else { 12 };
+                    for i in 0..vlen {
+                        let m = at + i * w;
+                        members.push(Member { name: rd_u32(tsec, m)?, ty: 0, bit_offset: rd_u32(tsec, m + 4)? });
+                    }
+                    vlen * w
+                }
                 KIND_FUNC_PROTO => vlen * 8,
-                KIND_DATASEC | KIND_ENUM64 => vlen * 12,
+                KIND_DATASEC => vlen * 12,
                 k => return Err(BtfError::UnknownKind { id, kind: k }),
             };
             if at + extra > tsec.len() {
@@ -195,6 +203,16 @@ impl Btf {
             let t = &self.types[*id as usize];
             t.kind == KIND_FUNC && self.str(t.name) == name
         })
+    }
+
+    /// The value of enumerator `value` of `enum name` (its low 32 bits).
+    pub fn enum_value(&self, name: &str, value: &str) -> Option<u32> {
+        self.types
+            .iter()
+            .filter(|t| matches!(t.kind, KIND_ENUM | KIND_ENUM64) && self.str(t.name) == name)
+            .flat_map(|t| &t.members)
+            .find(|m| self.str(m.name) == value)
+            .map(|m| m.bit_offset)
     }
 
     /// Size in bytes of a named struct.
@@ -283,6 +301,11 @@ mod tests {
         assert!(btf.offset("mm_struct", &["arg_start"]).unwrap() > 0);
         assert_eq!(btf.offset("dentry", &["d_name", "name"]).unwrap(), btf.offset("dentry", &["d_name"]).unwrap() + 8);
         assert!(btf.struct_size("upid").unwrap() >= 12);
+        // Enumerators: the pid types are in a fixed order since 4.19.
+        assert_eq!(btf.enum_value("pid_type", "PIDTYPE_PID"), Some(0));
+        assert_eq!(btf.enum_value("pid_type", "PIDTYPE_TGID"), Some(1));
+        assert_eq!(btf.enum_value("pid_type", "NIGHTJAR_NO_SUCH"), None);
+        assert!(btf.enum_value("iter_type", "ITER_UBUF").is_some(), "ITER_UBUF exists since 6.0");
         assert!(matches!(btf.offset("task_struct", &["no_such_field"]), Err(BtfError::NoMember { .. })));
     }
 }

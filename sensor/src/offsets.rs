@@ -103,7 +103,7 @@ pub fn compute(btf: &Btf, args_max: u32) -> Result<(Offsets, OffsetReport), BtfE
 }
 
 /// The fields of the structs typed policy arguments read whole (`cred`, `user_namespace`,
-/// `module`, `load_info`). `load_info.sig_ok` exists only with CONFIG_MODULE_SIG.
+/// `module`, `load_info`, `iov_iter`, `bpf_map`, `perf_event`). `load_info.sig_ok` exists only with CONFIG_MODULE_SIG.
 fn kstruct(btf: &Btf, opt: &mut impl FnMut(&str, Result<u32, BtfError>) -> u32) -> KstructOffsets {
     let mut k = KstructOffsets::missing();
     let mut f = |st: &str, field: &str| opt(&format!("{st}.{field}"), btf.offset(st, &[field]));
@@ -124,6 +124,21 @@ fn kstruct(btf: &Btf, opt: &mut impl FnMut(&str, Result<u32, BtfError>) -> u32) 
     k.load_info_name = quiet("name");
     k.load_info_mod = quiet("mod");
     k.load_info_sig_ok = quiet("sig_ok");
+    k.iov_iter_type = f("iov_iter", "iter_type");
+    k.iov_iter_offset = f("iov_iter", "iov_offset");
+    k.iov_iter_count = f("iov_iter", "count");
+    // One union holds every kind's pointer (`iov` is `__iov` since 6.4).
+    k.iov_iter_ptr = f("iov_iter", "ubuf");
+    let iter = |v: &str| btf.enum_value("iter_type", v).unwrap_or(Offsets::MISSING);
+    k.iter_ubuf = iter("ITER_UBUF");
+    k.iter_iovec = iter("ITER_IOVEC");
+    k.iter_kvec = iter("ITER_KVEC");
+    k.bpf_map_type = f("bpf_map", "map_type");
+    k.bpf_map_key_size = f("bpf_map", "key_size");
+    k.bpf_map_value_size = f("bpf_map", "value_size");
+    k.bpf_map_max_entries = f("bpf_map", "max_entries");
+    k.bpf_map_name = f("bpf_map", "name");
+    k.perf_event_attr = f("perf_event", "attr");
     k
 }
 

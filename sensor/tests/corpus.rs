@@ -46,6 +46,11 @@ struct Case {
     count: Option<usize>,
     host: Want,
     kfunc: Want,
+    /// From this kernel version on (major, minor), a kernel with kprobes must give this
+    /// instead of `kfunc` (a function the kernel dropped).
+    kfunc_from: Option<(u32, u32, Want)>,
+    /// An event the trigger also causes that the policy must not report.
+    unwanted: Option<fn() -> Value>,
 }
 
 const NEEDS_KPROBES: &str = "needs kprobes, which this kernel does not have";
@@ -65,6 +70,8 @@ fn cases() -> Vec<Case> {
         count: None,
         host,
         kfunc,
+        kfunc_from: None,
+        unwanted: None,
     };
     vec![
         c(
@@ -264,6 +271,30 @@ fn cases() -> Vec<Case> {
             Pass,
             Pass,
         ),
+        Case {
+            // The helper's first unshare (CLONE_NEWUTS) is root's, in the host's user namespace.
+            unwanted: Some(|| json!({"function_name": "sys_unshare", "args": [{"size_arg": "67108864"}]})),
+            ..c(
+                "match-capabilities-userns",
+                "unshare-uts-then-userns-mnt",
+                "process_kprobe",
+                || json!({"function_name": "sys_unshare", "args": [{"size_arg": "131072"}]}),
+                Pass,
+                Pass,
+            )
+        },
+        Case {
+            // The helper's first unshare comes before it drops the capability.
+            unwanted: Some(|| json!({"function_name": "sys_unshare", "args": [{"size_arg": "67108864"}]})),
+            ..c(
+                "match-capability-changes",
+                "unshare-uts-drop-admin-mnt",
+                "process_kprobe",
+                || json!({"function_name": "sys_unshare", "args": [{"size_arg": "131072"}]}),
+                Pass,
+                Pass,
+            )
+        },
         c(
             "match-namespaces-host-mnt",
             "setns",
@@ -317,11 +348,11 @@ fn cases() -> Vec<Case> {
         ),
         c(
             "tty-write",
-            "none",
+            "tty-write",
             "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: argument type iov_iter"),
-            Refused("not supported by nightjar: argument type iov_iter"),
+            || json!({"function_name": "tty_write", "args": [{"file_arg": {"path": "@DIR@/pts/ptmx"}}, {"bytes_arg": "bmlnaHRqYXItdHR5Cg=="}]}),
+            Refused(NEEDS_KPROBES),
+            Pass,
         ),
         c(
             "bpf-prog-load",
@@ -331,21 +362,29 @@ fn cases() -> Vec<Case> {
             Refused(NEEDS_KPROBES),
             Pass,
         ),
-        c(
-            "bpf-map-create",
-            "none",
-            "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: argument type bpf_map"),
-            Refused("not supported by nightjar: argument type bpf_map"),
-        ),
+        Case {
+            // 6.9 replaced security_bpf_map_alloc with security_bpf_map_create.
+            kfunc_from: Some((
+                6,
+                9,
+                Refused("kernel function \"security_bpf_map_alloc\" is not in this kernel's /proc/kallsyms"),
+            )),
+            ..c(
+                "bpf-map-create",
+                "bpf-map-create",
+                "process_kprobe",
+                || json!({"function_name": "security_bpf_map_alloc", "args": [{"bpf_map_arg": {"MapType": "BPF_MAP_TYPE_HASH", "KeySize": 4, "ValueSize": 8, "MaxEntries": 16, "MapName": "nightjar_map"}}]}),
+                Refused(NEEDS_KPROBES),
+                Pass,
+            )
+        },
         c(
             "perf-event-alloc",
-            "none",
+            "perf-event-open",
             "process_kprobe",
-            || json!({}),
-            Refused("not supported by nightjar: argument type perf_event"),
-            Refused("not supported by nightjar: argument type perf_event"),
+            || json!({"function_name": "security_perf_event_alloc", "args": [{"perf_event_arg": {"KprobeFunc": "nightjar_func", "Type": "PERF_TYPE_SOFTWARE", "Config": "9", "ProbeOffset": "7"}}]}),
+            Refused(NEEDS_KPROBES),
+            Pass,
         ),
         c(
             "user-namespace-capable",
@@ -537,6 +576,39 @@ fn helper(action: &str, dir: &Path) -> i32 {
             "unshare-mnt" => {
                 libc::unshare(libc::CLONE_NEWNS);
             }
+            // unshare(CLONE_NEWUTS), then CAP_SYS_ADMIN dropped from this thread's effective
+            // set, then unshare(CLONE_NEWNS) (refused now, but attempted).
+            "unshare-uts-drop-admin-mnt" => {
+                libc::unshare(libc::CLONE_NEWUTS);
+                // _LINUX_CAPABILITY_VERSION_3: two u32 triples (effective, permitted, inheritable).
+                let hdr = [0x2008_0522u32, 0];
+                let mut data = [0u32; 6];
+                if libc::syscall(libc::SYS_capget, hdr.as_ptr(), data.as_mut_ptr()) != 0 {
+                    return 4;
+                }
+                data[0] &= !(1 << 21);
+                if libc::syscall(libc::SYS_capset, hdr.as_ptr(), data.as_ptr()) != 0 {
+                    return 5;
+                }
+                libc::unshare(libc::CLONE_NEWNS);
+            }
+            // unshare(CLONE_NEWUTS) as root in the host's user namespace, then (the same
+            // process, through exec: a threaded process cannot change its user namespace)
+            // unshare(1)'s new user namespace, mapped root there, and unshare(CLONE_NEWNS).
+            "unshare-uts-then-userns-mnt" => {
+                libc::unshare(libc::CLONE_NEWUTS);
+                let me = std::env::current_exe().unwrap().display().to_string();
+                std::env::set_var("NIGHTJAR_CORPUS_HELPER", "unshare-mnt");
+                let argv: Vec<std::ffi::CString> =
+                    ["unshare", "-U", "-r", &me, "--exact", "zz_corpus_helper", "--nocapture", "--test-threads=1"]
+                        .iter()
+                        .map(|a| cstr(a))
+                        .collect();
+                let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+                ptrs.push(std::ptr::null());
+                libc::execv(cstr("/usr/bin/unshare").as_ptr(), ptrs.as_ptr());
+                return 4;
+            }
             "setns" => {
                 let fd = libc::open(cstr("/proc/self/ns/mnt").as_ptr(), libc::O_RDONLY);
                 println!("fd={fd}");
@@ -670,6 +742,66 @@ fn helper(action: &str, dir: &Path) -> i32 {
             }
             "write" => {
                 libc::write(1, b"nightjar-corpus\n".as_ptr().cast(), 16);
+            }
+            // BPF_MAP_CREATE of a hash map named nightjar_map (4-byte keys, 8-byte values, 16).
+            "bpf-map-create" => {
+                let mut attr = [0u8; 72];
+                for (i, v) in [1u32, 4, 8, 16].iter().enumerate() {
+                    attr[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
+                }
+                attr[28..40].copy_from_slice(b"nightjar_map");
+                let fd = libc::syscall(libc::SYS_bpf, 0, attr.as_ptr(), attr.len() as u32);
+                println!("fd={fd}");
+                if fd < 0 {
+                    return 5;
+                }
+            }
+            // perf_event_open of a software dummy event on itself, with config1 pointing to
+            // a string and config2 = 7 (where a kprobe event has kprobe_func and
+            // probe_offset; Tetragon reads them whatever the type).
+            "perf-event-open" => {
+                let func = c"nightjar_func";
+                let mut attr = [0u8; 128];
+                attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // PERF_TYPE_SOFTWARE
+                attr[4..8].copy_from_slice(&128u32.to_ne_bytes()); // size
+                attr[8..16].copy_from_slice(&9u64.to_ne_bytes()); // PERF_COUNT_SW_DUMMY
+                attr[40..48].copy_from_slice(&1u64.to_ne_bytes()); // disabled
+                attr[56..64].copy_from_slice(&(func.as_ptr() as u64).to_ne_bytes());
+                attr[64..72].copy_from_slice(&7u64.to_ne_bytes());
+                let fd = libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0);
+                println!("fd={fd}");
+                if fd < 0 {
+                    return 5;
+                }
+            }
+            // A write to a terminal (tty_write): the master of a pty of its own, from a
+            // devpts instance mounted in a mount namespace of its own (nothing else sees it).
+            "tty-write" => {
+                let pts = p("pts");
+                let _ = std::fs::create_dir_all(&pts);
+                let private = (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong;
+                if libc::unshare(libc::CLONE_NEWNS) != 0
+                    || libc::mount(std::ptr::null(), cstr("/").as_ptr(), std::ptr::null(), private, std::ptr::null())
+                        != 0
+                {
+                    return 4;
+                }
+                let opts = cstr("newinstance,ptmxmode=0666");
+                if libc::mount(
+                    cstr("devpts").as_ptr(),
+                    cstr(&pts).as_ptr(),
+                    cstr("devpts").as_ptr(),
+                    0,
+                    opts.as_ptr().cast(),
+                ) != 0
+                {
+                    return 5;
+                }
+                let fd = libc::open(cstr(&format!("{pts}/ptmx")).as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+                if fd < 0 {
+                    return 6;
+                }
+                libc::write(fd, b"nightjar-tty\n".as_ptr().cast(), 13);
             }
             "fork" => {
                 let child = libc::fork();
@@ -872,6 +1004,12 @@ fn trigger(action: &str, dir: &Path, helper: &str, bash: &str) -> (u32, std::pro
     (pid, out.status, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// (major, minor) of a kernel release such as `6.12.57+deb13-amd64`.
+fn kernel_version(release: &str) -> (u32, u32) {
+    let mut n = release.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse().unwrap_or(0));
+    (n.next().unwrap_or(0), n.next().unwrap_or(0))
+}
+
 /// `fd=3` → ("@FD@", "3") from the helper's output.
 fn printed(out: &str, key: &str) -> Option<String> {
     out.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}=")).map(str::to_owned))
@@ -912,6 +1050,7 @@ async fn corpus_policies_load_and_report_exactly_as_tetragon_exports() {
     let cfg = SensorConfig { policies_dir: PathBuf::new(), ..SensorConfig::default() };
     let sensor = Sensor::load(&cfg, "corpus-node").expect("load the sensor (root)");
     let kfunc_kernel = sensor.features.kprobes;
+    let release = sensor.features.kernel_release.clone();
     let control = sensor.control();
     let (tx, rx) = mpsc::channel(65536);
     let (stop, stop_rx) = watch::channel(false);
@@ -946,8 +1085,13 @@ async fn corpus_policies_load_and_report_exactly_as_tetragon_exports() {
 
     let mut table = Vec::new();
     let mut failures = Vec::new();
+    let version = kernel_version(&release);
     for case in &cases {
-        let want = if kfunc_kernel { case.kfunc } else { case.host };
+        let want = match case.kfunc_from {
+            _ if !kfunc_kernel => case.host,
+            Some((major, minor, w)) if version >= (major, minor) => w,
+            _ => case.kfunc,
+        };
         let text = fill(&std::fs::read_to_string(corpus_dir().join(format!("{}.yaml", case.file))).unwrap(), &vars);
         let t0 = Instant::now();
         let verdict = run_case(&mut run, case, want, &text, &dir, &helper, &bash, &vars).await;
@@ -1041,6 +1185,12 @@ async fn run_case(
             return Err(format!("{loads}: the trigger must end by signal {sig}: {status:?}"))
         }
         _ => {}
+    }
+    if let Some(u) = case.unwanted {
+        let u = fill_value(&u(), &vars);
+        if events.iter().any(|e| compare(e, &u).is_ok()) {
+            return Err(format!("{loads}: reported {u}, which the policy must not match"));
+        }
     }
     let hits = events.iter().filter(|e| compare(e, &want_event).is_ok()).count();
     match case.count {

@@ -315,6 +315,25 @@ pub struct KstructOffsets {
     pub load_info_mod: u32,
     /// `load_info.sig_ok` (CONFIG_MODULE_SIG only).
     pub load_info_sig_ok: u32,
+    /// `iov_iter.iter_type` (a u8), `iov_offset`, `count`, and the union of its `ubuf` /
+    /// `iov` / `kvec` pointers.
+    pub iov_iter_type: u32,
+    pub iov_iter_offset: u32,
+    pub iov_iter_count: u32,
+    pub iov_iter_ptr: u32,
+    /// The values of `enum iter_type` this kernel gives ITER_UBUF, ITER_IOVEC, ITER_KVEC
+    /// (they moved between 6.1 and 6.12); MISSING when absent.
+    pub iter_ubuf: u32,
+    pub iter_iovec: u32,
+    pub iter_kvec: u32,
+    pub bpf_map_type: u32,
+    pub bpf_map_key_size: u32,
+    pub bpf_map_value_size: u32,
+    pub bpf_map_max_entries: u32,
+    /// `bpf_map.name` (an inline char[16]).
+    pub bpf_map_name: u32,
+    /// `perf_event.attr` (an embedded `struct perf_event_attr`).
+    pub perf_event_attr: u32,
 }
 
 impl KstructOffsets {
@@ -334,6 +353,19 @@ impl KstructOffsets {
             load_info_name: m,
             load_info_mod: m,
             load_info_sig_ok: m,
+            iov_iter_type: m,
+            iov_iter_offset: m,
+            iov_iter_count: m,
+            iov_iter_ptr: m,
+            iter_ubuf: m,
+            iter_iovec: m,
+            iter_kvec: m,
+            bpf_map_type: m,
+            bpf_map_key_size: m,
+            bpf_map_value_size: m,
+            bpf_map_max_entries: m,
+            bpf_map_name: m,
+            perf_event_attr: m,
         }
     }
 }
@@ -362,6 +394,21 @@ pub mod kstruct {
     pub const UAPI_PROG_TYPE: u32 = 0;
     pub const UAPI_INSN_CNT: u32 = 4;
     pub const UAPI_PROG_NAME: u32 = 48;
+    /// `bpf_map`: map_type, key_size, value_size, max_entries (u32 each), name (16 bytes).
+    pub const BPF_MAP_NAME: usize = 16;
+    pub const BPF_MAP_LEN: usize = 32;
+    /// `perf_event` (its `attr`): type (u32), 0 (u32), config (u64), probe_offset (u64),
+    /// then the NUL-less kprobe_func string, at most PERF_FUNC_LEN bytes.
+    pub const PERF_CONFIG: usize = 8;
+    pub const PERF_PROBE_OFFSET: usize = 16;
+    pub const PERF_FUNC: usize = 24;
+    pub const PERF_FUNC_LEN: usize = 128;
+    /// UAPI offsets in `struct perf_event_attr` (include/uapi/linux/perf_event.h).
+    pub const UAPI_PERF_TYPE: u32 = 0;
+    pub const UAPI_PERF_CONFIG: u32 = 8;
+    /// `kprobe_func` (union with config1) and `probe_offset` (union with config2).
+    pub const UAPI_PERF_KPROBE_FUNC: u32 = 56;
+    pub const UAPI_PERF_PROBE_OFFSET: u32 = 64;
 }
 
 impl Offsets {
@@ -526,6 +573,15 @@ pub mod argsrc {
     /// A `union bpf_attr *` of BPF_PROG_LOAD (UAPI layout): prog_type, insn_cnt, prog_name
     /// (`kstruct::BPF_ATTR_*`).
     pub const BPF_ATTR: u8 = 18;
+    /// A `struct iov_iter *` (`iov_iter` and the bytes it holds): reported as a `char_buf`
+    /// (its `count`, then at most [`CHAR_BUF_MAX`] bytes of its first segment).
+    pub const IOV_ITER: u8 = 19;
+    const _: () = assert!(CHAR_BUF | 2 == IOV_ITER && IOV_ITER | 2 == IOV_ITER);
+    /// A `struct bpf_map *`: type, sizes, name (`kstruct::BPF_MAP_*`).
+    pub const BPF_MAP: u8 = 20;
+    /// A `struct perf_event *`: its attr's type, config, kprobe_func, probe_offset
+    /// (`kstruct::PERF_*`).
+    pub const PERF_EVENT: u8 = 21;
     /// Set in `aux` when a char_buf's size word is given.
     pub const CHAR_BUF_SIZED: u16 = 0x8000;
     pub const CHAR_BUF_SIZE_MASK: u16 = 0x7f;
@@ -819,6 +875,9 @@ pub struct Selector {
     pub rate_ns: u64,
     /// OVERRIDE: what the LSM hook returns (a negative errno, e.g. -1 = -EPERM).
     pub error: i32,
+    /// matchCapabilities with isNamespaceCapability: the host's user namespace (its inode
+    /// number); the selector matches only a task outside it. 0: any namespace.
+    pub cap_userns: u32,
     pub cap_mask: u64,
     pub args: [ArgCond; plimits::MATCH_ARGS],
     pub ns: [NsCond; plimits::NS_CONDS],
@@ -829,7 +888,14 @@ pub struct Selector {
     /// the name (FollowFD's argName) or the new fd (CopyFD's argName).
     pub fd_arg: u8,
     pub fd_name: u8,
-    pub _pad_fd: [u8; 5],
+    /// matchCapabilityChanges: op (0 = none) and which set (as `cap_set`); the selector
+    /// matches when the `capchg_mask` bits of that set differ (In) or not (NotIn) from
+    /// what the process had at exec. `capchg_userns` as `cap_userns`.
+    pub capchg_op: u8,
+    pub capchg_set: u8,
+    pub _pad_fd: [u8; 3],
+    pub capchg_userns: u32,
+    pub capchg_mask: u64,
 }
 
 /// One hook: a policy's hook point with its argument sources and selectors.
@@ -971,6 +1037,9 @@ pub struct StrData {
 pub struct ProcState {
     /// Bit b set: the binary matches matchBinaries set b (positive form).
     pub binmask: u64,
+    /// The effective, permitted and inheritable capabilities at exec (for
+    /// matchCapabilityChanges).
+    pub caps: [u64; 3],
 }
 
 /// matchBinaries set b: its operator (positive form: EQUAL, PREFIX, POSTFIX), or 0.

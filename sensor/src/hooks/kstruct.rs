@@ -2,7 +2,8 @@
 //! `sensor-bpf/src/kstruct.rs`: which argument source reads each type, and the decoding
 //! of the slot bytes into the message Tetragon exports (`process_credentials_arg`
 //! (ProcessCredentials), `user_ns_arg` (UserNamespace), `module_arg` (KernelModule),
-//! `bpf_attr_arg` (KprobeBpfAttr)).
+//! `bpf_attr_arg` (KprobeBpfAttr), `bpf_map_arg` (KprobeBpfMap), `perf_event_arg`
+//! (KprobePerfEvent)).
 use nightjar_common::{argsrc, kstruct as k};
 use serde_json::{json, Map, Value};
 
@@ -17,6 +18,8 @@ pub fn source(ty: ArgType) -> Option<(u8, &'static str)> {
         ArgType::Module => (argsrc::MODULE, "struct module"),
         ArgType::LoadInfo => (argsrc::LOAD_INFO, "struct load_info"),
         ArgType::BpfAttr => (argsrc::BPF_ATTR, "union bpf_attr"),
+        ArgType::BpfMap => (argsrc::BPF_MAP, "struct bpf_map"),
+        ArgType::PerfEvent => (argsrc::PERF_EVENT, "struct perf_event"),
         _ => return None,
     })
 }
@@ -41,6 +44,8 @@ pub fn decode(src: u8, data: &[u8]) -> Option<(&'static str, Value)> {
         argsrc::USER_NS => ("user_ns_arg", user_ns(data, 0)),
         argsrc::MODULE | argsrc::LOAD_INFO => ("module_arg", module(data)),
         argsrc::BPF_ATTR => ("bpf_attr_arg", bpf_attr(data)),
+        argsrc::BPF_MAP => ("bpf_map_arg", bpf_map(data)),
+        argsrc::PERF_EVENT => ("perf_event_arg", perf_event(data)),
         _ => return None,
     })
 }
@@ -174,9 +179,116 @@ fn bpf_attr(d: &[u8]) -> Value {
     json!({"ProgType": prog_type(u32_at(d, 0)), "InsnCnt": u32_at(d, 4), "ProgName": name})
 }
 
+/// Tetragon's names of BPF map types (`BPF_MAP_TYPE_UNKNOWN` past the table).
+fn map_type(t: u32) -> String {
+    const NAMES: [&str; 34] = [
+        "UNSPEC",
+        "HASH",
+        "ARRAY",
+        "PROG_ARRAY",
+        "PERF_EVENT_ARRAY",
+        "PERCPU_HASH",
+        "PERCPU_ARRAY",
+        "STACK_TRACE",
+        "CGROUP_ARRAY",
+        "LRU_HASH",
+        "LRU_PERCPU_HASH",
+        "LPM_TRIE",
+        "ARRAY_OF_MAPS",
+        "HASH_OF_MAPS",
+        "DEVMAP",
+        "SOCKMAP",
+        "CPUMAP",
+        "XSKMAP",
+        "SOCKHASH",
+        "CGROUP_STORAGE",
+        "REUSEPORT_SOCKARRAY",
+        "PERCPU_CGROUP_STORAGE",
+        "QUEUE",
+        "STACK",
+        "SK_STORAGE",
+        "DEVMAP_HASH",
+        "STRUCT_OPS",
+        "RINGBUF",
+        "INODE_STORAGE",
+        "TASK_STORAGE",
+        "BLOOM_FILTER",
+        "USER_RINGBUF",
+        "CGRP_STORAGE",
+        "ARENA",
+    ];
+    format!("BPF_MAP_TYPE_{}", NAMES.get(t as usize).unwrap_or(&"UNKNOWN"))
+}
+
+/// Tetragon's names of perf event types (uapi/linux/perf_event.h); a dynamic PMU's type
+/// (kprobe, uprobe) is its number.
+fn perf_type(t: u32) -> String {
+    const NAMES: [&str; 7] = ["HARDWARE", "SOFTWARE", "TRACEPOINT", "HW_CACHE", "RAW", "BREAKPOINT", "MAX"];
+    NAMES.get(t as usize).map_or_else(|| t.to_string(), |n| format!("PERF_TYPE_{n}"))
+}
+
+/// A NUL-terminated (or slot-ending) string at `at`.
+fn str_at(d: &[u8], at: usize, len: usize) -> String {
+    let b = d.get(at..(at + len).min(d.len())).unwrap_or_default();
+    String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or_default()).into_owned()
+}
+
+/// An object of the fields that are set (proto3 JSON leaves out zeros and empty strings).
+fn set_fields(fields: Vec<(&str, Value)>) -> Value {
+    let unset = |v: &Value| v == &json!(0) || v == &json!("") || v == &json!("0");
+    Value::Object(fields.into_iter().filter(|(_, v)| !unset(v)).map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+/// Tetragon's KprobeBpfMap (Go field names; the u32 sizes are JSON numbers).
+fn bpf_map(d: &[u8]) -> Value {
+    set_fields(vec![
+        ("MapType", json!(map_type(u32_at(d, 0)))),
+        ("KeySize", json!(u32_at(d, 4))),
+        ("ValueSize", json!(u32_at(d, 8))),
+        ("MaxEntries", json!(u32_at(d, 12))),
+        ("MapName", json!(str_at(d, k::BPF_MAP_NAME, 16))),
+    ])
+}
+
+/// Tetragon's KprobePerfEvent (Config and ProbeOffset are uint64: JSON strings).
+fn perf_event(d: &[u8]) -> Value {
+    set_fields(vec![
+        ("KprobeFunc", json!(str_at(d, k::PERF_FUNC, k::PERF_FUNC_LEN))),
+        ("Type", json!(perf_type(u32_at(d, 0)))),
+        ("Config", json!(u64_at(d, k::PERF_CONFIG).to_string())),
+        ("ProbeOffset", json!(u64_at(d, k::PERF_PROBE_OFFSET).to_string())),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bpf_map_and_perf_event_keep_tetragons_field_names() {
+        let mut d = vec![0u8; k::BPF_MAP_LEN];
+        for (i, v) in [1u32, 4, 8, 16].iter().enumerate() {
+            d[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        d[k::BPF_MAP_NAME..k::BPF_MAP_NAME + 3].copy_from_slice(b"map");
+        assert_eq!(
+            decode(argsrc::BPF_MAP, &d).unwrap(),
+            (
+                "bpf_map_arg",
+                json!({"MapType": "BPF_MAP_TYPE_HASH", "KeySize": 4, "ValueSize": 8, "MaxEntries": 16, "MapName": "map"})
+            )
+        );
+        let mut d = vec![0u8; k::PERF_FUNC];
+        d[0..4].copy_from_slice(&1u32.to_le_bytes());
+        d[k::PERF_CONFIG..k::PERF_CONFIG + 8].copy_from_slice(&9u64.to_le_bytes());
+        d.extend_from_slice(b"f");
+        assert_eq!(
+            decode(argsrc::PERF_EVENT, &d).unwrap(),
+            ("perf_event_arg", json!({"KprobeFunc": "f", "Type": "PERF_TYPE_SOFTWARE", "Config": "9"}))
+        );
+        assert_eq!(perf_type(9), "9");
+        assert_eq!(map_type(99), "BPF_MAP_TYPE_UNKNOWN");
+    }
 
     #[test]
     fn cred_decodes_as_tetragon_exports_it() {

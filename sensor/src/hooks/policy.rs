@@ -121,7 +121,7 @@ fn arg_value(ty: ArgType, src: u8, data: &[u8]) -> ArgValue {
         b[..n].copy_from_slice(&data[..n]);
         return int_value(ty, u64::from_ne_bytes(b));
     }
-    if src == argsrc::CHAR_BUF {
+    if src == argsrc::CHAR_BUF || src == argsrc::IOV_ITER {
         return crate::hooks::charbuf::decode(data);
     }
     if let Some((key, value)) = crate::hooks::kstruct::decode(src, data) {

@@ -230,6 +230,7 @@ fn kfunc_arg(
         ArgType::Nop => argsrc::NONE,
         ArgType::CharBuf => argsrc::CHAR_BUF,
         ArgType::NetDevice => argsrc::NET_DEV,
+        ArgType::IovIter => argsrc::IOV_ITER,
         t if args::info(t).class == Class::Net => super::net::word_src(t, user).unwrap_or(argsrc::NONE),
         t if crate::hooks::kstruct::reads(t) => crate::hooks::kstruct::source(t).map_or(argsrc::NONE, |(s, _)| s),
         t => match args::info(t).class {

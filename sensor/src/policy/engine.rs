@@ -185,6 +185,9 @@ pub struct PolicyEngine {
     raw_tp_pool: Vec<Option<String>>,
     free_hooks: Vec<u32>,
     free_bits: Vec<u32>,
+    /// A policy used matchCapabilityChanges: exec_binmask records every exec's
+    /// capabilities from then on (kept, like the program itself).
+    record_caps: bool,
     next_cond: u32,
     /// Keys given to uprobe points (`path:symbol`), kept while attached.
     uprobe_keys: HashMap<String, u32>,
@@ -208,6 +211,7 @@ impl PolicyEngine {
             raw_tp_pool: vec![None; plimits::RAW_TPS],
             free_hooks: (0..plimits::HOOKS).rev().collect(),
             free_bits: (0..plimits::BIN_SETS).rev().collect(),
+            record_caps: false,
             next_cond: 1,
             uprobe_keys: HashMap::new(),
             next_uprobe: 1,
@@ -334,8 +338,14 @@ impl PolicyEngine {
         }
         let plans = self.plan(l)?;
         let n_bits = plans.iter().flat_map(|p| &p.strings).filter(|s| s.arg_cond.is_none()).count();
-        if n_bits > 0 {
+        // matchCapabilityChanges compares with the capabilities exec_binmask records.
+        let capchg = plans.iter().any(|p| p.conf.sels.iter().any(|s| s.capchg_op != 0));
+        if n_bits > 0 || capchg {
             self.ensure_binmask(ebpf, &name)?;
+        }
+        if capchg && !self.record_caps {
+            self.record_caps = true;
+            self.sync_bin_count(ebpf)?;
         }
         if plans.len() > self.free_hooks.len() {
             return Err(EngineError::Full { name, what: "hooks", limit: plimits::HOOKS });
@@ -535,6 +545,8 @@ impl PolicyEngine {
     fn sync_bin_count(&self, ebpf: &mut Ebpf) -> Result<(), EngineError> {
         // The kernel scans bits 0..count: count is one past the highest bit in use.
         let highest = (0..plimits::BIN_SETS).filter(|b| !self.free_bits.contains(b)).max().map(|b| b + 1).unwrap_or(0);
+        // u32::MAX: no set to scan, but the capabilities to record.
+        let highest = if highest == 0 && self.record_caps { u32::MAX } else { highest };
         let mut conf: Array<&mut MapData, u32> =
             Array::try_from(ebpf.map_mut("POLICY_CONF").ok_or(EngineError::Missing("POLICY_CONF"))?).map_err(
                 |source| EngineError::Map { name: String::new(), op: "POLICY_CONF", source: Box::new(source) },

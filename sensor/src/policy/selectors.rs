@@ -50,6 +50,7 @@ pub fn compile(c: &Ctx<'_>, s: &SelectorSpec) -> Result<(Selector, Vec<StrCond>)
     match_namespaces(c, &s.match_namespaces, &mut out)?;
     match_pids(&s.match_pids, &mut out);
     match_capabilities(&s.match_capabilities, &mut out);
+    match_capability_changes(&s.match_capability_changes, &mut out);
     match_actions(c, &s.match_actions, &mut out)?;
     Ok((out, strings))
 }
@@ -282,6 +283,7 @@ pub fn rate_limit_ns(s: &str) -> Option<u64> {
 fn match_capabilities(cs: &[CapSel], out: &mut Selector) {
     let Some(c) = cs.first() else { return };
     out.cap_op = set_op(c.operator);
+    out.cap_userns = if c.is_namespace_capability { host_user_ns() } else { 0 };
     out.cap_set = match c.ty {
         CapSet::Effective => 0,
         CapSet::Permitted => 1,
@@ -292,6 +294,21 @@ fn match_capabilities(cs: &[CapSel], out: &mut Selector) {
             out.cap_mask |= 1u64 << b;
         }
     }
+}
+
+/// matchCapabilityChanges: as matchCapabilities, against the capabilities at exec.
+fn match_capability_changes(cs: &[CapSel], out: &mut Selector) {
+    let mut m = Selector::default();
+    match_capabilities(cs, &mut m);
+    (out.capchg_op, out.capchg_set, out.capchg_mask, out.capchg_userns) =
+        (m.cap_op, m.cap_set, m.cap_mask, m.cap_userns);
+}
+
+/// The host's user namespace, as Tetragon finds it: that of pid 1 (the initial one,
+/// PROC_USER_INIT_INO, when /proc/1 cannot be read).
+fn host_user_ns() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/1/ns/user").map_or(0xEFFF_FFFD, |m| m.ino() as u32)
 }
 
 fn match_actions(c: &Ctx<'_>, acts: &[ActionSel], out: &mut Selector) -> Result<(), ConfigError> {

@@ -267,7 +267,7 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
     if a.source.is_some() {
         return Err(l.unsupported(&format!("{at}.source"), "data sources"));
     }
-    if matches!(a.ty, ArgType::CharIovec | ArgType::IovIter | ArgType::ConstBuf) {
+    if matches!(a.ty, ArgType::CharIovec | ArgType::ConstBuf) {
         return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} (buffers)", a.ty.name())));
     }
     if info.class == Class::Struct && !crate::hooks::kstruct::reads(a.ty) {
@@ -281,7 +281,6 @@ fn selector(l: &Loaded, at: &str, args: &[ArgDecl], s: &SelectorSpec) -> R {
         ("matchData", s.match_data.len()),
         ("matchParentBinaries", s.match_parent_binaries.len()),
         ("matchNamespaceChanges", s.match_namespace_changes.len()),
-        ("matchCapabilityChanges", s.match_capability_changes.len()),
         ("matchReturnActions", s.match_return_actions.len()),
     ] {
         if n > 0 {
@@ -292,7 +291,8 @@ fn selector(l: &Loaded, at: &str, args: &[ArgDecl], s: &SelectorSpec) -> R {
     match_binaries(l, at, &s.match_binaries)?;
     match_namespaces(l, at, &s.match_namespaces)?;
     match_pids(l, at, &s.match_pids)?;
-    match_capabilities(l, at, &s.match_capabilities)?;
+    match_capabilities(l, at, "matchCapabilities", &s.match_capabilities)?;
+    match_capabilities(l, at, "matchCapabilityChanges", &s.match_capability_changes)?;
     match_actions(l, at, &s.match_actions)?;
     for (i, a) in s.match_actions.iter().enumerate() {
         fd_action(l, &format!("{at}.matchActions[{i}]"), args, a)?;
@@ -523,15 +523,12 @@ fn match_pids(l: &Loaded, at: &str, ps: &[PidSel]) -> R {
     Ok(())
 }
 
-fn match_capabilities(l: &Loaded, at: &str, cs: &[CapSel]) -> R {
+fn match_capabilities(l: &Loaded, at: &str, key: &str, cs: &[CapSel]) -> R {
     if cs.len() > 1 {
-        return Err(l.error(&format!("{at}.matchCapabilities"), "at most one matchCapabilities entry per selector"));
+        return Err(l.error(&format!("{at}.{key}"), format!("at most one {key} entry per selector")));
     }
     for (i, c) in cs.iter().enumerate() {
-        let cat = format!("{at}.matchCapabilities[{i}]");
-        if c.is_namespace_capability {
-            return Err(l.unsupported(&format!("{cat}.isNamespaceCapability"), "isNamespaceCapability"));
-        }
+        let cat = format!("{at}.{key}[{i}]");
         capability_values(l, &cat, &c.values)?;
     }
     Ok(())
