@@ -106,15 +106,26 @@ fn sigkill_mid_file_leaves_only_complete_files_and_next_start_removes_the_partia
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     };
-    // The metric is read first, then the files, then the kill at once: a file completed in
-    // between only adds visible rows.
+    // The metric is read first, then the agent is stopped (SIGSTOP: it can neither finish
+    // nor start a file meanwhile), then the files are looked at; if they are not yet what
+    // the test needs, the agent goes on. A file completed after the metric was read only
+    // adds visible rows. (Without the stop, a file finished between the look and the kill
+    // left no partial one: seen once under load.)
+    let pid = a.0.as_ref().expect("agent").id() as libc::pid_t;
     let ready = wait_for(Duration::from_secs(60), || {
         let counted = delivered();
+        // SAFETY: signals the agent this test started, by its pid.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
         let (done, tmp) = scan(&pq);
-        (done.len() >= 2 && !tmp.is_empty() && counted > 0).then_some(counted)
+        let ok = done.len() >= 2 && !tmp.is_empty() && counted > 0;
+        if !ok {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+        ok.then_some(counted)
     });
     let child = a.0.as_mut().expect("agent");
-    child.kill().expect("SIGKILL the agent"); // Child::kill is SIGKILL
+    child.kill().expect("SIGKILL the agent"); // Child::kill is SIGKILL; a stopped process dies too
     let _ = child.wait();
     drop(exec_loop);
     let Some(counted) = ready else {
