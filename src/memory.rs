@@ -1,12 +1,13 @@
-//! How the agent's memory behaves: small pages, and freed pages given back soon.
+//! How the agent's memory behaves: small pages, and freed pages given back at once.
 //! Measured with bench/run.sh (scenario 5) and smaps: with transparent huge pages each
 //! 2 MiB region the allocator touches is zeroed whole on its first fault (a fifth of the
-//! agent's time under load) and counts whole in RSS. Freed pages are given back after
-//! 100 ms, and once a second by the janitor (mimalloc purges only when it allocates again,
-//! so an agent gone idle would keep what a burst freed). Giving them back at once (delay
-//! 0) kept idle RSS at 39 MiB instead of 42, but a loaded agent then faulted a purged page
-//! back in for every third event (0.32 minor faults per event at 200k/s, a fifth of the
-//! agent's time in page faults and madvise) against 0.04-0.06 with 100 ms.
+//! agent's time under load) and counts whole in RSS. Freed pages are given back at once
+//! (purge delay 0), and once a second the janitor collects what a thread gone idle keeps.
+//! The price is paid under load: at 200k events/s a purged page is faulted back in for
+//! every third event (0.32 minor faults per event, about a fifth of the agent's time in
+//! page faults and madvise). A 100 ms delay cut that to 0.05, but cost idle RSS 39 -> 45
+//! MiB and the peak at 10k events/s 47 -> 65 MiB, past both of issue 17's memory goals;
+//! the way out is fewer allocations per event, not a later purge.
 
 /// Call first in the agent, before its threads start (mimalloc's options are not
 /// thread-safe to set).
@@ -26,7 +27,7 @@ pub fn tune() {
 }
 
 /// How long freed pages wait before they are given back (mimalloc's `purge_delay`).
-const PURGE_DELAY_MS: std::ffi::c_long = 100;
+const PURGE_DELAY_MS: std::ffi::c_long = 0;
 
 /// Runs for the agent's lifetime on the runtime: once a second, the worker it runs on
 /// gives back its free pages and every purge that is due is done (mimalloc does both only
