@@ -223,17 +223,7 @@ def bench_policy(dirpath, target):
 
 def settle(agent, key, want=None, quiet=1.5, timeout=120):
     """Waits until metric `key` stops moving (or reaches `want`); returns its value."""
-    last, since, end = None, time.time(), time.time() + timeout
-    while time.time() < end:
-        v = agent.metrics().get(key, 0.0)
-        if want is not None and v >= want:
-            return v
-        if v != last:
-            last, since = v, time.time()
-        elif time.time() - since > quiet:
-            return v
-        time.sleep(0.25)
-    return last or 0.0
+    return settle_sum(agent, [key], {}, float("inf") if want is None else want, quiet=quiet, timeout=timeout)
 
 
 def scenario_kernel_path(tmp):

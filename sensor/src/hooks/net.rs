@@ -99,6 +99,19 @@ fn put_num(m: &mut Map<String, Value>, k: &str, v: u32) {
     }
 }
 
+/// `saddr`, `daddr` (when the family has addresses), `sport`, `dport`: the 4-tuple as
+/// Tetragon's sock_arg and skb_arg write it.
+fn put_tuple(m: &mut Map<String, Value>, family: u16, src: (&[u8; 16], u16), dst: (&[u8; 16], u16)) {
+    if let Some(a) = ip(family, src.0) {
+        m.insert("saddr".into(), Value::String(a.to_string()));
+    }
+    if let Some(a) = ip(family, dst.0) {
+        m.insert("daddr".into(), Value::String(a.to_string()));
+    }
+    put_num(m, "sport", src.1.into());
+    put_num(m, "dport", dst.1.into());
+}
+
 pub fn sock_json(s: &SockArg) -> Value {
     let mut m = Map::new();
     put_str(&mut m, "family", family_name(s.family));
@@ -106,14 +119,7 @@ pub fn sock_json(s: &SockArg) -> Value {
     put_str(&mut m, "protocol", protocol_name(s.protocol));
     put_num(&mut m, "mark", s.mark);
     put_num(&mut m, "priority", s.priority);
-    if let Some(a) = ip(s.family, &s.saddr) {
-        m.insert("saddr".into(), Value::String(a.to_string()));
-    }
-    if let Some(a) = ip(s.family, &s.daddr) {
-        m.insert("daddr".into(), Value::String(a.to_string()));
-    }
-    put_num(&mut m, "sport", s.sport.into());
-    put_num(&mut m, "dport", s.dport.into());
+    put_tuple(&mut m, s.family, (&s.saddr, s.sport), (&s.daddr, s.dport));
     if s.cookie != 0 {
         m.insert("cookie".into(), Value::String(s.cookie.to_string()));
     }
@@ -129,14 +135,7 @@ pub fn skb_json(s: &SkbArg) -> Value {
     put_num(&mut m, "len", s.len);
     put_num(&mut m, "priority", s.priority);
     put_num(&mut m, "mark", s.mark);
-    if let Some(a) = ip(s.family, &s.saddr) {
-        m.insert("saddr".into(), Value::String(a.to_string()));
-    }
-    if let Some(a) = ip(s.family, &s.daddr) {
-        m.insert("daddr".into(), Value::String(a.to_string()));
-    }
-    put_num(&mut m, "sport", s.sport.into());
-    put_num(&mut m, "dport", s.dport.into());
+    put_tuple(&mut m, s.family, (&s.saddr, s.sport), (&s.daddr, s.dport));
     put_num(&mut m, "proto", s.protocol.into());
     put_str(&mut m, "protocol", protocol_name(s.protocol));
     put_str(&mut m, "family", family_name(s.family));
