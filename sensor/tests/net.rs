@@ -5,6 +5,7 @@
 //!
 //! The same assertions hold on every kernel: this host serves the network functions by
 //! syscall tracepoint stand-ins (no kprobes), the VMs of `scripts/vm-test.sh` by kprobes.
+mod cgroup;
 mod netns;
 use std::{
     path::{Path, PathBuf},
@@ -12,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use cgroup::cgroup2_mount;
 use nightjar_sensor::{loader::Command as SensorCommand, policy, Sensor, SensorConfig};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
@@ -346,17 +348,6 @@ async fn tcp_lifecycle_and_a_dns_send_are_reported_with_5_tuple_process_and_pare
         assert!(at(e)["cookie"].is_string() || *f == "security_socket_connect", "{f}: {e}");
     }
     run.stop().await;
-}
-
-fn cgroup2_mount() -> PathBuf {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    for l in info.lines() {
-        let Some((pre, post)) = l.split_once(" - ") else { continue };
-        if post.starts_with("cgroup2 ") {
-            return PathBuf::from(pre.split_whitespace().nth(4).unwrap());
-        }
-    }
-    panic!("no cgroup2 hierarchy mounted");
 }
 
 /// A cgroup of this test's own (removed on drop): the sensor is confined to it, so what it

@@ -7,6 +7,7 @@
 //! each hook: what the sensor found usable at start, cross-checked with
 //! `NIGHTJAR_EXPECT_KERNEL` (what the runner knows its kernel has), so a run that silently
 //! fell back to tracepoints fails.
+mod cgroup;
 use std::{
     os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
@@ -15,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use cgroup::cgroup2_mount;
 use nightjar_event::{
     event::{ArgValue, ProcessKprobe},
     Event, EventKind,
@@ -214,17 +216,6 @@ async fn seed_policies_load_unchanged_and_say_how_they_are_served() {
     }
     s.stop().await;
     let _ = std::fs::remove_dir(&cg);
-}
-
-fn cgroup2_mount() -> PathBuf {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    for l in info.lines() {
-        let Some((pre, post)) = l.split_once(" - ") else { continue };
-        if post.starts_with("cgroup2 ") {
-            return PathBuf::from(pre.split_whitespace().nth(4).unwrap());
-        }
-    }
-    panic!("no cgroup2 hierarchy mounted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,15 @@
 //! The process hooks on the real kernel (root): exec, exit, ancestry, namespaces,
 //! container identity, and exact accounting of what the ring buffer could not hold.
 //! Mirrors `sensor-bpf/src/process.rs` and `sensor/src/hooks/process.rs`.
+mod cgroup;
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     sync::{atomic::Ordering, Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
+use cgroup::cgroup2_mount;
 use nightjar_event::{config::ByteSize, event::Process, Event, EventKind};
 use nightjar_sensor::{loader::SensorStats, Sensor, SensorConfig};
 use tokio::sync::{mpsc, watch};
@@ -162,17 +164,6 @@ async fn new_pid_and_mount_namespace_is_not_host() {
     assert_eq!(ns.mnt.as_ref().unwrap().is_host, Some(false), "{ns:?}");
     assert_eq!(ns.net.as_ref().unwrap().is_host, Some(true), "{ns:?}");
     s.stop().await;
-}
-
-fn cgroup2_mount() -> PathBuf {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    for l in info.lines() {
-        let Some((pre, post)) = l.split_once(" - ") else { continue };
-        if post.starts_with("cgroup2 ") {
-            return PathBuf::from(pre.split_whitespace().nth(4).unwrap());
-        }
-    }
-    panic!("no cgroup2 hierarchy mounted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
