@@ -14,7 +14,14 @@ use serde_json::{json, Value};
 use crate::{
     decode::Policy,
     hooks::process::ProcessHook,
-    policy::{args, compile::HookKind, engine::HookMeta, spec::ActionKind, ArgType, Loaded},
+    policy::{
+        args,
+        compile::HookKind,
+        engine::HookMeta,
+        lists::{syscall_symbol, NR_INDEX},
+        spec::ActionKind,
+        ArgType, Loaded,
+    },
 };
 
 /// Tetragon's names for actions in events.
@@ -138,6 +145,37 @@ fn arg_value(ty: ArgType, src: u8, data: &[u8]) -> ArgValue {
     }
 }
 
+/// The reported arguments of a policy record, its return value, and the function a
+/// one-hook syscall list names by the syscall number it captured.
+fn event_args(meta: &HookMeta, p: &Policy) -> (Vec<KprobeArgument>, Option<ArgValue>, Option<String>) {
+    let mut ret = None;
+    let mut function = None;
+    let args: Vec<KprobeArgument> = meta
+        .args
+        .iter()
+        .zip(&p.args)
+        .filter(|(m, a)| {
+            if m.ret {
+                ret = Some(arg_value(m.ty, a.src, &a.data));
+            }
+            if m.index == NR_INDEX {
+                // A list of syscalls served by one hook: the event is the syscall's.
+                let mut b = [0u8; 8];
+                b[..a.data.len().min(8)].copy_from_slice(&a.data[..a.data.len().min(8)]);
+                function = syscall_symbol(u64::from_ne_bytes(b));
+            }
+            !m.ret && m.ty != ArgType::Nop && m.index != NR_INDEX
+        })
+        .map(|(m, a)| {
+            let mut k = KprobeArgument::new(arg_value(m.ty, a.src, &a.data));
+            k.label = m.label.clone();
+            k.truncated = a.truncated;
+            k
+        })
+        .collect();
+    (args, ret, function)
+}
+
 pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
     let r = &p.fixed;
     let info = procs.cache.current(r.pid, None);
@@ -153,24 +191,7 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
         None => Process { pid: Some(r.pid), tid: Some(r.tid), ..Default::default() }.into(),
     };
     let parent = info.as_ref().and_then(|i| procs.cache.parent_of(i)).map(|p| p.process.clone());
-    let mut ret = None;
-    let args: Vec<KprobeArgument> = meta
-        .args
-        .iter()
-        .zip(&p.args)
-        .filter(|(m, a)| {
-            if m.ret {
-                ret = Some(arg_value(m.ty, a.src, &a.data));
-            }
-            !m.ret && m.ty != ArgType::Nop
-        })
-        .map(|(m, a)| {
-            let mut k = KprobeArgument::new(arg_value(m.ty, a.src, &a.data));
-            k.label = m.label.clone();
-            k.truncated = a.truncated;
-            k
-        })
-        .collect();
+    let (args, ret, function) = event_args(meta, p);
     let act = action_name(r.action).to_owned();
     let time = procs.wall(r.hdr.ktime);
     let node = procs.cache.node().to_owned();
@@ -184,7 +205,7 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
         HookKind::Kprobe => EventKind::ProcessKprobe(Box::new(ProcessKprobe {
             process: Some(process),
             parent,
-            function_name: Some(meta.function.clone()),
+            function_name: Some(function.unwrap_or_else(|| meta.function.clone())),
             args: (!args.is_empty()).then_some(args),
             action: Some(act),
             policy_name: Some(meta.policy.clone()),

@@ -608,6 +608,47 @@ fn syscall_tp(l: &Loaded, env: &Env, base: &str, name: &str, args: &[ArgDecl]) -
     Ok(Served::new(vec![attach], format!("tracepoint syscalls:{tp}"), out))
 }
 
+/// A long syscall list (`call: "list:NAME"`, see `lists`) served by one
+/// `raw_syscalls:sys_enter` hook: argument N is `args[N]` of the record, and the hidden
+/// last argument (`lists::NR_INDEX`) is the syscall number the selectors match the list on.
+pub fn syscall_list(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Served, ConfigError> {
+    const ID: u16 = 8;
+    const ARGS: u16 = 16;
+    if k.return_ {
+        return Err(l.unsupported(&format!("{base}.return"), "return probes on a list of more than 8 syscalls"));
+    }
+    let (id, _) = env.tp(l, base, "raw_syscalls", "sys_enter")?;
+    let mut slots = Slots(0);
+    let mut out = Vec::new();
+    for (j, a) in k.args.iter().enumerate() {
+        let at = format!("{base}.args[{j}]");
+        if a.index == super::lists::NR_INDEX {
+            out.push(int_spec(ArgType::Syscall64, ID));
+        } else if a.index >= 6 {
+            return Err(l.error(
+                &format!("{at}.index"),
+                format!("a syscall has at most 6 arguments; index {} does not exist", a.index),
+            ));
+        } else {
+            out.push(register_arg(l, &at, a, ARGS + 8 * a.index as u16, None, &mut slots)?);
+        }
+    }
+    if out.len() > plimits::ARGS {
+        return Err(
+            l.error(&format!("{base}.args"), format!("at most {} arguments on a list of syscalls", plimits::ARGS - 1))
+        );
+    }
+    buf_sizes(l, base, &k.args, &mut out, false, &|i| (i < 6).then(|| ARGS + 8 * i as u16))?;
+    let Some(attach) = attach_for("raw_syscalls", "sys_enter", id) else {
+        return Err(l.error(base, "raw_syscalls:sys_enter cannot be attached"));
+    };
+    let mut s =
+        Served::new(vec![attach], format!("tracepoint raw_syscalls:sys_enter (the syscalls of {})", k.call), out);
+    s.override_refused =
+        Some(format!("Override on {}: a tracepoint reports a syscall, it cannot fail it; use Sigkill", k.call));
+    Ok(s)
+}
+
 /// A tracepoint record field as argument `a`.
 fn field_arg(l: &Loaded, at: &str, a: &ArgDecl, f: &Field, slots: &mut Slots) -> Result<ArgSpec, ConfigError> {
     if f.offset as usize + (f.size as usize).min(8) > plimits::RAW {

@@ -10,9 +10,9 @@ use serde::Serialize;
 
 pub use super::selectors::StrCond;
 use super::{
-    backends,
+    backends, lists,
     selectors::{self, Ctx},
-    spec::{ActionKind, ArgType, HookCommon},
+    spec::{ActionKind, ArgType, HookCommon, KprobeSpec},
     Loaded,
 };
 
@@ -224,6 +224,19 @@ impl KernelHooks {
         })
     }
 
+    /// Kernel function (or syscall) `name` exists on this kernel: a syscall of this
+    /// architecture's table, or a text symbol of /proc/kallsyms.
+    pub fn function_exists(&self, name: &str) -> bool {
+        if super::backends::syscall_name(name).and_then(syscall_nr).is_some() {
+            return true;
+        }
+        let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else { return false };
+        text.lines().any(|l| {
+            let mut f = l.split_whitespace().skip(1);
+            matches!(f.next(), Some("T" | "t")) && f.next() == Some(name)
+        })
+    }
+
     /// The backend for a kernel function: fentry when it loads here, else kprobe.
     pub fn kfunc(&self) -> Option<&'static str> {
         if self.fentry {
@@ -298,24 +311,23 @@ impl Env {
 pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
     let spec = &l.policy.spec;
     let mut out = Vec::new();
-    for (i, k) in spec.kprobes.iter().enumerate() {
+    for (i, entry) in spec.kprobes.iter().enumerate() {
         let base = format!("spec.kprobes[{i}]");
-        let served = backends::kprobe(l, env, &base, k)?;
-        let mut p = assemble(l, env, HookKind::Kprobe, &k.call, &base, served, k.common())?;
-        if let Some(ra) = &k.return_arg {
-            p.args.push(ArgMeta { index: ra.index, ty: ra.ty, label: ra.label.clone(), ret: true });
-            p.conf.nargs = p.args.len() as u8;
-            selectors::return_conditions(&mut p.conf, k, p.args.len() - 1);
-            // returnArgAction TrackSock / UntrackSock: done by the kernel as it reads the
-            // returned socket (the validator allows them on sock/socket returns only).
-            let ret = &mut p.conf.args[(p.args.len() - 1).min(plimits::ARGS - 1)];
-            match k.return_arg_action {
-                Some(ActionKind::TrackSock) => ret.aux |= net_guard::TRACK,
-                Some(ActionKind::UntrackSock) => ret.aux |= net_guard::UNTRACK,
-                _ => {}
+        for planned in lists::expand(l, entry) {
+            let k = match planned {
+                lists::Planned::Syscalls(k) => {
+                    let served = backends::syscall_list(l, env, &base, &k)?;
+                    out.push(assemble(l, env, HookKind::Kprobe, &k.call, &base, served, k.common())?);
+                    continue;
+                }
+                lists::Planned::One(k) => k,
+            };
+            if k.ignore.as_ref().is_some_and(|i| i.call_not_found) && !env.kernel.function_exists(&k.call) {
+                tracing::warn!(policy = %l.policy.metadata.name, call = %k.call, "{base}: no such kernel function here; skipped (ignore: callNotFound)");
+                continue;
             }
+            out.push(kprobe_hook(l, env, &base, &k)?);
         }
-        out.push(p);
     }
     for (i, t) in spec.tracepoints.iter().enumerate() {
         let base = format!("spec.tracepoints[{i}]");
@@ -352,6 +364,26 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
         }
     }
     Ok(out)
+}
+
+/// One kprobe (with its return argument), reported under Tetragon's name for it.
+fn kprobe_hook(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<HookPlan, ConfigError> {
+    let served = backends::kprobe(l, env, base, k)?;
+    let mut p = assemble(l, env, HookKind::Kprobe, &lists::reported(k), base, served, k.common())?;
+    if let Some(ra) = &k.return_arg {
+        p.args.push(ArgMeta { index: ra.index, ty: ra.ty, label: ra.label.clone(), ret: true });
+        p.conf.nargs = p.args.len() as u8;
+        selectors::return_conditions(&mut p.conf, k, p.args.len() - 1);
+        // returnArgAction TrackSock / UntrackSock: done by the kernel as it reads the
+        // returned socket (the validator allows them on sock/socket returns only).
+        let ret = &mut p.conf.args[(p.args.len() - 1).min(plimits::ARGS - 1)];
+        match k.return_arg_action {
+            Some(ActionKind::TrackSock) => ret.aux |= net_guard::TRACK,
+            Some(ActionKind::UntrackSock) => ret.aux |= net_guard::UNTRACK,
+            _ => {}
+        }
+    }
+    Ok(p)
 }
 
 /// A served hook plus its compiled selectors.

@@ -6,6 +6,7 @@ pub mod args;
 pub mod backends;
 pub mod compile;
 pub mod engine;
+pub mod lists;
 pub mod net;
 pub mod selectors;
 pub mod spec;
@@ -150,6 +151,37 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("returnArgAction UntrackSock needs a returnArg of type sock or socket"), "{e}");
         assert_eq!(e.line, Some(27), "{e}");
+    }
+
+    #[test]
+    fn options_are_tetragons_with_their_values_checked() {
+        let with = |opts: &str| parse("p.yaml", &OK.replace("spec:\n", &format!("spec:\n  options:\n{opts}")));
+        assert!(with(
+            "  - name: disable-kprobe-multi\n    value: \"true\"\n  - name: uprobe-heap-size\n    value: \"4096\"\n"
+        )
+        .is_ok());
+        let e = with("  - name: disable-kprobe-multi\n    value: \"yes\"\n").unwrap_err();
+        assert!(e.to_string().contains("expects a boolean"), "{e}");
+        assert_eq!(e.line, Some(8), "{e}");
+        let e = with("  - name: uprobe-heap-size\n    value: \"0\"\n").unwrap_err();
+        assert!(e.to_string().contains("expects a positive integer"), "{e}");
+        let e = with("  - name: turbo\n").unwrap_err();
+        assert!(e.to_string().contains("unknown option \"turbo\"; Tetragon's are disable-kprobe-multi"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+    }
+
+    #[test]
+    fn namespaced_policies_are_refused_not_applied_host_wide() {
+        let e = parse("p.yaml", &OK.replace("kind: TracingPolicy", "kind: TracingPolicyNamespaced")).unwrap_err();
+        assert!(e.to_string().contains("not supported by nightjar: TracingPolicyNamespaced"), "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn a_kprobe_list_must_exist() {
+        let e = parse("p.yaml", &OK.replace("call: sys_setns", "call: list:nope")).unwrap_err();
+        assert!(e.to_string().contains("no list named \"nope\" in spec.lists"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
     }
 
     #[test]

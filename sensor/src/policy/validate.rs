@@ -13,14 +13,29 @@ use super::{
 
 type R = Result<(), ConfigError>;
 
-/// Options of Tetragon's `spec.options` nightjar accepts; they change nothing here
-/// (nightjar attaches one program per hook point, never kprobe_multi/uprobe_multi).
-const OPTIONS_NOOP: [&str; 2] = ["disable-kprobe-multi", "disable-uprobe-multi"];
+/// Tetragon's `spec.options`: (name, expected value). None of them changes what nightjar
+/// does (it attaches one program per hook point, never kprobe_multi/uprobe_multi, and
+/// reads uprobe arguments without a heap), but their values are checked as Tetragon's.
+const OPTIONS: [(&str, OptionValue); 3] = [
+    ("disable-kprobe-multi", OptionValue::Bool),
+    ("disable-uprobe-multi", OptionValue::Bool),
+    ("uprobe-heap-size", OptionValue::PositiveInt),
+];
+
+#[derive(Clone, Copy)]
+enum OptionValue {
+    Bool,
+    PositiveInt,
+}
 
 pub fn validate(l: &Loaded) -> R {
     let p = &l.policy;
     if p.api_version != super::API_VERSION {
         return Err(l.error("apiVersion", format!("expected {:?}, got {:?}", super::API_VERSION, p.api_version)));
+    }
+    if p.kind == "TracingPolicyNamespaced" {
+        // Its hooks would watch (and enforce on) the whole host, not only its namespace.
+        return Err(l.unsupported("kind", "TracingPolicyNamespaced (a policy scoped to one Kubernetes namespace); use a TracingPolicy with matchNamespaces or matchBinaries"));
     }
     if !super::KINDS.contains(&p.kind.as_str()) {
         return Err(l.error("kind", format!("expected one of {}, got {:?}", super::KINDS.join(", "), p.kind)));
@@ -65,7 +80,8 @@ pub fn validate(l: &Loaded) -> R {
 
 fn spec_level(l: &Loaded, s: &Spec) -> R {
     let uprobe_points: usize = s.uprobes.iter().map(|u| u.symbols.len() + u.offsets.len()).sum();
-    let n_hooks = s.kprobes.len() + s.tracepoints.len() + s.lsmhooks.len() + uprobe_points + s.usdts.len();
+    let kprobes: usize = s.kprobes.iter().map(|k| super::lists::hook_count(l, k)).sum();
+    let n_hooks = kprobes + s.tracepoints.len() + s.lsmhooks.len() + uprobe_points + s.usdts.len();
     if n_hooks == 0 {
         return Err(l.error("spec", "a policy needs at least one of kprobes, tracepoints, lsmhooks, uprobes or usdts"));
     }
@@ -104,17 +120,53 @@ fn spec_level(l: &Loaded, s: &Spec) -> R {
         }
     }
     for (i, k) in s.kprobes.iter().enumerate() {
-        if k.call.starts_with("list:") {
-            return Err(l.unsupported(&format!("spec.kprobes[{i}].call"), "kprobes on a list (call: list:NAME)"));
-        }
+        list_call(l, &format!("spec.kprobes[{i}].call"), k)?;
     }
     if !s.enforcers.is_empty() {
         return Err(l.unsupported("spec.enforcers", "enforcers"));
     }
     for (i, o) in s.options.iter().enumerate() {
-        if !OPTIONS_NOOP.contains(&o.name.as_str()) {
-            return Err(l.unsupported(&format!("spec.options[{i}].name"), format!("option {:?}", o.name)));
+        option(l, &format!("spec.options[{i}]"), o)?;
+    }
+    Ok(())
+}
+
+/// `call: "list:NAME"`: the list exists and holds functions.
+fn list_call(l: &Loaded, at: &str, k: &KprobeSpec) -> R {
+    let Some(name) = k.call.strip_prefix("list:") else { return Ok(()) };
+    let Some(list) = super::lists::named(l, &k.call) else {
+        return Err(l.error(at, format!("no list named {name:?} in spec.lists")));
+    };
+    if super::lists::functions(list).is_empty() {
+        return Err(l.error(at, format!("list {name:?} has no values")));
+    }
+    Ok(())
+}
+
+fn option(l: &Loaded, at: &str, o: &OptionSpec) -> R {
+    let Some((_, want)) = OPTIONS.iter().find(|(n, _)| *n == o.name) else {
+        let names: Vec<&str> = OPTIONS.iter().map(|(n, _)| *n).collect();
+        return Err(l.error(
+            &format!("{at}.name"),
+            format!("unknown option {:?}; Tetragon's are {}", o.name, names.join(", ")),
+        ));
+    };
+    let ok = match want {
+        // Go's strconv.ParseBool, as Tetragon parses them.
+        OptionValue::Bool => {
+            matches!(
+                o.value.as_str(),
+                "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false" | "False"
+            )
         }
+        OptionValue::PositiveInt => o.value.parse::<u64>().is_ok_and(|n| n > 0),
+    };
+    if !ok {
+        let what = match want {
+            OptionValue::Bool => "a boolean (true, false, 1, 0, t, f)",
+            OptionValue::PositiveInt => "a positive integer",
+        };
+        return Err(l.error(&format!("{at}.value"), format!("{:?}: {} expects {what}", o.value, o.name)));
     }
     Ok(())
 }
@@ -163,9 +215,6 @@ fn kprobe(l: &Loaded, base: &str, k: &KprobeSpec) -> R {
     }
     if !k.data.is_empty() {
         return Err(l.unsupported(&format!("{base}.data"), "data arguments"));
-    }
-    if k.ignore.is_some() {
-        return Err(l.unsupported(&format!("{base}.ignore"), "ignore"));
     }
     common(l, base, k.common(), false)
 }
