@@ -19,6 +19,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 
+# Issue 18's outages at the rate it asks, 5,000 events/s, each alone: inside the suite on
+# 2 shared cores the debug-build agent is starved at that rate, so the suite runs them at
+# 1,000/s (tests/integration/delivery.rs outage_rate). About 3.5 and 1.5 minutes here.
+for s in es_outage sigkill_during_outage; do
+  echo "== delivery: $s at 5,000 events/s"
+  NIGHTJAR_DELIVERY_RATE=5000 NIGHTJAR_DELIVERY_ONLY="$s" \
+    cargo test --locked -p nightjar --test integration delivery::outages_cost_only_delay -- --exact
+done
+
 # The sensor tests again, in a VM on Debian's stock 6.1 kernel (kprobes, fentry and
 # BPF-LSM there, whatever this host offers): QEMU TCG, about a minute and a half.
 echo "== sensor tests in a VM (scripts/vm-test.sh)"
