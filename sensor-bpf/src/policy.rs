@@ -175,7 +175,11 @@ pub fn exec_binmask(_ctx: TracePointContext) -> u32 {
     let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let mut mask = 0u64;
     if nbins != u32::MAX && capture_exec_path(0) {
-        let mut st = BinScan { mask: 0 };
+        // What this pid matched before the exec (its own or, after a fork, its parent's):
+        // the sets with followChildren keep it.
+        // SAFETY: read of a hash map value; a concurrent delete at worst gives 0.
+        let before = unsafe { PROCS.get(pid) }.map(|s| s.binmask).unwrap_or(0);
+        let mut st = BinScan { mask: 0, before };
         // SAFETY: bin_cb only touches the BinScan passed as its context.
         unsafe {
             gen::bpf_loop(
@@ -210,6 +214,7 @@ pub fn exec_policy(_ctx: TracePointContext) -> u32 {
 #[repr(C)]
 struct BinScan {
     mask: u64,
+    before: u64,
 }
 
 extern "C" fn bin_cb(i: u64, ctx: *mut c_void) -> i64 {
@@ -217,7 +222,8 @@ extern "C" fn bin_cb(i: u64, ctx: *mut c_void) -> i64 {
     let st = unsafe { &mut *(ctx as *mut BinScan) };
     let b = (i & 63) as u32;
     let Some(set) = BIN_SETS.get(b) else { return 0 };
-    if set.op != 0 && str_match(0, set.cond, set.op) {
+    let followed = set.follow != 0 && (st.before >> b) & 1 == 1;
+    if set.op != 0 && (followed || str_match(0, set.cond, set.op)) {
         st.mask |= 1u64 << b;
     }
     0

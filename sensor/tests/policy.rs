@@ -251,6 +251,55 @@ async fn reading_shadow_is_reported_and_hostname_is_not() {
     s.stop().await;
 }
 
+/// security_file_open of `path` by `shell` and, with followChildren, by its descendants.
+fn follow_children_policy(shell: &str, path: &str) -> String {
+    format!(
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: follow-children\nspec:\n  kprobes:\n  - call: security_file_open\n    syscall: false\n    args:\n    - index: 0\n      type: file\n    selectors:\n    - matchBinaries:\n      - operator: In\n        values:\n        - \"{shell}\"\n        followChildren: true\n      matchArgs:\n      - index: 0\n        operator: Equal\n        values:\n        - \"{path}\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_children_reports_the_descendants_of_a_matching_binary_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let shell = dir.path().join("nightjar-fc-sh");
+    std::fs::copy("/bin/sh", &shell).unwrap();
+    let shell = std::fs::canonicalize(&shell).unwrap().display().to_string();
+    let secret = std::fs::canonicalize(dir.path()).unwrap().join("fc-secret").display().to_string();
+    std::fs::write(&secret, "x").unwrap();
+    let Started { run: mut s, policies: st, backends: b } =
+        start(&[("follow-children.yaml".into(), follow_children_policy(&shell, &secret))]);
+    assert_served(&st, "follow-children", "security_file_open", b.kfunc, &file_open_points(b.kfunc));
+    // A bystander: the same child under the system's shell. Then the copy's child and
+    // grandchild (`; true`: the shells fork cat rather than exec it in their place).
+    let bystander =
+        Command::new("/bin/sh").args(["-c", &format!("/bin/cat {secret} >/dev/null; true")]).spawn().unwrap();
+    let bystander_pid = bystander.id();
+    assert!(bystander.wait_with_output().unwrap().status.success());
+    let script = format!("/bin/cat {secret} >/dev/null; /bin/sh -c '/bin/cat {secret} >/dev/null; true'; true");
+    let copy = Command::new(&shell).args(["-c", &script]).spawn().unwrap();
+    let copy_pid = copy.id();
+    assert!(copy.wait_with_output().unwrap().status.success());
+    assert!(Command::new("/bin/echo").arg("fc-done").output().unwrap().status.success());
+    let events = s
+        .collect(Duration::from_secs(20), |e| match &e.kind {
+            EventKind::ProcessExec(x) => x.process.as_ref().and_then(|p| p.arguments.as_deref()) == Some("fc-done"),
+            _ => false,
+        })
+        .await;
+    let hits: Vec<&ProcessKprobe> =
+        events.iter().filter_map(kprobe).filter(|k| first_path(k) == Some(&secret)).collect();
+    let parents: Vec<u32> = hits.iter().filter_map(|k| k.parent.as_ref()?.pid).collect();
+    assert!(!parents.contains(&bystander_pid), "the bystander's cat was reported: parents {parents:?}");
+    assert_eq!(hits.len(), 2, "the copy's child and grandchild, once each: parents {parents:?}");
+    let cat = std::fs::canonicalize("/bin/cat").unwrap().display().to_string();
+    for k in &hits {
+        assert_eq!(k.process.as_ref().and_then(|p| p.binary.as_deref()), Some(cat.as_str()));
+        assert_eq!(k.policy_name.as_deref(), Some("follow-children"));
+    }
+    assert!(parents.contains(&copy_pid), "the child's parent is the copy ({copy_pid}): {parents:?}");
+    s.stop().await;
+}
+
 /// The seed policy plus a matchBinaries restricting it to `binary` (the test's own copy).
 fn restricted_escape_policy(binary: &str) -> String {
     read(&seed("detect-container-escape")).replace(

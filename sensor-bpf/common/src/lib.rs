@@ -1047,7 +1047,10 @@ pub struct ProcState {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BinSet {
     pub op: u8,
-    pub _pad: [u8; 3],
+    /// matchBinaries followChildren: a process whose parent (at fork) or earlier image (at
+    /// exec) was in the set stays in it.
+    pub follow: u8,
+    pub _pad: [u8; 2],
     /// Condition id of its strings in `STRINGS`.
     pub cond: u32,
 }

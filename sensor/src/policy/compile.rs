@@ -455,8 +455,8 @@ pub fn string_entries(cond: u32, opr: u8, values: &[String]) -> Vec<(StrData, u3
 }
 
 /// A matchBinaries set for bit `bit`.
-pub fn bin_set(cond: u32, opr: u8) -> BinSet {
-    BinSet { op: opr, _pad: [0; 3], cond }
+pub fn bin_set(cond: u32, opr: u8, follow: bool) -> BinSet {
+    BinSet { op: opr, follow: u8::from(follow), _pad: [0; 2], cond }
 }
 
 #[cfg(test)]

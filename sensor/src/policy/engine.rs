@@ -19,7 +19,7 @@ use aya::{
     },
     Btf, Ebpf,
 };
-use nightjar_common::{plimits, BinSet, HookConfig, HookList, KfuncKeys, StrData};
+use nightjar_common::{plimits, BinSet, HookConfig, HookList, KfuncKeys, ProcState, StrData};
 use serde::Serialize;
 
 use super::compile::{self, ArgMeta, Attach, Env, HookKind, HookPlan};
@@ -436,7 +436,7 @@ impl PolicyEngine {
                         let mut sets: Array<&mut MapData, BinSet> =
                             Array::try_from(ebpf.map_mut("BIN_SETS").ok_or(EngineError::Missing("BIN_SETS"))?)
                                 .map_err(map_err("BIN_SETS"))?;
-                        sets.set(bit, compile::bin_set(cond, sc.op), 0).map_err(map_err("BIN_SETS set"))?;
+                        sets.set(bit, compile::bin_set(cond, sc.op, sc.follow), 0).map_err(map_err("BIN_SETS set"))?;
                     }
                 }
             }
@@ -902,6 +902,22 @@ impl PolicyEngine {
             }
             self.free_bits.push(*bit);
         }
+        clear_proc_bits(ebpf, inst.bits.iter().fold(0u64, |m, b| m | 1u64 << (b & 63)));
         let _ = self.sync_bin_count(ebpf);
+    }
+}
+
+/// Clears freed matchBinaries bits from every running process's mask: a policy that
+/// reuses the bit must not find processes in its set (a followChildren set would pass the
+/// stale bit on to their children).
+fn clear_proc_bits(ebpf: &mut Ebpf, mask: u64) {
+    const BPF_EXIST: u64 = 2; // update only: a process that exited meanwhile stays gone
+    let Some(m) = ebpf.map_mut("PROCS") else { return };
+    let Ok(mut procs) = BpfHashMap::<&mut MapData, u32, ProcState>::try_from(m) else { return };
+    let stale: Vec<(u32, ProcState)> =
+        procs.iter().filter_map(Result::ok).filter(|(_, s)| s.binmask & mask != 0).collect();
+    for (pid, mut st) in stale {
+        st.binmask &= !mask;
+        let _ = procs.insert(pid, st, BPF_EXIST);
     }
 }

@@ -22,6 +22,8 @@ pub struct StrCond {
     /// Positive operator (EQUAL, PREFIX, POSTFIX); negation lives in the condition.
     pub op: u8,
     pub values: Vec<String>,
+    /// matchBinaries followChildren (false for arguments).
+    pub follow: bool,
 }
 
 /// What compiling one selector needs to know about its hook and this host.
@@ -163,7 +165,13 @@ fn match_args(c: &Ctx<'_>, ms: &[ArgSel], out: &mut Selector, strings: &mut Vec<
             Class::Net => {
                 let at = format!("{}.matchArgs[{k}]", c.at);
                 if let Some(pos) = super::net::condition(c.l, &at, c.args[j].ty, m, &mut cond)? {
-                    strings.push(StrCond { selector: c.index, arg_cond: Some(k), op: pos, values: m.values.clone() });
+                    strings.push(StrCond {
+                        selector: c.index,
+                        arg_cond: Some(k),
+                        op: pos,
+                        values: m.values.clone(),
+                        follow: false,
+                    });
                 }
             }
             Class::Int { .. } if in_map => {
@@ -174,7 +182,13 @@ fn match_args(c: &Ctx<'_>, ms: &[ArgSel], out: &mut Selector, strings: &mut Vec<
                 let (pos, neg) =
                     if m.operator == ArgOp::NotInMap { (op::EQUAL, op::NOT_EQUAL) } else { (op::EQUAL, op::EQUAL) };
                 cond.op = neg;
-                strings.push(StrCond { selector: c.index, arg_cond: Some(k), op: pos, values: in_map_values(c, m) });
+                strings.push(StrCond {
+                    selector: c.index,
+                    arg_cond: Some(k),
+                    op: pos,
+                    values: in_map_values(c, m),
+                    follow: false,
+                });
             }
             Class::Int { .. } => {
                 cond.op = int_op(m.operator);
@@ -186,7 +200,13 @@ fn match_args(c: &Ctx<'_>, ms: &[ArgSel], out: &mut Selector, strings: &mut Vec<
             _ => {
                 let (pos, neg) = str_op(m.operator);
                 cond.op = neg;
-                strings.push(StrCond { selector: c.index, arg_cond: Some(k), op: pos, values: m.values.clone() });
+                strings.push(StrCond {
+                    selector: c.index,
+                    arg_cond: Some(k),
+                    op: pos,
+                    values: m.values.clone(),
+                    follow: false,
+                });
             }
         }
         out.args[k] = cond;
@@ -205,7 +225,13 @@ fn match_binaries(c: &Ctx<'_>, bs: &[BinSel], out: &mut Selector, strings: &mut 
         BinOp::NotPostfix => (op::POSTFIX, true),
     };
     out.bin_negate = u8::from(negate);
-    strings.push(StrCond { selector: c.index, arg_cond: None, op: pos, values: b.values.clone() });
+    strings.push(StrCond {
+        selector: c.index,
+        arg_cond: None,
+        op: pos,
+        values: b.values.clone(),
+        follow: b.follow_children,
+    });
 }
 
 /// The slot of a namespace in the kernel's `ns` order.

@@ -519,9 +519,6 @@ fn match_binaries(l: &Loaded, at: &str, bs: &[BinSel]) -> R {
         if b.values.is_empty() {
             return Err(l.error(&format!("{bat}.values"), "matchBinaries needs 1-32 values"));
         }
-        if b.follow_children {
-            return Err(l.unsupported(&format!("{bat}.followChildren"), "matchBinaries followChildren"));
-        }
         str_values(l, &bat, &b.values)?;
     }
     Ok(())
