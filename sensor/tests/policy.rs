@@ -261,9 +261,7 @@ fn follow_children_policy(shell: &str, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_children_reports_the_descendants_of_a_matching_binary_only() {
     let dir = tempfile::tempdir().unwrap();
-    let shell = dir.path().join("nightjar-fc-sh");
-    std::fs::copy("/bin/sh", &shell).unwrap();
-    let shell = std::fs::canonicalize(&shell).unwrap().display().to_string();
+    let shell = copy_into(dir.path(), "/bin/sh", "nightjar-fc-sh");
     let secret = std::fs::canonicalize(dir.path()).unwrap().join("fc-secret").display().to_string();
     std::fs::write(&secret, "x").unwrap();
     let Started { run: mut s, policies: st, backends: b } =
@@ -311,9 +309,7 @@ fn restricted_escape_policy(binary: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setns_from_a_new_pid_namespace_is_killed_and_from_the_host_is_not() {
     let dir = tempfile::tempdir().unwrap();
-    let nsenter = dir.path().join("nsenter");
-    std::fs::copy("/usr/bin/nsenter", &nsenter).unwrap();
-    let nsenter = std::fs::canonicalize(&nsenter).unwrap().display().to_string();
+    let nsenter = copy_into(dir.path(), "/usr/bin/nsenter", "nsenter");
     let policy = restricted_escape_policy(&nsenter);
     let Started { run: mut s, policies: st, backends: b } =
         start(&[("detect-container-escape-test.yaml".into(), policy)]);
@@ -354,9 +350,14 @@ fn miner_policy(path: &str) -> String {
 /// A copy of /bin/sleep named `xmrig` in a temp dir: the only binary the miner tests'
 /// policies match (by its exact path).
 fn miner_copy(dir: &Path) -> String {
-    let miner = dir.join("xmrig");
-    std::fs::copy("/bin/sleep", &miner).unwrap();
-    std::fs::canonicalize(&miner).unwrap().display().to_string()
+    copy_into(dir, "/bin/sleep", "xmrig")
+}
+
+/// A copy of binary `src` named `name` in `dir`: its canonical path.
+fn copy_into(dir: &Path, src: &str, name: &str) -> String {
+    let to = dir.join(name);
+    std::fs::copy(src, &to).unwrap();
+    std::fs::canonicalize(&to).unwrap().display().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

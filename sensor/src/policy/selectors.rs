@@ -26,6 +26,13 @@ pub struct StrCond {
     pub follow: bool,
 }
 
+impl StrCond {
+    /// The condition of matchArgs entry `k` of selector `selector`.
+    fn arg(selector: usize, k: usize, op: u8, values: Vec<String>) -> StrCond {
+        StrCond { selector, arg_cond: Some(k), op, values, follow: false }
+    }
+}
+
 /// What compiling one selector needs to know about its hook and this host.
 pub struct Ctx<'a> {
     pub l: &'a Loaded,
@@ -165,13 +172,7 @@ fn match_args(c: &Ctx<'_>, ms: &[ArgSel], out: &mut Selector, strings: &mut Vec<
             Class::Net => {
                 let at = format!("{}.matchArgs[{k}]", c.at);
                 if let Some(pos) = super::net::condition(c.l, &at, c.args[j].ty, m, &mut cond)? {
-                    strings.push(StrCond {
-                        selector: c.index,
-                        arg_cond: Some(k),
-                        op: pos,
-                        values: m.values.clone(),
-                        follow: false,
-                    });
+                    strings.push(StrCond::arg(c.index, k, pos, m.values.clone()));
                 }
             }
             Class::Int { .. } if in_map => {
@@ -182,13 +183,7 @@ fn match_args(c: &Ctx<'_>, ms: &[ArgSel], out: &mut Selector, strings: &mut Vec<
                 let (pos, neg) =
                     if m.operator == ArgOp::NotInMap { (op::EQUAL, op::NOT_EQUAL) } else { (op::EQUAL, op::EQUAL) };
                 cond.op = neg;
-                strings.push(StrCond {
-                    selector: c.index,
-                    arg_cond: Some(k),
-                    op: pos,
-                    values: in_map_values(c, m),
-                    follow: false,
-                });
+                strings.push(StrCond::arg(c.index, k, pos, in_map_values(c, m)));
             }
             Class::Int { .. } => {
                 cond.op = int_op(m.operator);
@@ -200,13 +195,7 @@ fn match_args(c: &Ctx<'_>, ms: &[ArgSel], out: &mut Selector, strings: &mut Vec<
             _ => {
                 let (pos, neg) = str_op(m.operator);
                 cond.op = neg;
-                strings.push(StrCond {
-                    selector: c.index,
-                    arg_cond: Some(k),
-                    op: pos,
-                    values: m.values.clone(),
-                    follow: false,
-                });
+                strings.push(StrCond::arg(c.index, k, pos, m.values.clone()));
             }
         }
         out.args[k] = cond;
