@@ -177,6 +177,7 @@ fn fill_namespaces(rec: &mut ExecRecord, task: u64, cred: u64) {
     from_nsproxy!(ns::PID_FOR_CHILDREN);
     from_nsproxy!(ns::NET);
     from_nsproxy!(ns::TIME);
+    from_nsproxy!(ns::TIME_FOR_CHILDREN);
     from_nsproxy!(ns::CGROUP);
     let user_ns = rd_ptr(cred, off!(cred_user_ns));
     rec.ns[ns::USER] = rd::<u32>(user_ns, off!(ns_inum[ns::USER])).unwrap_or(0);

@@ -76,6 +76,7 @@ pub fn compute(btf: &Btf, args_max: u32) -> Result<(Offsets, OffsetReport), BtfE
         (ns::TIME, "time_namespace", "time_ns"),
         (ns::CGROUP, "cgroup_namespace", "cgroup_ns"),
         (ns::USER, "user_namespace", ""),
+        (ns::TIME_FOR_CHILDREN, "time_namespace", "time_ns_for_children"),
     ];
     for (slot, st, field) in ns_structs {
         o.ns_inum[slot] = opt(&format!("{st}.ns.inum"), btf.offset(st, &["ns", "inum"]));

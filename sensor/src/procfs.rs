@@ -87,6 +87,7 @@ pub fn namespaces(pid: u32) -> [u32; nightjar_common::ns::COUNT] {
         (ns::TIME, "time"),
         (ns::CGROUP, "cgroup"),
         (ns::USER, "user"),
+        (ns::TIME_FOR_CHILDREN, "time_for_children"),
     ] {
         out[slot] = ns_inum(pid, name);
     }

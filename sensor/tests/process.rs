@@ -128,7 +128,9 @@ async fn echo_exec_and_exit_with_parent_uid_cwd() {
     let parent = parent.expect("echo has a parent");
     assert_eq!(parent.binary.as_deref(), Some(real("/bin/sh").as_str()));
     assert_eq!(p.parent_exec_id, parent.exec_id);
-    assert_eq!(p.ns.as_ref().unwrap().pid.as_ref().unwrap().is_host, Some(true));
+    let ns = p.ns.as_ref().unwrap();
+    assert_eq!(ns.pid.as_ref().unwrap().is_host, Some(true));
+    assert_eq!(ns.time_for_children.as_ref().map(|n| n.is_host), Some(Some(true)), "{ns:?}");
     let id = p.exec_id.clone().expect("exec_id");
     let (_, status, signal) = events
         .iter()
@@ -140,10 +142,10 @@ async fn echo_exec_and_exit_with_parent_uid_cwd() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_pid_and_mount_namespace_is_not_host() {
+async fn new_pid_mount_and_time_namespace_is_not_host() {
     let mut s = start(SensorConfig::default(), 65536);
     let out = Command::new("unshare")
-        .args(["--pid", "--mount", "--fork", "/bin/sh", "-c", "/bin/echo nsmarker"])
+        .args(["--pid", "--mount", "--time", "--fork", "/bin/sh", "-c", "/bin/echo nsmarker"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -163,6 +165,10 @@ async fn new_pid_and_mount_namespace_is_not_host() {
     assert_eq!(ns.pid.as_ref().unwrap().is_host, Some(false), "{ns:?}");
     assert_eq!(ns.mnt.as_ref().unwrap().is_host, Some(false), "{ns:?}");
     assert_eq!(ns.net.as_ref().unwrap().is_host, Some(true), "{ns:?}");
+    // The new time namespace, entered at exec: the process's and its children's.
+    let (time, children) = (ns.time.as_ref().unwrap(), ns.time_for_children.as_ref().unwrap());
+    assert_eq!((time.is_host, children.is_host), (Some(false), Some(false)), "{ns:?}");
+    assert_eq!(time.inum, children.inum, "{ns:?}");
     s.stop().await;
 }
 

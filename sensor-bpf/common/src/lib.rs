@@ -57,7 +57,8 @@ pub mod ns {
     pub const TIME: usize = 6;
     pub const CGROUP: usize = 7;
     pub const USER: usize = 8;
-    pub const COUNT: usize = 9;
+    pub const TIME_FOR_CHILDREN: usize = 9;
+    pub const COUNT: usize = 10;
 }
 
 /// Common header of every record.

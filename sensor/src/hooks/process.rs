@@ -235,6 +235,7 @@ impl ProcessHook {
                 pid_for_children: nsv(ns::PID_FOR_CHILDREN),
                 net: nsv(ns::NET),
                 time: nsv(ns::TIME),
+                time_for_children: nsv(ns::TIME_FOR_CHILDREN),
                 cgroup: nsv(ns::CGROUP),
                 user: nsv(ns::USER),
                 ..Default::default()

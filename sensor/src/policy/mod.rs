@@ -119,6 +119,16 @@ mod tests {
         assert!(e.contains("not supported by nightjar: enforcers (u.yaml:"), "{e}");
     }
 
+    #[test]
+    fn time_for_children_is_its_own_namespace_slot() {
+        use nightjar_common::ns;
+        assert_eq!(selectors::ns_slot(Namespace::TimeForChildren), ns::TIME_FOR_CHILDREN);
+        assert_eq!(selectors::ns_slot(Namespace::Time), ns::TIME);
+        let p = OK.replace("    - matchArgs:", "    - matchNamespaces:\n      - namespace: TimeForChildren\n        operator: NotIn\n        values: [host_ns]\n      matchArgs:");
+        assert_ne!(p, OK);
+        parse("t.yaml", &p).unwrap_or_else(|e| panic!("{e}"));
+    }
+
     const TRACK: &str = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    - index: 1\n      type: int\n    selectors:\n    - matchActions:\n      - action: TrackSock\n        argSock: 0\n  - call: inet_csk_accept\n    syscall: false\n    return: true\n    args:\n    - index: 0\n      type: sock\n    returnArg:\n      index: 0\n      type: sock\n    returnArgAction: UntrackSock\n";
 
     #[test]

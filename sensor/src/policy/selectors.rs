@@ -232,7 +232,8 @@ pub fn ns_slot(n: Namespace) -> usize {
         Namespace::Pid => ns::PID,
         Namespace::PidForChildren => ns::PID_FOR_CHILDREN,
         Namespace::Net => ns::NET,
-        Namespace::Time | Namespace::TimeForChildren => ns::TIME,
+        Namespace::Time => ns::TIME,
+        Namespace::TimeForChildren => ns::TIME_FOR_CHILDREN,
         Namespace::Cgroup => ns::CGROUP,
         Namespace::User => ns::USER,
     }

@@ -533,9 +533,6 @@ fn match_namespaces(l: &Loaded, at: &str, ns: &[NsSel]) -> R {
     }
     for (i, n) in ns.iter().enumerate() {
         let nat = format!("{at}.matchNamespaces[{i}]");
-        if n.namespace == Namespace::TimeForChildren {
-            return Err(l.unsupported(&format!("{nat}.namespace"), "namespace TimeForChildren"));
-        }
         if n.values.is_empty() || n.values.len() > plimits::NS_VALUES {
             return Err(
                 l.error(&format!("{nat}.values"), format!("matchNamespaces needs 1-{} values", plimits::NS_VALUES))
