@@ -129,6 +129,22 @@ mod tests {
         parse("t.yaml", &p).unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// `NotifyEnforcer` without `spec.enforcers` and `Set` off USDT are refused, each saying why.
+    #[test]
+    fn notify_enforcer_and_set_are_refused_with_the_reason() {
+        let base = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: n\nspec:\n  kprobes:\n  - call: fd_install\n    syscall: false\n    selectors:\n    - matchActions:\n      - action: ACT\n";
+        let e = parse("n.yaml", &base.replace("ACT", "NotifyEnforcer")).unwrap_err().to_string();
+        assert!(e.contains("NotifyEnforcer needs a spec.enforcers section"), "{e}");
+        assert!(e.contains("n.yaml:11:"), "{e}");
+        let e = parse("s.yaml", &base.replace("ACT", "Set")).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "not supported by nightjar: action Set on kprobes (Tetragon has Set for usdts only) (s.yaml:11:"
+            ),
+            "{e}"
+        );
+    }
+
     const TRACK: &str = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    - index: 1\n      type: int\n    selectors:\n    - matchActions:\n      - action: TrackSock\n        argSock: 0\n  - call: inet_csk_accept\n    syscall: false\n    return: true\n    args:\n    - index: 0\n      type: sock\n    returnArg:\n      index: 0\n      type: sock\n    returnArgAction: UntrackSock\n";
 
     #[test]

@@ -615,6 +615,15 @@ fn match_actions(l: &Loaded, at: &str, acts: &[ActionSel]) -> R {
     Ok(())
 }
 
+/// What a `Set` action at `at` asks for: Tetragon serves it on USDT probes only.
+fn set_feature(at: &str) -> String {
+    let hook = at.strip_prefix("spec.").and_then(|r| r.split('[').next()).unwrap_or("this hook");
+    match hook {
+        "usdts" => "action Set on usdts (writing the probe's argument in user memory)".to_owned(),
+        other => format!("action Set on {other} (Tetragon has Set for usdts only)"),
+    }
+}
+
 fn action(l: &Loaded, at: &str, a: &ActionSel) -> R {
     use ActionKind as A;
     match a.action {
@@ -637,6 +646,13 @@ fn action(l: &Loaded, at: &str, a: &ActionSel) -> R {
                 format!("action {} (nightjar makes no network requests from the kernel path)", a.action.name()),
             ))
         }
+        A::NotifyEnforcer if l.policy.spec.enforcers.is_empty() => {
+            return Err(l.error(
+                &format!("{at}.action"),
+                "NotifyEnforcer needs a spec.enforcers section listing the syscalls whose exit enforces it",
+            ))
+        }
+        A::Set => return Err(l.unsupported(&format!("{at}.action"), set_feature(at))),
         other => return Err(l.unsupported(&format!("{at}.action"), format!("action {}", other.name()))),
     }
     match (&a.rate_limit, a.rate_limit_scope) {
