@@ -776,7 +776,9 @@ fn capture(conf: &HookConfig, i: usize) {
             ab.spos[slot] = 0;
             ab.slen[slot] = if n > 0 { (n - 1) as u32 } else { 0 };
         }
-        argsrc::CHAR_BUF | argsrc::IOV_ITER => crate::charbuf::capture(slot, spec.src, word, spec.aux),
+        argsrc::CHAR_BUF | argsrc::IOV_ITER | argsrc::CHAR_IOVEC => {
+            crate::charbuf::capture(slot, spec.src, word, spec.aux)
+        }
         argsrc::CRED
         | argsrc::USER_NS
         | argsrc::MODULE
@@ -921,10 +923,10 @@ extern "C" fn emit_cb(i: u64, ctx: *mut c_void) -> i64 {
         }
         st.at = (a + 12) as u64;
     } else {
-        // A char_buf (or iov_iter) is reported with the size word before its bytes. One
-        // compare for both (CHAR_BUF | 2 == IOV_ITER): two made 6.1's verifier lose the
+        // A buffer (char_buf, iov_iter, char_iovec) is reported with the size word before
+        // its bytes. One compare for all (`is_buf`): two made 6.1's verifier lose the
         // bounds of `i` here (the compiler spilled it unbounded).
-        let buf = spec.src | 2 == argsrc::IOV_ITER;
+        let buf = argsrc::is_buf(spec.src);
         let len = ab.slen[slot] as usize + if buf { 8 } else { 0 };
         let room = plimits::ARG_REPORT - 8;
         let n = if len > room { room } else { len };

@@ -374,6 +374,14 @@ fn cases() -> Vec<Case> {
             Pass,
         ),
         c(
+            "sys-writev-iovec",
+            "writev",
+            "process_kprobe",
+            || json!({"function_name": "__x64_sys_writev", "args": [{"int_arg": 77}, {"bytes_arg": "bmlnaHRqYXItaW92ZWMK"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
             "sys-read-returncopy",
             "read-file",
             "process_kprobe",
@@ -778,6 +786,7 @@ fn helper(action: &str, dir: &Path) -> i32 {
             "write" => {
                 libc::write(1, b"nightjar-corpus\n".as_ptr().cast(), 16);
             }
+            "writev" => return writev_segments(dir),
             // BPF_MAP_CREATE of a hash map named nightjar_map (4-byte keys, 8-byte values, 16).
             "bpf-map-create" => {
                 let mut attr = [0u8; 72];
@@ -1037,6 +1046,26 @@ fn trigger(action: &str, dir: &Path, helper: &str, bash: &str) -> (u32, std::pro
     }
     let out = child.wait_with_output().unwrap();
     (pid, out.status, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// writev(2) to fd 77 of eight segments, one empty: Tetragon's char_iovec reads the first
+/// seven ("nightjar-iovec\n"), the eighth is left out.
+fn writev_segments(dir: &Path) -> i32 {
+    let segs: [&[u8]; 8] = [b"night", b"jar", b"-", b"", b"io", b"vec", b"\n", b"left-out"];
+    let iov: Vec<libc::iovec> =
+        segs.iter().map(|s| libc::iovec { iov_base: s.as_ptr() as *mut libc::c_void, iov_len: s.len() }).collect();
+    let path = cstr(&dir.join("writev-target").display().to_string());
+    // SAFETY: plain syscalls on this process's own fds; the iovecs point to live slices.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+        if fd < 0 || libc::dup2(fd, 77) != 77 {
+            return 6;
+        }
+        if libc::writev(77, iov.as_ptr(), iov.len() as libc::c_int) < 0 {
+            return 7;
+        }
+    }
+    0
 }
 
 /// (major, minor) of a kernel release such as `6.12.57+deb13-amd64`.

@@ -577,12 +577,35 @@ pub mod argsrc {
     /// A `struct iov_iter *` (`iov_iter` and the bytes it holds): reported as a `char_buf`
     /// (its `count`, then at most [`CHAR_BUF_MAX`] bytes of its first segment).
     pub const IOV_ITER: u8 = 19;
-    const _: () = assert!(CHAR_BUF | 2 == IOV_ITER && IOV_ITER | 2 == IOV_ITER);
     /// A `struct bpf_map *`: type, sizes, name (`kstruct::BPF_MAP_*`).
     pub const BPF_MAP: u8 = 20;
     /// A `struct perf_event *`: its attr's type, config, kprobe_func, probe_offset
     /// (`kstruct::PERF_*`).
     pub const PERF_EVENT: u8 = 21;
+    /// A user array of `struct iovec` (`char_iovec`) whose count of segments is the word at
+    /// raw offset `aux & CHAR_BUF_SIZE_MASK`: reported as a `char_buf` (the bytes of its
+    /// first [`IOVEC_SEGS`] segments, concatenated: their total length, then at most
+    /// [`CHAR_BUF_MAX`] bytes).
+    pub const CHAR_IOVEC: u8 = 25;
+    /// Segments of a `char_iovec` read (Tetragon's reader stops at 7 too).
+    pub const IOVEC_SEGS: u32 = 7;
+    /// True for the buffer sources (CHAR_BUF, IOV_ITER, CHAR_IOVEC), reported with a size
+    /// word before their bytes. One compare (27, reserved, stays unused for it): two made
+    /// 6.1's verifier lose the bounds of the argument index in `emit_cb`.
+    #[inline(always)]
+    pub const fn is_buf(src: u8) -> bool {
+        src | 0b01010 == 0b11011
+    }
+    const _: () = {
+        let mut s = 0u8;
+        loop {
+            assert!(is_buf(s) == matches!(s, CHAR_BUF | IOV_ITER | CHAR_IOVEC | 27));
+            if s == u8::MAX {
+                break;
+            }
+            s += 1;
+        }
+    };
     /// Set in `aux` when a char_buf's size word is given.
     pub const CHAR_BUF_SIZED: u16 = 0x8000;
     pub const CHAR_BUF_SIZE_MASK: u16 = 0x7f;

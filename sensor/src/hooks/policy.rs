@@ -128,7 +128,7 @@ fn arg_value(ty: ArgType, src: u8, data: &[u8]) -> ArgValue {
         b[..n].copy_from_slice(&data[..n]);
         return int_value(ty, u64::from_ne_bytes(b));
     }
-    if src == argsrc::CHAR_BUF || src == argsrc::IOV_ITER {
+    if argsrc::is_buf(src) {
         return crate::hooks::charbuf::decode(data);
     }
     if let Some((key, value)) = crate::hooks::kstruct::decode(src, data) {

@@ -231,6 +231,7 @@ fn kfunc_arg(
         ArgType::CharBuf => argsrc::CHAR_BUF,
         ArgType::NetDevice => argsrc::NET_DEV,
         ArgType::IovIter => argsrc::IOV_ITER,
+        ArgType::CharIovec => argsrc::CHAR_IOVEC,
         t if args::info(t).class == Class::Net => super::net::word_src(t, user).unwrap_or(argsrc::NONE),
         t if crate::hooks::kstruct::reads(t) => crate::hooks::kstruct::source(t).map_or(argsrc::NONE, |(s, _)| s),
         t => match args::info(t).class {
@@ -506,6 +507,13 @@ fn register_arg(
             spec.src = argsrc::CHAR_BUF;
             slots.take(&mut spec);
         }
+        Class::Bytes if a.ty == ArgType::CharIovec => {
+            if decl.is_some() && !(d.contains('*') && d.contains("iovec")) {
+                return Err(l.error(&format!("{at}.type"), format!("{d} is not a pointer to an iovec array")));
+            }
+            spec.src = argsrc::CHAR_IOVEC;
+            slots.take(&mut spec);
+        }
         Class::Struct if decl.is_some() && crate::hooks::kstruct::reads(a.ty) => {
             spec.src = kstruct_field(l, at, a.ty, d)?;
             slots.take(&mut spec);
@@ -517,10 +525,11 @@ fn register_arg(
     Ok(spec)
 }
 
-/// Where each char_buf argument's size comes from: its `sizeArgIndex` argument (counted
-/// from 1, as Tetragon counts it) at the raw offset `offset_of` gives for an argument
-/// index, or, with `returnCopy` on a return probe, the return value (the bytes the
-/// function filled in, read when it returns).
+/// Where each char_buf argument's size (a char_iovec's count of segments) comes from: its
+/// `sizeArgIndex` argument (counted from 1, as Tetragon counts it) at the raw offset
+/// `offset_of` gives for an argument index, or, with `returnCopy` on a return probe (a
+/// char_buf's only), the return value (the bytes the function filled in, read when it
+/// returns).
 fn buf_sizes(
     l: &Loaded,
     base: &str,
@@ -530,9 +539,11 @@ fn buf_sizes(
     offset_of: &dyn Fn(u32) -> Option<u16>,
 ) -> Result<(), ConfigError> {
     for (j, (a, spec)) in decls.iter().zip(specs.iter_mut()).enumerate() {
-        if spec.src != argsrc::CHAR_BUF {
-            continue;
-        }
+        let what = match spec.src {
+            argsrc::CHAR_BUF => "size",
+            argsrc::CHAR_IOVEC => "count of iovec segments",
+            _ => continue,
+        };
         let at = format!("{base}.args[{j}]");
         let off = match (a.return_copy, a.size_arg_index) {
             (true, _) if !ret => {
@@ -549,21 +560,22 @@ fn buf_sizes(
                 return Err(l.error(
                     &format!("{at}.sizeArgIndex"),
                     format!(
-                        "sizeArgIndex {n}: the argument holding the size, counted from 1, and not the buffer itself"
+                        "sizeArgIndex {n}: the argument holding the {what}, counted from 1, and not the buffer itself"
                     ),
                 ))
             }
             (false, None) => {
+                let or = if spec.src == argsrc::CHAR_BUF { " or returnCopy" } else { "" };
                 return Err(l.error(
                     &format!("{at}.type"),
-                    "char_buf needs sizeArgIndex (the argument holding its size, counted from 1) or returnCopy",
-                ))
+                    format!("{} needs sizeArgIndex (the argument holding its {what}, counted from 1){or}", a.ty.name()),
+                ));
             }
         };
         if off as usize + 8 > plimits::RAW {
             return Err(l.error(
                 &format!("{at}.sizeArgIndex"),
-                format!("the size is at offset {off}, beyond the {} bytes the engine reads", plimits::RAW),
+                format!("the {what} is at offset {off}, beyond the {} bytes the engine reads", plimits::RAW),
             ));
         }
         spec.aux = argsrc::CHAR_BUF_SIZED | off;

@@ -491,7 +491,7 @@ mod tests {
                 kprobes,
                 lsm,
                 lsm_unavailable: "no BPF-LSM in this test".into(),
-                syscall_symbols: ["__x64_sys_setns".to_owned()].into(),
+                syscall_symbols: ["__x64_sys_setns".to_owned(), "__x64_sys_writev".to_owned()].into(),
                 error_injection: false,
                 fentry_syscalls: ["__x64_sys_setns".to_owned()].into(),
             },
@@ -553,6 +553,41 @@ mod tests {
         assert_eq!(p[0].conf.args[0].aux & (net_guard::TRACK | net_guard::UNTRACK), 0);
         let ret = &p[1].conf.args[p[1].conf.nargs as usize - 1];
         assert_eq!((ret.src, ret.aux & net_guard::TRACK), (argsrc::SOCK_PTR, net_guard::TRACK));
+    }
+
+    const WRITEV: &str = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: w\nspec:\n  kprobes:\n  - call: __x64_sys_writev\n    syscall: true\n    args:\n    - index: 0\n      type: int\n    - index: 1\n      type: char_iovec\n      sizeArgIndex: 3\n";
+
+    /// A char_iovec reads the iovec array of its argument, as many segments as the
+    /// argument sizeArgIndex names holds (a syscall's registers: argument 2 at word 16).
+    #[test]
+    fn char_iovec_is_read_with_its_count_of_segments() {
+        let l = crate::policy::parse("w.yaml", WRITEV).unwrap();
+        let p = &plan(&l, &env(true, true, false)).unwrap()[0];
+        let a = &p.conf.args[1];
+        assert_eq!((a.src, a.offset, a.aux), (argsrc::CHAR_IOVEC, 8, argsrc::CHAR_BUF_SIZED | 16));
+    }
+
+    #[test]
+    fn char_iovec_without_its_count_is_refused_where_it_is_declared() {
+        let l = crate::policy::parse("w.yaml", &WRITEV.replace("      sizeArgIndex: 3\n", "")).unwrap();
+        let e = plan(&l, &env(true, true, false)).unwrap_err().to_string();
+        assert!(e.contains("w.yaml:13:7: spec.kprobes[0].args[1].type"), "{e}");
+        assert!(
+            e.contains(
+                "char_iovec needs sizeArgIndex (the argument holding its count of iovec segments, counted from 1)"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("returnCopy"), "{e}");
+        let l = crate::policy::parse("w.yaml", &WRITEV.replace("sizeArgIndex: 3", "sizeArgIndex: 2")).unwrap();
+        let e = plan(&l, &env(true, true, false)).unwrap_err().to_string();
+        assert!(e.contains("w.yaml:14:7: spec.kprobes[0].args[1].sizeArgIndex"), "{e}");
+        assert!(e.contains("the argument holding the count of iovec segments, counted from 1, and not"), "{e}");
+        let e = crate::policy::parse("w.yaml", &WRITEV.replace("sizeArgIndex: 3", "returnCopy: true"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("w.yaml:14:7: spec.kprobes[0].args[1].returnCopy"), "{e}");
+        assert!(e.contains("not supported by nightjar: returnCopy on char_iovec"), "{e}");
     }
 
     #[test]
@@ -621,6 +656,24 @@ mod host_tests {
         let l = policy("  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_dup\n    args:\n    - index: 6\n      type: int\n");
         let e = plan(&l, &host()).unwrap_err().to_string();
         assert!(e.contains("has 6 fields (common_* included); index 6 does not exist"), "{e}");
+    }
+
+    /// Where syscall kprobes are served by their sys_enter tracepoints, a char_iovec is
+    /// the `vec` field, its count the `vlen` field (and the field must be an iovec array).
+    #[test]
+    fn char_iovec_on_the_syscall_tracepoint() {
+        let hook = "  kprobes:\n  - call: __x64_sys_writev\n    syscall: true\n    args:\n    - index: 1\n      type: char_iovec\n      sizeArgIndex: 3\n";
+        let p = &plan(&policy(hook), &host()).unwrap()[0];
+        assert_eq!(p.attach[0].point(), "syscalls/sys_enter_writev");
+        let a = &p.conf.args[0];
+        assert_eq!((a.src, a.offset, a.aux), (argsrc::CHAR_IOVEC, 24, argsrc::CHAR_BUF_SIZED | 32));
+        let e = plan(&policy(&hook.replace("index: 1", "index: 0")), &host()).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "t.yaml:11:7: spec.kprobes[0].args[0].type: unsigned long fd is not a pointer to an iovec array"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -307,8 +307,11 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
     if a.size_arg_index.is_some() && !matches!(a.ty, ArgType::CharBuf | ArgType::CharIovec) {
         return Err(l.error(&format!("{at}.sizeArgIndex"), "sizeArgIndex applies to char_buf and char_iovec only"));
     }
+    if a.return_copy && a.ty == ArgType::CharIovec {
+        return Err(l.unsupported(&format!("{at}.returnCopy"), "returnCopy on char_iovec"));
+    }
     if a.return_copy && a.ty != ArgType::CharBuf {
-        return Err(l.error(&format!("{at}.returnCopy"), "returnCopy applies to char_buf only"));
+        return Err(l.error(&format!("{at}.returnCopy"), "returnCopy applies to char_buf and char_iovec only"));
     }
     if a.resolve.is_some() || a.btf_type.is_some() {
         return Err(l.unsupported(&format!("{at}.resolve"), "resolve (arguments through struct fields)"));
@@ -316,7 +319,7 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
     if a.source.is_some() {
         return Err(l.unsupported(&format!("{at}.source"), "data sources"));
     }
-    if matches!(a.ty, ArgType::CharIovec | ArgType::ConstBuf) {
+    if a.ty == ArgType::ConstBuf {
         return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} (buffers)", a.ty.name())));
     }
     if info.class == Class::Struct && !crate::hooks::kstruct::reads(a.ty) {
@@ -409,7 +412,7 @@ fn fd_action(l: &Loaded, at: &str, args: &[ArgDecl], a: &ActionSel) -> R {
     }
     let name = pos("argName", a.arg_name)?;
     let ok = if a.action == ActionKind::FollowFD {
-        args::is_stringy(name.ty) && name.ty != ArgType::CharBuf
+        args::is_stringy(name.ty) && args::info(name.ty).class != Class::Bytes
     } else {
         is_int(name)
     };
