@@ -14,6 +14,8 @@ pub mod names {
     pub const BUFFER_BYTES: &str = "nightjar_buffer_bytes";
     pub const BUFFER_MAX_EVENTS: &str = "nightjar_buffer_max_events";
     pub const BUFFER_MAX_BYTES: &str = "nightjar_buffer_max_bytes";
+    pub const BUFFER_BORROWED_BYTES: &str = "nightjar_buffer_borrowed_bytes";
+    pub const FANOUT_OVERFLOW: &str = "nightjar_fanout_overflow_events";
     pub const BUFFER_OLDEST_AGE: &str = "nightjar_buffer_oldest_event_age_seconds";
     pub const BUFFER_REPLAYED: &str = "nightjar_buffer_replayed_events_total";
     pub const BUFFER_CORRUPT: &str = "nightjar_buffer_corrupt_skipped_total";
@@ -149,6 +151,14 @@ pub fn describe() {
     describe_gauge!(names::BUFFER_MAX_EVENTS, "Size of a sink's memory buffer in events (0: a disk buffer).");
     describe_gauge!(names::BUFFER_MAX_BYTES, "Size of a sink's disk buffer in bytes (0: a memory buffer).");
     describe_gauge!(
+        names::BUFFER_BORROWED_BYTES,
+        "Bytes a full blocking disk buffer holds beyond its max_size, in the room the other blocking disk buffers leave."
+    );
+    describe_gauge!(
+        names::FANOUT_OVERFLOW,
+        "Events waiting in the fan-out for a full blocking sink buffer, in the room the other blocking buffers leave."
+    );
+    describe_gauge!(
         names::BUFFER_OLDEST_AGE,
         Unit::Seconds,
         "Age of the oldest event a sink has not delivered yet (0 when it is caught up)."
@@ -186,7 +196,7 @@ pub fn describe() {
 }
 
 /// Every metric name the agent exports (dashboards and alert rules are checked against it).
-pub const ALL_NAMES: [&str; 27] = [
+pub const ALL_NAMES: [&str; 29] = [
     crate::overhead::PROGRAM_SECONDS,
     crate::overhead::PROGRAM_RUNS,
     names::POLICY_FILTERED,
@@ -200,6 +210,8 @@ pub const ALL_NAMES: [&str; 27] = [
     names::BUFFER_BYTES,
     names::BUFFER_MAX_EVENTS,
     names::BUFFER_MAX_BYTES,
+    names::BUFFER_BORROWED_BYTES,
+    names::FANOUT_OVERFLOW,
     names::BUFFER_OLDEST_AGE,
     names::BUFFER_REPLAYED,
     names::BUFFER_CORRUPT,

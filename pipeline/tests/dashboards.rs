@@ -94,5 +94,5 @@ fn alert_rules_name_exported_metrics() {
             n += 1;
         }
     }
-    assert_eq!(n, 7);
+    assert_eq!(n, 8);
 }

@@ -409,15 +409,24 @@ const DROPPED: &str = "nightjar_sink_events_total{sink=\"elasticsearch\",outcome
 /// drop_newest: that sink loses what did not fit, each event counted in
 /// `nightjar_sink_events_total{outcome="dropped"}` (it ends with exactly N - dropped); the
 /// other sinks get all N and the kernel misses nothing. block: nothing is dropped for it;
-/// the fan-out waits for its room (block is backpressure: the other sinks wait with it,
-/// and the kernel's ring buffer takes what comes meanwhile, counting as missed what it
-/// cannot keep): every sink ends with the same events, and those plus the misses are N.
+/// once full (1 MiB) it borrows the room Kafka's blocking disk buffer (1 MiB, drained) leaves,
+/// and only once that pooled room (and the fan-out's, 1000 events for the file sink's
+/// queue) is used does the fan-out wait (backpressure: the other
+/// sinks wait with it, and the kernel's ring buffer takes what comes meanwhile, counting
+/// as missed what it cannot keep): every sink ends with the same events, and those plus
+/// the misses are N.
 fn disk_buffer_full(policy: &'static str) {
     let name = if policy == "block" { "full-block" } else { "full-drop" };
     let s = Setup::new(name);
+    // block: 1 MiB each, so the pooled 2 MiB is used well before the load ends.
+    let size = if policy == "block" { "1MiB" } else { "2MiB" };
     let sets = [
-        "sinks.elasticsearch.buffer.max_size=2MiB".to_string(),
+        format!("sinks.elasticsearch.buffer.max_size={size}"),
         format!("sinks.elasticsearch.buffer.when_full={policy}"),
+        format!("sinks.kafka.buffer.max_size={size}"),
+        // The fan-out's own room (the blocking outputs' queues, which a stalled output's
+        // events may take) small beside the pooled 4 MiB of disk.
+        "sinks.file.buffer.max_events=1000".to_string(),
     ];
     let agent = s.agent(name, &sets);
     let load = Load::start(&s.cg, 1000, 20);
@@ -426,12 +435,13 @@ fn disk_buffer_full(policy: &'static str) {
     s.proxy.cut();
     let n = load.finish();
     let full = metric(s.port, "nightjar_buffer_bytes{sink=\"elasticsearch\"}");
+    let borrowed = metric(s.port, "nightjar_buffer_borrowed_bytes{sink=\"elasticsearch\"}");
     let file_then = file_count(&s.log(), pid);
     s.proxy.restore();
     let dropped = metric(s.port, DROPPED) as u64;
     let missed = metric(s.port, "nightjar_missed_events_total") as u64;
-    eprintln!("{name}: {n} generated, buffer at {full} bytes when restored, {dropped} dropped, {missed} missed, file sink {file_then}");
-    assert!(full > (1 << 20) as f64, "the buffer filled ({full} bytes of 2 MiB)");
+    eprintln!("{name}: {n} generated, buffer at {full} bytes ({borrowed} borrowed) when restored, {dropped} dropped, {missed} missed, file sink {file_then}");
+    assert!(full > (1 << 20) as f64, "the buffer filled ({full} bytes of {size})");
     if policy == "drop_newest" {
         assert!(dropped > 0, "a full drop_newest buffer drops, counted");
         assert_eq!(wait_count(name, n, 30, || file_count(&s.log(), pid)), n, "the file sink has every event");
@@ -447,7 +457,14 @@ fn disk_buffer_full(policy: &'static str) {
         assert_eq!(kafka_read(s.kafka.addr, &s.topic, n, None)["distinct_times"], n);
     } else {
         assert_eq!(dropped, 0, "a blocking buffer drops nothing");
-        assert!(file_then < n / 2, "the fan-out waited for the full buffer: the file sink had {file_then} of {n}");
+        // It went past its own 1 MiB into Kafka's unused room, never past both (2 MiB and
+        // the one record each member may be over by).
+        assert!(full > (1 << 20) as f64 && borrowed > 0.0, "borrowed: {full} bytes held, {borrowed} borrowed");
+        assert!(full <= ((2 << 20) + (64 << 10)) as f64, "the pooled room bounds it: {full} bytes");
+        assert!(
+            file_then < n - 4000,
+            "the fan-out waited once the pool was used: the file sink had {file_then} of {n}"
+        );
         let file = wait_count(name, n - missed.min(n), 60, || file_count(&s.log(), pid));
         // The generator's exit may be among the misses too.
         assert!(file + missed == n || file + missed == n + 1, "file {file} + missed {missed} vs N {n}");

@@ -111,6 +111,8 @@ impl Shared {
 
     fn publish(&self, st: &State) {
         self.stats.set(st.committed.saturating_sub(st.acked), st.total_bytes);
+        let borrowed = st.total_bytes.saturating_sub(self.cfg.max_bytes);
+        metrics::gauge!(names::BUFFER_BORROWED_BYTES, "sink" => self.name).set(borrowed as f64);
     }
 
     pub(super) fn close(&self) {
@@ -424,6 +426,13 @@ impl Member {
         self.shared.stats.dropped(1);
         pipeline::metrics::count_stage_drop("buffer", reason, 1);
         metrics::counter!(names::SINK_EVENTS, "sink" => self.shared.name, "outcome" => "dropped").increment(1);
+    }
+
+    /// (bytes held, `max_size`) if this buffer blocks when full: its share of the room the
+    /// blocking buffers of the group pool ([`super::group`]); None under drop_newest.
+    pub(super) fn blocking_usage(&self) -> Option<(u64, u64)> {
+        let cfg = &self.shared.cfg;
+        (cfg.when_full == QueuePolicy::Block).then(|| (self.shared.lock().total_bytes, cfg.max_bytes))
     }
 
     /// Whether a record of `len` bytes (header included) can be appended. Only the group

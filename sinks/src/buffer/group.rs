@@ -4,6 +4,12 @@
 //! records the commit point of all logs in one write ([`super::commit`]). Only then do the
 //! sinks see the events and do their source tokens go: an event is accepted by every disk
 //! buffer or by none, whenever the agent dies.
+//!
+//! The blocking buffers pool their room: one that is full goes on taking events while
+//! the blocking buffers together hold at most the sum of their `max_size` (a stalled
+//! sink's log borrows what the others do not use, counted in
+//! `nightjar_buffer_borrowed_bytes`), so a slow sink holds the others up only once that
+//! shared room is used up. A `drop_newest` buffer keeps to its own `max_size`.
 use std::{
     sync::{atomic::Ordering, Arc},
     time::Duration,
@@ -29,6 +35,8 @@ struct Group {
     payload: Vec<u8>,
     /// Entries appended and not yet committed (their source tokens are let go at commit).
     accepted: Vec<Entry>,
+    /// A member holds more than its own max_size (logged once).
+    borrowing: Option<&'static str>,
 }
 
 /// Starts the writer thread; returns the staging channel the fan-out fills.
@@ -39,7 +47,14 @@ pub(super) fn spawn(
 ) -> std::io::Result<mpsc::Sender<Entry>> {
     let (tx, rx) = mpsc::channel(BATCH);
     let recorded = members.iter().map(|(m, _)| m.next_id).collect();
-    let g = Group { members, commit, recorded, payload: Vec::with_capacity(8 << 10), accepted: Vec::new() };
+    let g = Group {
+        members,
+        commit,
+        recorded,
+        payload: Vec::with_capacity(8 << 10),
+        accepted: Vec::new(),
+        borrowing: None,
+    };
     let rt = tokio::runtime::Handle::current();
     let names: Vec<&str> = g.members.iter().map(|(m, _)| m.name()).collect();
     let name = if names.len() == 1 { format!("nj-buf-{}", names[0]) } else { "nj-buf".to_owned() };
@@ -85,8 +100,16 @@ impl Group {
         e.event.write_json(&mut self.payload);
         let len = (super::disk::HEADER + self.payload.len()) as u64;
         while let Some(i) = self.members.iter().position(|(m, _)| m.room(len) == Room::Full) {
+            if self.pool_takes(len) {
+                self.say_borrowing(i);
+                break;
+            }
             self.commit();
             self.members[i].0.wait_for_room();
+        }
+        if self.borrowing.is_some() && self.members.iter().all(|(m, _)| m.room(len) != Room::Full) {
+            self.borrowing = None;
+            tracing::info!("disk buffers: every blocking buffer is back within its own max_size");
         }
         let mut crc = crc32fast::Hasher::new();
         crc.update(&self.payload);
@@ -96,6 +119,28 @@ impl Group {
             m.append(&self.payload, &crc, ts, &e.event);
         }
         self.accepted.push(e);
+    }
+
+    /// Whether the blocking members' pooled room takes one more record of `len` bytes in
+    /// each of them.
+    fn pool_takes(&self, len: u64) -> bool {
+        let (mut used, mut room, mut n) = (0u64, 0u64, 0u64);
+        for (total, max) in self.members.iter().filter_map(|(m, _)| m.blocking_usage()) {
+            used += total;
+            room += max;
+            n += 1;
+        }
+        used + n * len <= room
+    }
+
+    /// Logs (once until every member is back within its own size) that member `i` borrows.
+    fn say_borrowing(&mut self, i: usize) {
+        if self.borrowing.is_none() {
+            let name = self.members[i].0.name();
+            self.borrowing = Some(name);
+            tracing::warn!(sink = name,
+                "disk buffer full (max_size); its events go on in the room the other blocking disk buffers leave (nightjar_buffer_borrowed_bytes), and the fan-out waits only once that is used up");
+        }
     }
 
     /// Flushes every member, records the commit point, then makes the events readable and

@@ -217,27 +217,49 @@ async fn the_disk_buffers_of_a_data_dir_commit_together_and_cut_what_no_commit_c
     assert_eq!(take(&mut rb, 10, true).await, (5000..5010).collect::<Vec<_>>());
 }
 
+/// A blocking member whose sink stalls goes on taking events beyond its own max_size in
+/// the room the other blocking member leaves, so that one's sink keeps getting events; the
+/// writer (and so the fan-out) waits only once the pooled room is used up, and nothing is
+/// dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_blocking_member_holds_the_event_back_from_every_member() {
+async fn a_full_blocking_member_borrows_the_pooled_room_and_holds_the_others_only_once_it_is_used() {
+    const N: u64 = 20_000;
     let dir = tempfile::tempdir().unwrap();
-    let (a, sa) = spec("a", &disk(1 << 20, QueuePolicy::Block));
+    let (a, sa) = spec("a", &disk(256 << 10, QueuePolicy::Block));
     let (b, sb) = spec("b", &disk(64 << 10, QueuePolicy::Block));
     let mut g = open_disk(vec![a, b], dir.path());
     let mut readers: Vec<_> = g.readers.drain(..).map(|(_, r)| r.unwrap().0).collect();
     let w = g.writer.unwrap().tx;
     let pusher = tokio::spawn(async move {
-        for i in 0..1000 {
+        for i in 0..N {
             w.send(Entry { event: seq_event(i), ack: None }).await.unwrap();
         }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (ka, kb) = (sa.accepted.load(Ordering::Relaxed), sb.accepted.load(Ordering::Relaxed));
-    assert!(kb < 1000 && ka == kb, "a holds exactly what full b holds: {ka} vs {kb}");
-    // b's sink takes everything: both get every event, nothing dropped.
+    let mut ra = readers.remove(0);
+    let got_a = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reader_a = {
+        let got_a = got_a.clone();
+        tokio::spawn(async move {
+            let mut all = Vec::new();
+            while all.len() < N as usize {
+                all.extend(take(&mut ra, 100.min(N as usize - all.len()), true).await);
+                got_a.store(all.len() as u64, Ordering::Relaxed);
+            }
+            all
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // b's sink has read nothing: its log holds more than its own 64 KiB, the two logs
+    // together at most the pooled 320 KiB, and a's sink got every event b's log holds.
+    let (b_bytes, a_bytes) = (sb.bytes.load(Ordering::Relaxed), sa.bytes.load(Ordering::Relaxed));
+    let kb = sb.accepted.load(Ordering::Relaxed);
+    assert!(b_bytes > 64 << 10, "b borrowed: {b_bytes} bytes");
+    assert!(b_bytes + a_bytes <= 320 << 10, "within the pool: {b_bytes} + {a_bytes}");
+    assert!(got_a.load(Ordering::Relaxed) >= kb.saturating_sub(2048), "a's sink is not held up: {got_a:?} vs {kb}");
+    assert!(!pusher.is_finished() && kb < N, "the writer waits once the pool is used: {kb}");
     let mut rb = readers.pop().unwrap();
-    let got = take(&mut rb, 1000, true).await;
-    assert_eq!(got, (0..1000).collect::<Vec<_>>());
-    assert_eq!(take(&mut readers[0], 1000, true).await, got);
+    assert_eq!(take(&mut rb, N as usize, true).await, (0..N).collect::<Vec<_>>());
+    assert_eq!(reader_a.await.unwrap(), (0..N).collect::<Vec<_>>());
     pusher.await.unwrap();
     assert_eq!(sa.dropped.load(Ordering::Relaxed) + sb.dropped.load(Ordering::Relaxed), 0);
 }
