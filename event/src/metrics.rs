@@ -27,6 +27,7 @@ pub mod names {
     pub const PROCESS_CACHE_SIZE: &str = "nightjar_process_cache_size";
     pub const POLICY_FILTERED: &str = "nightjar_policy_filtered_total";
     pub const POLICY_RATE_LIMITED: &str = "nightjar_policy_rate_limited_total";
+    pub const ENFORCER_SIGNALS: &str = "nightjar_enforcer_signals_total";
     pub const BUILD_INFO: &str = "nightjar_build_info";
 
     pub const TETRAGON_EVENTS: &str = "tetragon_events_total";
@@ -133,6 +134,12 @@ pub fn set_policy_rate_limited(policy: &str, hook: &str, total: u64) {
         .absolute(total);
 }
 
+/// Sets the kernel's counts of NotifyEnforcer signals the enforcer sent and failed to send.
+pub fn set_enforcer_signals(sent: u64, failed: u64) {
+    metrics::counter!(names::ENFORCER_SIGNALS, "outcome" => "sent").absolute(sent);
+    metrics::counter!(names::ENFORCER_SIGNALS, "outcome" => "failed").absolute(failed);
+}
+
 /// A stage discarded `n` events for `reason`.
 pub fn count_stage_drop(stage: &'static str, reason: &'static str, n: u64) {
     metrics::counter!(names::STAGE_DROPPED, "stage" => stage, "reason" => reason).increment(n);
@@ -188,6 +195,10 @@ pub fn describe() {
         names::POLICY_RATE_LIMITED,
         "Events a policy's rateLimit held back in the kernel (repeats within the period), by policy and hook."
     );
+    describe_counter!(
+        names::ENFORCER_SIGNALS,
+        "Signals the enforcer sent (or failed to send) at the exit of an enforced syscall after a NotifyEnforcer."
+    );
     describe_gauge!(names::BUILD_INFO, "Always 1; the version label says which nightjar runs.");
     describe_counter!(names::TETRAGON_EVENTS, "Tetragon-compatible name of nightjar_events_total.");
     describe_counter!(names::TETRAGON_POLICY_EVENTS, "Tetragon-compatible name of nightjar_policy_events_total.");
@@ -196,7 +207,8 @@ pub fn describe() {
 }
 
 /// Every metric name the agent exports (dashboards and alert rules are checked against it).
-pub const ALL_NAMES: [&str; 29] = [
+pub const ALL_NAMES: [&str; 30] = [
+    names::ENFORCER_SIGNALS,
     crate::overhead::PROGRAM_SECONDS,
     crate::overhead::PROGRAM_RUNS,
     names::POLICY_FILTERED,

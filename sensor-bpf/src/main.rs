@@ -5,6 +5,7 @@
 #![no_main]
 
 mod charbuf;
+mod enforcer;
 mod fdfollow;
 mod kfunc;
 mod kprobe;

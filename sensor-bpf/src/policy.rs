@@ -341,6 +341,8 @@ fn run_hook(hid: u32) {
             // SAFETY: signals the current task only.
             signalled = u8::from(unsafe { gen::bpf_send_signal(sig as u32) } == 0);
         }
+        action::NOTIFY_ENFORCER => crate::enforcer::notify(hid, sig),
+        action::CLEANUP_ENFORCER => crate::enforcer::cleanup(),
         action::OVERRIDE => {
             // The LSM program returns it (user space allows Override on LSM hooks only).
             if let Some(ab) = argbuf() {

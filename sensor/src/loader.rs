@@ -468,6 +468,8 @@ impl Sensor {
             let limited = self.hook_counter("RATE_LIMITED", id);
             nightjar_event::metrics::set_policy_rate_limited(&meta.policy, &meta.function, limited);
         }
+        let (sent, failed) = crate::hooks::enforcer::counts(&self.ebpf);
+        nightjar_event::metrics::set_enforcer_signals(sent, failed);
     }
 
     /// A per-hook kernel counter (`FILTERED`, `RATE_LIMITED`), summed over CPUs.

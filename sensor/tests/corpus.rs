@@ -544,6 +544,30 @@ fn cases() -> Vec<Case> {
             Pass,
             Pass,
         ),
+        Case {
+            signal: Some(9),
+            ..c(
+                "enforcer-dup-kill",
+                "dup-77",
+                "process_kprobe",
+                || json!({"function_name": "__x64_sys_dup", "action": "KPROBE_ACTION_NOTIFYENFORCER", "args": [{"int_arg": 77}]}),
+                Pass,
+                Pass,
+            )
+        },
+        // The dup event carries the fd the helper printed after its ptrace returned: the
+        // notified thread was not killed before its enforced call.
+        Case {
+            signal: Some(9),
+            ..c(
+                "enforcer-ptrace-then-dup",
+                "ptrace-then-dup",
+                "process_kprobe",
+                || json!({"function_name": "__x64_sys_dup", "action": "KPROBE_ACTION_POST", "args": [{"int_arg": "@FD@"}]}),
+                Pass,
+                Pass,
+            )
+        },
         c(
             "exec-binary-postfix",
             "exec-miner-name",
@@ -611,6 +635,19 @@ fn helper(action: &str, dir: &Path) -> i32 {
                 // PTRACE_ATTACH to a pid that cannot exist: the syscall runs and fails.
                 libc::ptrace(libc::PTRACE_ATTACH, 0x3fff_ffff, 0, 0);
                 // Give a signal sent on the way out of the syscall time to land.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            "dup-77" => {
+                // fd 77 is not open: the syscall runs and fails; the enforcer's signal
+                // comes on its way out.
+                libc::dup(77);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            "ptrace-then-dup" => {
+                libc::ptrace(libc::PTRACE_ATTACH, 0x3fff_ffff, 0, 0);
+                std::thread::sleep(Duration::from_millis(100));
+                println!("fd=77");
+                libc::dup(77);
                 std::thread::sleep(Duration::from_millis(200));
             }
             "unshare-user" => {

@@ -775,11 +775,30 @@ pub mod action {
     pub const FOLLOW_FD: u8 = 14;
     pub const UNFOLLOW_FD: u8 = 15;
     pub const COPY_FD: u8 = 16;
+    /// NotifyEnforcer: notes (thread, hook, argSig) in `ENFORCER_NOTES`; the enforcer
+    /// program signals the thread at the exit of one of the policy's `enforcers` calls.
+    pub const NOTIFY_ENFORCER: u8 = 17;
+    /// CleanupEnforcerNotification: forgets the thread's note.
+    pub const CLEANUP_ENFORCER: u8 = 19;
     /// TrackSock / UntrackSock (network range 32..=47; in [`Selector::fd_action`], argSock
     /// in `fd_arg`): the socket of a `sock`/`socket` argument is attributed to the current
     /// process from then on ([`SockOwner`]), or no longer.
     pub const TRACK_SOCK: u8 = 32;
     pub const UNTRACK_SOCK: u8 = 33;
+}
+
+/// A NotifyEnforcer's note for one thread: the hook that notified (its policy's
+/// `enforcers` calls are keyed by it in `ENFORCER_CALLS`) and the signal to send.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnforcerNote {
+    pub hook: u32,
+    pub sig: u32,
+}
+
+/// `ENFORCER_CALLS` key: the notifying hook and a syscall number it enforces at.
+pub const fn enforcer_call(hook: u32, nr: u32) -> u64 {
+    (hook as u64) << 32 | nr as u64
 }
 
 /// Who tracked a socket (TrackSock): every later event with that socket as a `sock` or

@@ -36,6 +36,8 @@ pub fn action_name(a: u8) -> &'static str {
         action::COPY_FD => "KPROBE_ACTION_COPYFD",
         action::TRACK_SOCK => "KPROBE_ACTION_TRACKSOCK",
         action::UNTRACK_SOCK => "KPROBE_ACTION_UNTRACKSOCK",
+        action::NOTIFY_ENFORCER => "KPROBE_ACTION_NOTIFYENFORCER",
+        action::CLEANUP_ENFORCER => "KPROBE_ACTION_CLEANUPENFORCERNOTIFICATION",
         _ => "KPROBE_ACTION_POST",
     }
 }
@@ -53,6 +55,8 @@ fn action_event_name(a: ActionKind) -> Option<&'static str> {
         ActionKind::CopyFD => "KPROBE_ACTION_COPYFD",
         ActionKind::TrackSock => "KPROBE_ACTION_TRACKSOCK",
         ActionKind::UntrackSock => "KPROBE_ACTION_UNTRACKSOCK",
+        ActionKind::NotifyEnforcer => "KPROBE_ACTION_NOTIFYENFORCER",
+        ActionKind::CleanupEnforcerNotification => "KPROBE_ACTION_CLEANUPENFORCERNOTIFICATION",
         _ => return None,
     })
 }

@@ -141,7 +141,12 @@ struct Installed {
     hooks: Vec<(u32, Vec<Attach>)>,
     strings: Vec<(StrData, u32)>,
     bits: Vec<u32>,
+    /// Its `ENFORCER_CALLS` keys (a policy with `enforcers:`).
+    enforced: Vec<u64>,
 }
+
+/// The `links` key of the enforcer program (attached while a policy has `enforcers:`).
+const ENFORCER_LINK: &str = "enforcer";
 
 /// `backend:point`, the identity of an attached hook point.
 fn link_key(a: &Attach) -> String {
@@ -358,8 +363,9 @@ impl PolicyEngine {
             hooks: Vec::new(),
             strings: Vec::new(),
             bits: Vec::new(),
+            enforced: Vec::new(),
         };
-        let res = self.install(ebpf, &name, plans, &mut inst);
+        let res = self.install(ebpf, &name, plans, &mut inst).and_then(|()| self.install_enforcer(ebpf, l, &mut inst));
         match res {
             Ok(()) => {
                 let st = inst.status.clone();
@@ -488,6 +494,50 @@ impl PolicyEngine {
             });
         }
         Ok(())
+    }
+
+    /// A policy with `enforcers:`: the enforcer program attached (with the first such
+    /// policy) and the policy's (hook, syscall) keys in `ENFORCER_CALLS`.
+    fn install_enforcer(&mut self, ebpf: &mut Ebpf, l: &Loaded, inst: &mut Installed) -> Result<(), EngineError> {
+        use crate::hooks::enforcer;
+        let Ok(nrs) = super::lists::enforcer_nrs(l) else { return Ok(()) };
+        if nrs.is_empty() {
+            return Ok(());
+        }
+        let name = &inst.status.name;
+        if !self.links.contains_key(ENFORCER_LINK) {
+            let link = enforcer::attach(ebpf).map_err(|source| EngineError::Attach {
+                name: name.clone(),
+                tracepoint: enforcer::POINT.into(),
+                source: Box::new(source),
+            })?;
+            self.links.insert(ENFORCER_LINK.into(), Link::Tp(enforcer::PROGRAM, link));
+        }
+        let hids: Vec<u32> = inst.hooks.iter().map(|(h, _)| *h).collect();
+        inst.enforced = enforcer::keys(&hids, &nrs);
+        enforcer::set_calls(ebpf, &inst.enforced, true).map_err(|source| EngineError::Map {
+            name: name.clone(),
+            op: "ENFORCER_CALLS",
+            source: Box::new(source),
+        })?;
+        let note = enforcer::served_by(&nrs);
+        for h in &mut inst.status.hooks {
+            h.served_by.push_str(&note);
+        }
+        Ok(())
+    }
+
+    /// Forgets a policy's enforcer keys; detaches the enforcer once no policy has any.
+    fn uninstall_enforcer(&mut self, ebpf: &mut Ebpf, inst: &Installed) {
+        if inst.enforced.is_empty() {
+            return;
+        }
+        let _ = crate::hooks::enforcer::set_calls(ebpf, &inst.enforced, false);
+        if self.policies.values().all(|p| p.enforced.is_empty()) {
+            if let Some(link) = self.links.remove(ENFORCER_LINK) {
+                self.detach_link(ebpf, link);
+            }
+        }
     }
 
     /// The matchBinaries mask program (sched_process_exec), attached with the first policy
@@ -866,6 +916,7 @@ impl PolicyEngine {
     }
 
     fn uninstall(&mut self, ebpf: &mut Ebpf, inst: &Installed) {
+        self.uninstall_enforcer(ebpf, inst);
         let name = inst.status.name.clone();
         for (hid, attaches) in &inst.hooks {
             if let Some(m) = ebpf.map_mut("HOOK_CONF") {

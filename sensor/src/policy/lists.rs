@@ -112,6 +112,34 @@ pub fn syscall_symbol(nr: u64) -> Option<String> {
     SYSCALLS.iter().find(|(_, n)| u64::from(*n) == nr).map(|(name, _)| format!("{SYSCALL_SYMBOL_PREFIX}{name}"))
 }
 
+/// The syscall numbers a policy's `enforcers[].calls` name (a syscall, `sys_X`,
+/// `__x64_sys_X`, or `list:NAME` of a syscall list), each once; Err(path, value) at the
+/// first entry that names none.
+pub fn enforcer_nrs(l: &Loaded) -> Result<Vec<u32>, (String, String)> {
+    let mut out = Vec::new();
+    for (i, e) in l.policy.spec.enforcers.iter().enumerate() {
+        for (j, call) in e.calls.iter().enumerate() {
+            let bad = || (format!("spec.enforcers[{i}].calls[{j}]"), call.clone());
+            match named(l, call) {
+                Some(list) if list.ty == Some(ListType::GeneratedSyscalls) => {
+                    out.extend(super::compile::syscall_numbers());
+                }
+                Some(list) if is_syscalls(list) => {
+                    for v in &list.values {
+                        out.push(super::selectors::list_syscall(v).ok_or_else(bad)?);
+                    }
+                }
+                Some(_) => return Err(bad()),
+                None if call.starts_with("list:") => return Err(bad()),
+                None => out.push(super::selectors::list_syscall(call).ok_or_else(bad)?),
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

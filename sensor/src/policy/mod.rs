@@ -113,10 +113,32 @@ mod tests {
         let all = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: all\n  labels: {a: b}\nspec:\n  loader: false\n  options:\n  - name: disable-kprobe-multi\n    value: \"1\"\n  kprobes:\n  - call: fd_install\n    syscall: false\n    return: false\n    message: m\n    tags: [t]\n    args:\n    - index: 0\n      type: int\n      label: fd\n      maxData: false\n      returnCopy: false\n    selectors:\n    - matchPIDs:\n      - operator: NotIn\n        followForks: false\n        isNamespacePID: false\n        values: [1]\n      matchArgs:\n      - index: 0\n        operator: GreaterThan\n        values: [\"2\"]\n      matchActions:\n      - action: Post\n        argError: 0\n        argSig: 9\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_dup\n    raw: false\n    message: m\n    tags: [t]\n  uprobes: []\n  usdts: []\n  lsmhooks: []\n  lists: []\n  enforcers: []\n";
         let p = parse("all.yaml", all).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.policy.spec.kprobes[0].selectors[0].match_args[0].operator, ArgOp::GT);
-        let e = parse("u.yaml", &all.replace("  enforcers: []", "  enforcers:\n  - calls: [sys_dup]"))
+        let p = parse("u.yaml", &all.replace("  enforcers: []", "  enforcers:\n  - calls: [sys_dup]"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(lists::enforcer_nrs(&p), Ok(vec![32]));
+    }
+
+    /// `enforcers[].calls`: syscalls by any of Tetragon's spellings or through a syscall
+    /// list; anything else is refused where it is written.
+    #[test]
+    fn enforcer_calls_name_syscalls() {
+        let base = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: e\nspec:\n  lists:\n  - name: dups\n    type: syscalls\n    values: [sys_dup, sys_dup2]\n  - name: fns\n    values: [fd_install]\n  enforcers:\n  - calls: [CALLS]\n  kprobes:\n  - call: fd_install\n    syscall: false\n    selectors:\n    - matchActions:\n      - action: NotifyEnforcer\n        argSig: 9\n";
+        let nrs =
+            |calls: &str| parse("e.yaml", &base.replace("CALLS", calls)).map(|p| lists::enforcer_nrs(&p).unwrap());
+        assert_eq!(nrs("\"list:dups\", __x64_sys_dup3, ptrace").unwrap(), vec![32, 33, 101, 292]);
+        for bad in ["\"list:fns\"", "\"list:nope\"", "not_a_syscall"] {
+            let e = nrs(bad).unwrap_err().to_string();
+            assert!(e.contains("e.yaml:13:") && e.contains("a syscall (e.g. sys_dup) or list:NAME"), "{bad}: {e}");
+        }
+        let e =
+            parse("e.yaml", &base.replace("CALLS", "sys_dup").replace("argSig: 9", "argSig: 9\n        argError: -1"))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("not supported by nightjar: NotifyEnforcer argError"), "{e}");
+        let e = parse("e.yaml", &base.replace("CALLS", "sys_dup").replace("\n        argSig: 9", ""))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("not supported by nightjar: enforcers (u.yaml:"), "{e}");
+        assert!(e.contains("NotifyEnforcer needs argSig"), "{e}");
     }
 
     #[test]

@@ -343,6 +343,8 @@ fn match_actions(c: &Ctx<'_>, acts: &[ActionSel], out: &mut Selector) -> Result<
             ActionKind::NoPost => post = false,
             ActionKind::Sigkill => kill = Some((action::SIGKILL, 9u8)),
             ActionKind::Signal => kill = Some((action::SIGNAL, a.arg_sig.unwrap_or(9) as u8)),
+            ActionKind::NotifyEnforcer => kill = Some((action::NOTIFY_ENFORCER, a.arg_sig.unwrap_or(9) as u8)),
+            ActionKind::CleanupEnforcerNotification => kill = Some((action::CLEANUP_ENFORCER, 0)),
             ActionKind::Override => {
                 let at = format!("{}.matchActions[{i}]", c.at);
                 if let Some(why) = &c.override_refused {

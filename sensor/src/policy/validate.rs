@@ -122,8 +122,10 @@ fn spec_level(l: &Loaded, s: &Spec) -> R {
     for (i, k) in s.kprobes.iter().enumerate() {
         list_call(l, &format!("spec.kprobes[{i}].call"), k)?;
     }
-    if !s.enforcers.is_empty() {
-        return Err(l.unsupported("spec.enforcers", "enforcers"));
+    if let Err((at, call)) = super::lists::enforcer_nrs(l) {
+        return Err(
+            l.error(&at, format!("{call:?}: a syscall (e.g. sys_dup) or list:NAME of a syscalls list is expected"))
+        );
     }
     for (i, o) in s.options.iter().enumerate() {
         option(l, &format!("spec.options[{i}]"), o)?;
@@ -600,7 +602,11 @@ fn match_actions(l: &Loaded, at: &str, acts: &[ActionSel]) -> R {
         let aat = format!("{at}.matchActions[{i}]");
         action(l, &aat, a)?;
         match a.action {
-            ActionKind::Sigkill | ActionKind::Signal | ActionKind::Override => kill += 1,
+            ActionKind::Sigkill
+            | ActionKind::Signal
+            | ActionKind::Override
+            | ActionKind::NotifyEnforcer
+            | ActionKind::CleanupEnforcerNotification => kill += 1,
             ActionKind::FollowFD
             | ActionKind::UnfollowFD
             | ActionKind::CopyFD
@@ -612,10 +618,26 @@ fn match_actions(l: &Loaded, at: &str, acts: &[ActionSel]) -> R {
     if kill > 1 || post > 1 || fd > 1 {
         return Err(l.error(
             &format!("{at}.matchActions"),
-            "conflicting actions: at most one of Sigkill/Signal/Override, one of Post/NoPost and one of FollowFD/UnfollowFD/CopyFD/TrackSock/UntrackSock",
+            "conflicting actions: at most one of Sigkill/Signal/Override/NotifyEnforcer/CleanupEnforcerNotification, one of Post/NoPost and one of FollowFD/UnfollowFD/CopyFD/TrackSock/UntrackSock",
         ));
     }
     Ok(())
+}
+
+/// NotifyEnforcer: a signal (argSig) nightjar's enforcer sends at the enforced syscall's
+/// exit; failing that syscall (argError) would need error injection on it, which it does
+/// not do.
+fn notify_enforcer(l: &Loaded, at: &str, a: &ActionSel) -> R {
+    if a.arg_error.is_some_and(|e| e != 0) {
+        return Err(l.unsupported(
+            &format!("{at}.argError"),
+            "NotifyEnforcer argError (failing the enforced syscall needs error injection on it: bpf_override_return or fmod_ret, CONFIG_FUNCTION_ERROR_INJECTION, which Debian's kernels leave out; nightjar's enforcer serves argSig, at that syscall's exit)",
+        ));
+    }
+    match a.arg_sig {
+        Some(1..=64) => Ok(()),
+        _ => Err(l.error(&format!("{at}.argSig"), "NotifyEnforcer needs argSig, a signal number 1-64")),
+    }
 }
 
 /// What a `Set` action at `at` asks for: Tetragon serves it on USDT probes only.
@@ -649,12 +671,17 @@ fn action(l: &Loaded, at: &str, a: &ActionSel) -> R {
                 format!("action {} (nightjar makes no network requests from the kernel path)", a.action.name()),
             ))
         }
-        A::NotifyEnforcer if l.policy.spec.enforcers.is_empty() => {
+        A::NotifyEnforcer | A::CleanupEnforcerNotification if l.policy.spec.enforcers.is_empty() => {
             return Err(l.error(
                 &format!("{at}.action"),
-                "NotifyEnforcer needs a spec.enforcers section listing the syscalls whose exit enforces it",
+                format!(
+                    "{} needs a spec.enforcers section listing the syscalls whose exit enforces it",
+                    a.action.name()
+                ),
             ))
         }
+        A::NotifyEnforcer => notify_enforcer(l, at, a)?,
+        A::CleanupEnforcerNotification => {}
         A::Set => return Err(l.unsupported(&format!("{at}.action"), set_feature(at))),
         other => return Err(l.unsupported(&format!("{at}.action"), format!("action {}", other.name()))),
     }
