@@ -16,6 +16,7 @@ mod net;
 mod policy;
 mod process;
 mod rawtp;
+mod resolve;
 mod task;
 mod uprobe;
 mod usdt;

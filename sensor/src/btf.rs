@@ -60,6 +60,19 @@ struct Type {
     members: Vec<Member>,
 }
 
+/// What a type is, for walking a path of members ([`Btf::shape`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A pointer to this type.
+    Pointer(u32),
+    /// A struct or union (its id).
+    Composite(u32),
+    Array,
+    /// An integer or enum of this many bytes.
+    Scalar(u32),
+    Other(u32),
+}
+
 /// Parsed BTF: types and the string section.
 pub struct Btf {
     types: Vec<Type>, // index = type id; id 0 is void
@@ -75,6 +88,12 @@ impl Btf {
     pub fn from_sys_fs() -> Result<Self, BtfError> {
         let data = std::fs::read("/sys/kernel/btf/vmlinux").map_err(|e| BtfError::Read(e.to_string()))?;
         Self::parse(&data)
+    }
+
+    /// The running kernel's BTF, parsed on first use and kept (for `resolve:` paths).
+    pub fn shared() -> Result<&'static Btf, &'static BtfError> {
+        static BTF: std::sync::OnceLock<Result<Btf, BtfError>> = std::sync::OnceLock::new();
+        BTF.get_or_init(Btf::from_sys_fs).as_ref()
     }
 
     pub fn parse(b: &[u8]) -> Result<Self, BtfError> {
@@ -131,7 +150,14 @@ impl Btf {
                     }
                     vlen * w
                 }
-                KIND_FUNC_PROTO => vlen * 8,
+                // Parameters as members (name, type; no offset).
+                KIND_FUNC_PROTO => {
+                    for i in 0..vlen {
+                        let m = at + i * 8;
+                        members.push(Member { name: rd_u32(tsec, m)?, ty: rd_u32(tsec, m + 4)?, bit_offset: 0 });
+                    }
+                    vlen * 8
+                }
                 KIND_DATASEC => vlen * 12,
                 k => return Err(BtfError::UnknownKind { id, kind: k }),
             };
@@ -187,6 +213,68 @@ impl Btf {
             }
         }
         id
+    }
+
+    /// What type `id` is, through typedefs and qualifiers.
+    pub fn shape(&self, id: u32) -> Shape {
+        let id = self.resolve(id);
+        let Some(t) = self.types.get(id as usize) else { return Shape::Other(id) };
+        match t.kind {
+            KIND_PTR => Shape::Pointer(t.size_or_type),
+            KIND_STRUCT | KIND_UNION => Shape::Composite(id),
+            KIND_ARRAY => Shape::Array,
+            KIND_INT | KIND_ENUM | KIND_ENUM64 => Shape::Scalar(t.size_or_type),
+            _ => Shape::Other(id),
+        }
+    }
+
+    /// A readable name of type `id` (`struct file`, `int`, `char *`).
+    pub fn type_name(&self, id: u32) -> String {
+        let r = self.resolve(id);
+        let Some(t) = self.types.get(r as usize) else { return format!("type {id}") };
+        let name = self.str(t.name);
+        match t.kind {
+            KIND_PTR => format!("{} *", self.type_name(t.size_or_type)),
+            KIND_STRUCT => format!("struct {name}"),
+            KIND_UNION => format!("union {name}"),
+            KIND_ARRAY => "an array".to_owned(),
+            _ if name.is_empty() => format!("type {r}"),
+            _ => name.to_owned(),
+        }
+    }
+
+    /// Member `name` of composite `id` (anonymous members searched too): (byte offset,
+    /// type), or None (also for a bitfield).
+    pub fn member(&self, id: u32, name: &str) -> Option<(u32, u32)> {
+        let (bits, ty) = self.find_member(id, name, 0)?;
+        (bits % 8 == 0).then_some((bits / 8, ty))
+    }
+
+    /// The type of parameter `index` of kernel function `func`.
+    pub fn func_param(&self, func: &str, index: usize) -> Option<u32> {
+        let f = self.func_id(func)?;
+        let proto = self.types.get(self.types[f as usize].size_or_type as usize)?;
+        (proto.kind == KIND_FUNC_PROTO).then(|| proto.members.get(index).map(|m| m.ty)).flatten()
+    }
+
+    /// The type of `TP_PROTO` argument `index` of raw tracepoint `event` (its
+    /// `btf_trace_<event>` typedef: a pointer to a prototype whose first parameter is the
+    /// probe's data).
+    pub fn raw_tp_param(&self, event: &str, index: usize) -> Option<u32> {
+        let want = format!("btf_trace_{event}");
+        let td = (1..self.types.len()).find(|i| {
+            let t = &self.types[*i];
+            t.kind == KIND_TYPEDEF && self.str(t.name) == want
+        })?;
+        let Shape::Pointer(p) = self.shape(td as u32) else { return None };
+        let proto = self.types.get(self.resolve(p) as usize)?;
+        (proto.kind == KIND_FUNC_PROTO).then(|| proto.members.get(index + 1).map(|m| m.ty)).flatten()
+    }
+
+    /// A struct or union by name (`struct file`, `file`).
+    pub fn named_composite(&self, name: &str) -> Result<u32, BtfError> {
+        let bare = name.strip_prefix("struct ").or_else(|| name.strip_prefix("union ")).unwrap_or(name);
+        self.struct_id(bare.trim())
     }
 
     fn struct_id(&self, name: &str) -> Result<u32, BtfError> {

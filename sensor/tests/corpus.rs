@@ -569,6 +569,30 @@ fn cases() -> Vec<Case> {
             )
         },
         c(
+            "raw-tracepoint-resolve",
+            "exec-miner-name",
+            "process_tracepoint",
+            || json!({"subsys": "sched", "event": "sched_process_exec", "args": [{"int_arg": "@PID@"}, {"int_arg": "@PID@"}, {"string_arg": "nightjar-corpus-miner"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
+            "kprobe-resolve-bprm",
+            "exec-miner-name",
+            "process_kprobe",
+            || json!({"function_name": "security_bprm_committed_creds", "args": [{"string_arg": "@DIR@/nightjar-corpus-miner"}]}),
+            Refused(NEEDS_KPROBES),
+            Pass,
+        ),
+        c(
+            "list-generated-ftrace",
+            "fsync",
+            "process_kprobe",
+            || json!({"function_name": "vfs_fsync_range", "args": [{"file_arg": {"path": "@DIR@/fsynced"}}]}),
+            Refused(NEEDS_KPROBES),
+            Pass,
+        ),
+        c(
             "exec-binary-postfix",
             "exec-miner-name",
             "process_kprobe",
@@ -636,6 +660,11 @@ fn helper(action: &str, dir: &Path) -> i32 {
                 libc::ptrace(libc::PTRACE_ATTACH, 0x3fff_ffff, 0, 0);
                 // Give a signal sent on the way out of the syscall time to land.
                 std::thread::sleep(Duration::from_millis(200));
+            }
+            "fsync" => {
+                let fd = libc::open(cstr(&p("fsynced")).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+                libc::write(fd, b"x".as_ptr().cast(), 1);
+                libc::fsync(fd);
             }
             "dup-77" => {
                 // fd 77 is not open: the syscall runs and fails; the enforcer's signal

@@ -507,6 +507,8 @@ pub mod plimits {
     /// Arguments a policy hook may declare (Tetragon's limit; the 6th slot is the return).
     pub const MAX_ARGS: usize = 5;
     pub const MATCH_ARGS: usize = 4;
+    /// Steps of an argument's `resolve:` path ([`super::Resolve`]).
+    pub const RESOLVE_STEPS: usize = 8;
     pub const INT_VALUES: usize = 8;
     pub const NS_CONDS: usize = 2;
     pub const PID_VALUES: usize = 4;
@@ -843,6 +845,22 @@ pub struct ArgSpec {
     /// Per-source extra data (e.g. a size argument's index; network sources: `net_guard`);
     /// 0 when unused.
     pub aux: u16,
+    /// `resolve:`: the walk from the argument's word to the value read (n = 0: none).
+    pub res: Resolve,
+}
+
+/// An argument's `resolve:` path through struct members, from BTF: step k adds `offs[k]`
+/// to the address, then (bit k of `deref`) reads the word there (a pointer member, or
+/// the scalar the path ends at). The result stands for the argument's word.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resolve {
+    pub n: u8,
+    pub deref: u8,
+    /// 1 when the argument has a `resolve:` path (which may need no step at all).
+    pub set: u8,
+    pub _pad: u8,
+    pub offs: [u32; plimits::RESOLVE_STEPS],
 }
 
 /// One matchArgs condition. Integer operators compare with `vals[..nvals]`; string

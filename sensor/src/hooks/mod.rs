@@ -6,4 +6,5 @@ pub mod kstruct;
 pub mod net;
 pub mod policy;
 pub mod process;
+pub mod resolve;
 pub mod usdt;

@@ -158,7 +158,7 @@ pub fn kprobe(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Serve
 }
 
 /// The error for a kernel function this kernel cannot hook.
-fn no_kprobes(l: &Loaded, env: &Env, base: &str, call: &str) -> ConfigError {
+pub(crate) fn no_kprobes(l: &Loaded, env: &Env, base: &str, call: &str) -> ConfigError {
     let at = format!("{base}.call");
     if env.kernel.kfunc().is_none() {
         let stand_ins: Vec<&str> = STAND_INS.iter().map(|s| s.call).chain(super::net::stand_in_names()).collect();
@@ -195,6 +195,12 @@ fn kfunc_generic(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Se
         out.push(kfunc_arg(l, &format!("{base}.args[{j}]"), a, 8 * a.index as u16, syscall, &mut slots)?);
     }
     buf_sizes(l, base, &k.args, &mut out, k.return_, &|i| (i < 6).then_some(8 * i as u16))?;
+    if syscall && k.args.iter().any(|a| a.resolve.is_some()) {
+        return Err(
+            l.unsupported(&format!("{base}.args"), "resolve on a syscall's arguments (they point to user memory)")
+        );
+    }
+    crate::hooks::resolve::args(l, base, &k.args, &mut out, |btf, d| btf.func_param(&function, d.index as usize))?;
     if let Some(ra) = &k.return_arg {
         out.push(kfunc_arg(l, &format!("{base}.returnArg"), ra, 48, false, &mut slots)?);
     }
@@ -736,6 +742,7 @@ pub fn raw_tracepoint(
     for (j, a) in args.iter().enumerate() {
         out.push(kfunc_arg(l, &format!("{base}.args[{j}]"), a, 8 * a.index as u16, false, &mut slots)?);
     }
+    crate::hooks::resolve::args(l, base, args, &mut out, |btf, d| btf.raw_tp_param(event, d.index as usize))?;
     let attach = Attach::RawTp { event: event.to_owned(), key: 0 };
     let mut s = Served::new(vec![attach], format!("raw tracepoint {category}:{event}"), out);
     s.override_refused = Some(format!(

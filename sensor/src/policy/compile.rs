@@ -307,12 +307,36 @@ impl Env {
     }
 }
 
+/// A kprobe on a generated_ftrace list: this kernel has kprobes, and the list's pattern
+/// matches some of its traceable functions.
+fn generated_ftrace(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<(), ConfigError> {
+    let Some(list) = lists::named(l, &k.call).filter(|x| x.ty == Some(super::spec::ListType::GeneratedFtrace)) else {
+        return Ok(());
+    };
+    if env.kernel.kfunc().is_none() {
+        return Err(backends::no_kprobes(l, env, base, &k.call));
+    }
+    let pattern = list.pattern.as_deref().unwrap_or_default();
+    match lists::ftrace_matches(pattern) {
+        Ok((f, _)) if !f.is_empty() => Ok(()),
+        Ok((_, n)) => Err(l.error(
+            &format!("{base}.call"),
+            format!("list {:?}: pattern {pattern:?} matches none of this kernel's {n} traceable functions (available_filter_functions)", list.name),
+        )),
+        Err(why) => Err(l.error(
+            &format!("{base}.call"),
+            format!("list {:?} (generated_ftrace) cannot be generated: {why}", list.name),
+        )),
+    }
+}
+
 /// Plans one policy's hooks on this kernel. Errors name the hook and what is missing.
 pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
     let spec = &l.policy.spec;
     let mut out = Vec::new();
     for (i, entry) in spec.kprobes.iter().enumerate() {
         let base = format!("spec.kprobes[{i}]");
+        generated_ftrace(l, env, &base, entry)?;
         for planned in lists::expand(l, entry) {
             let k = match planned {
                 lists::Planned::Syscalls(k) => {
@@ -396,6 +420,24 @@ fn assemble(
     served: backends::Served,
     h: HookCommon<'_>,
 ) -> Result<HookPlan, ConfigError> {
+    if let Some(j) = h
+        .args
+        .iter()
+        .enumerate()
+        .position(|(j, a)| a.resolve.is_some() && served.args.get(j).is_none_or(|s| s.res.set == 0))
+    {
+        let why = match env.kernel.kfunc() {
+            None if kind == HookKind::Kprobe => format!(
+                "resolve on {function} needs kprobes, which this kernel does not have ({} has no struct to resolve through)",
+                served.desc
+            ),
+            _ => format!(
+                "not supported by nightjar: resolve on {} (kernel functions and raw tracepoints only, whose arguments the kernel's BTF types)",
+                served.desc
+            ),
+        };
+        return Err(l.error(&format!("{base}.args[{j}].resolve"), why));
+    }
     let mut conf = HookConfig { nargs: served.args.len() as u8, active: 1, ..Default::default() };
     for (j, a) in served.args.iter().enumerate().take(plimits::ARGS) {
         conf.args[j] = *a;

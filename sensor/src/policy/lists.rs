@@ -42,6 +42,9 @@ fn is_syscalls(list: &ListSpec) -> bool {
 pub fn functions(list: &ListSpec) -> Vec<String> {
     match list.ty {
         Some(ListType::GeneratedSyscalls) => SYSCALLS.iter().map(|(n, _)| format!("sys_{n}")).collect(),
+        Some(ListType::GeneratedFtrace) => {
+            ftrace_matches(list.pattern.as_deref().unwrap_or_default()).map(|(f, _)| f).unwrap_or_default()
+        }
         _ => {
             let mut out: Vec<String> = Vec::new();
             for v in &list.values {
@@ -54,6 +57,39 @@ pub fn functions(list: &ListSpec) -> Vec<String> {
     }
 }
 
+/// The functions of this kernel ftrace can trace (tracefs `available_filter_functions`,
+/// names only, sorted, each once), read once; or why they cannot be read.
+fn ftrace_functions() -> &'static Result<Vec<String>, String> {
+    static FUNCS: std::sync::OnceLock<Result<Vec<String>, String>> = std::sync::OnceLock::new();
+    FUNCS.get_or_init(|| {
+        let mut why = String::new();
+        for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+            let path = format!("{p}/available_filter_functions");
+            match std::fs::read_to_string(&path) {
+                Ok(t) => {
+                    let mut v: Vec<String> =
+                        t.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect();
+                    v.sort_unstable();
+                    v.dedup();
+                    return Ok(v);
+                }
+                Err(e) if why.is_empty() => why = format!("{path}: {e}"),
+                Err(_) => {}
+            }
+        }
+        Err(why)
+    })
+}
+
+/// A generated_ftrace list: the traceable functions whose name `pattern` (a regular
+/// expression, unanchored as Tetragon's) matches, and how many functions there were; Err
+/// says why there are none to match.
+pub fn ftrace_matches(pattern: &str) -> Result<(Vec<String>, usize), String> {
+    let re = regex::Regex::new(pattern).map_err(|e| e.to_string())?;
+    let all = ftrace_functions().as_ref().map_err(Clone::clone)?;
+    Ok((all.iter().filter(|f| re.is_match(f)).cloned().collect(), all.len()))
+}
+
 /// Served by one raw_syscalls hook rather than one kprobe per function.
 pub fn one_hook(list: &ListSpec) -> bool {
     is_syscalls(list) && (list.ty == Some(ListType::GeneratedSyscalls) || functions(list).len() > ONE_HOOK_OVER)
@@ -63,6 +99,8 @@ pub fn one_hook(list: &ListSpec) -> bool {
 pub fn hook_count(l: &Loaded, k: &KprobeSpec) -> usize {
     match named(l, &k.call) {
         Some(list) if one_hook(list) => 1,
+        // Generated where the kernel's functions can be read; elsewhere planning refuses it.
+        Some(list) if list.ty == Some(ListType::GeneratedFtrace) => functions(list).len().max(1),
         Some(list) => functions(list).len(),
         None => 1,
     }

@@ -118,6 +118,40 @@ mod tests {
         assert_eq!(lists::enforcer_nrs(&p), Ok(vec![32]));
     }
 
+    /// `resolve:` is checked where it is written: a path of member names, btfType only
+    /// with it, not on returnArg, and only on hooks whose arguments BTF types.
+    #[test]
+    fn resolve_paths_are_checked_where_written() {
+        let tp = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: r\nspec:\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n    args:\n    - index: 0\n      type: int\nEXTRA";
+        for (extra, want) in [
+            ("      resolve: \"a..b\"\n", "member names joined by dots"),
+            ("      btfType: \"struct file\"\n", "btfType applies with resolve only"),
+        ] {
+            let e = parse("r.yaml", &tp.replace("EXTRA", extra)).unwrap_err().to_string();
+            assert!(e.contains("r.yaml:12:") && e.contains(want), "{e}");
+        }
+        let l = parse("r.yaml", &tp.replace("EXTRA", "      resolve: \"pid\"\n")).unwrap();
+        let env = compile::Env {
+            tracefs: "/sys/kernel/tracing".into(),
+            host_ns: Default::default(),
+            kernel: compile::KernelHooks::tracepoints_only("test"),
+        };
+        let e = compile::plan(&l, &env).unwrap_err().to_string();
+        assert!(e.contains("not supported by nightjar: resolve on tracepoint syscalls:sys_enter_openat"), "{e}");
+    }
+
+    /// A generated_ftrace list needs a pattern that is a regular expression, each error
+    /// where it is written.
+    #[test]
+    fn generated_ftrace_lists_need_a_regular_expression() {
+        let base = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: g\nspec:\n  lists:\n  - name: f\n    type: generated_ftrace\nPATTERN  kprobes:\n  - call: \"list:f\"\n    syscall: false\n";
+        let e = parse("g.yaml", &base.replace("PATTERN", "")).unwrap_err().to_string();
+        assert!(e.contains("g.yaml:8:") && e.contains("needs pattern, a regular expression"), "{e}");
+        let e = parse("g.yaml", &base.replace("PATTERN", "    pattern: \"^vfs_(\"\n")).unwrap_err().to_string();
+        assert!(e.contains("g.yaml:9:") && e.contains("is not a regular expression"), "{e}");
+        parse("g.yaml", &base.replace("PATTERN", "    pattern: \"^vfs_fsync\"\n")).unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// `enforcers[].calls`: syscalls by any of Tetragon's spellings or through a syscall
     /// list; anything else is refused where it is written.
     #[test]

@@ -104,7 +104,15 @@ fn spec_level(l: &Loaded, s: &Spec) -> R {
         }
         match list.ty {
             Some(ListType::GeneratedFtrace) => {
-                return Err(l.unsupported(&format!("{at}.type"), "lists of type generated_ftrace"))
+                let Some(p) = &list.pattern else {
+                    return Err(l.error(
+                        &format!("{at}.type"),
+                        "a generated_ftrace list needs pattern, a regular expression over the kernel's traceable functions",
+                    ));
+                };
+                if let Err(e) = regex::Regex::new(p) {
+                    return Err(l.error(&format!("{at}.pattern"), format!("{p:?} is not a regular expression: {e}")));
+                }
             }
             Some(ListType::Syscalls) => {
                 for (v, val) in list.values.iter().enumerate() {
@@ -139,7 +147,8 @@ fn list_call(l: &Loaded, at: &str, k: &KprobeSpec) -> R {
     let Some(list) = super::lists::named(l, &k.call) else {
         return Err(l.error(at, format!("no list named {name:?} in spec.lists")));
     };
-    if super::lists::functions(list).is_empty() {
+    // A generated_ftrace list is generated on the kernel that plans it (`compile::plan`).
+    if list.ty != Some(ListType::GeneratedFtrace) && super::lists::functions(list).is_empty() {
         return Err(l.error(at, format!("list {name:?} has no values")));
     }
     Ok(())
@@ -315,8 +324,15 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
     if a.return_copy && a.ty != ArgType::CharBuf {
         return Err(l.error(&format!("{at}.returnCopy"), "returnCopy applies to char_buf and char_iovec only"));
     }
-    if a.resolve.is_some() || a.btf_type.is_some() {
-        return Err(l.unsupported(&format!("{at}.resolve"), "resolve (arguments through struct fields)"));
+    match (&a.resolve, &a.btf_type) {
+        (Some(r), _) if r.is_empty() || r.split('.').any(str::is_empty) => {
+            return Err(l.error(&format!("{at}.resolve"), format!("{r:?}: member names joined by dots are expected")))
+        }
+        (None, Some(_)) => return Err(l.error(&format!("{at}.btfType"), "btfType applies with resolve only")),
+        (Some(_), _) if at.ends_with("returnArg") => {
+            return Err(l.unsupported(&format!("{at}.resolve"), "resolve on returnArg"))
+        }
+        _ => {}
     }
     if a.source.is_some() {
         return Err(l.unsupported(&format!("{at}.source"), "data sources"));
