@@ -745,7 +745,7 @@ fn capture(conf: &HookConfig, i: usize) {
         raw[o + 6],
         raw[o + 7],
     ]);
-    let word = if spec.res.n != 0 { crate::resolve::walk(&spec.res, word) } else { word };
+    let word = if spec.res.set != 0 { crate::resolve::walk(&spec.res, word) } else { word };
     let slot = slot_idx(spec.slot as usize);
     match spec.src {
         argsrc::INT => {

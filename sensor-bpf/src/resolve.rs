@@ -3,8 +3,9 @@
 //! `sensor/src/hooks/resolve.rs`, which turns the path into offsets from the kernel's BTF.
 //! Here the walk: each step adds a member's offset and, for a pointer member (or the
 //! scalar the path ends at), reads the word there. A failed read yields 0, which every
-//! argument source reads as absent.
-use nightjar_common::{plimits, Resolve};
+//! argument source reads as absent. A `data:` argument (`source: current_task`) starts
+//! from the current task instead of an argument.
+use nightjar_common::{plimits, Resolve, RES_CURRENT_TASK};
 
 use crate::kread::rd_ptr;
 
@@ -12,6 +13,9 @@ use crate::kread::rd_ptr;
 /// the capture callback, whose stack 6.1's verifier counts with its caller's.)
 #[inline(never)]
 pub fn walk(r: &Resolve, mut addr: u64) -> u64 {
+    if r.base == RES_CURRENT_TASK {
+        addr = crate::task::current();
+    }
     for k in 0..plimits::RESOLVE_STEPS {
         if k < r.n as usize {
             addr = addr.wrapping_add(u64::from(r.offs[k]));

@@ -585,6 +585,14 @@ fn cases() -> Vec<Case> {
             Pass,
         ),
         c(
+            "kprobe-data-current-task",
+            "dup-77",
+            "process_kprobe",
+            || json!({"function_name": "__x64_sys_dup", "args": [{"int_arg": 77}], "data": [{"int_arg": "@PID@"}, {"string_arg": "nightjar-corpus"}]}),
+            Pass,
+            Pass,
+        ),
+        c(
             "list-generated-ftrace",
             "fsync",
             "process_kprobe",

@@ -849,6 +849,9 @@ pub struct ArgSpec {
     pub res: Resolve,
 }
 
+/// [`Resolve::base`] of a `data:` argument read from the current task.
+pub const RES_CURRENT_TASK: u8 = 1;
+
 /// An argument's `resolve:` path through struct members, from BTF: step k adds `offs[k]`
 /// to the address, then (bit k of `deref`) reads the word there (a pointer member, or
 /// the scalar the path ends at). The result stands for the argument's word.
@@ -859,7 +862,9 @@ pub struct Resolve {
     pub deref: u8,
     /// 1 when the argument has a `resolve:` path (which may need no step at all).
     pub set: u8,
-    pub _pad: u8,
+    /// Where the walk starts: 0 the argument's word, [`RES_CURRENT_TASK`] the current
+    /// task (a `data:` argument with `source: current_task`).
+    pub base: u8,
     pub offs: [u32; plimits::RESOLVE_STEPS],
 }
 

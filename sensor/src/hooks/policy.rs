@@ -16,7 +16,7 @@ use crate::{
     hooks::process::ProcessHook,
     policy::{
         args,
-        compile::HookKind,
+        compile::{ArgMeta, HookKind},
         engine::HookMeta,
         lists::{syscall_symbol, NR_INDEX},
         spec::ActionKind,
@@ -149,11 +149,25 @@ fn arg_value(ty: ArgType, src: u8, data: &[u8]) -> ArgValue {
     }
 }
 
-/// The reported arguments of a policy record, its return value, and the function a
-/// one-hook syscall list names by the syscall number it captured.
-fn event_args(meta: &HookMeta, p: &Policy) -> (Vec<KprobeArgument>, Option<ArgValue>, Option<String>) {
+/// The reported arguments of a policy record, its return value, the function a one-hook
+/// syscall list names by the syscall number it captured, and its `data:` values.
+struct EventArgs {
+    args: Vec<KprobeArgument>,
+    ret: Option<ArgValue>,
+    function: Option<String>,
+    data: Vec<KprobeArgument>,
+}
+
+fn event_args(meta: &HookMeta, p: &Policy) -> EventArgs {
     let mut ret = None;
     let mut function = None;
+    let mut data = Vec::new();
+    let to_arg = |m: &ArgMeta, a: &crate::decode::PolicyArg| {
+        let mut k = KprobeArgument::new(arg_value(m.ty, a.src, &a.data));
+        k.label = m.label.clone();
+        k.truncated = a.truncated;
+        k
+    };
     let args: Vec<KprobeArgument> = meta
         .args
         .iter()
@@ -168,16 +182,14 @@ fn event_args(meta: &HookMeta, p: &Policy) -> (Vec<KprobeArgument>, Option<ArgVa
                 b[..a.data.len().min(8)].copy_from_slice(&a.data[..a.data.len().min(8)]);
                 function = syscall_symbol(u64::from_ne_bytes(b));
             }
-            !m.ret && m.ty != ArgType::Nop && m.index != NR_INDEX
+            if m.data {
+                data.push(to_arg(m, a));
+            }
+            !m.ret && !m.data && m.ty != ArgType::Nop && m.index != NR_INDEX
         })
-        .map(|(m, a)| {
-            let mut k = KprobeArgument::new(arg_value(m.ty, a.src, &a.data));
-            k.label = m.label.clone();
-            k.truncated = a.truncated;
-            k
-        })
+        .map(|(m, a)| to_arg(m, a))
         .collect();
-    (args, ret, function)
+    EventArgs { args, ret, function, data }
 }
 
 pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
@@ -195,7 +207,7 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
         None => Process { pid: Some(r.pid), tid: Some(r.tid), ..Default::default() }.into(),
     };
     let parent = info.as_ref().and_then(|i| procs.cache.parent_of(i)).map(|p| p.process.clone());
-    let (args, ret, function) = event_args(meta, p);
+    let EventArgs { args, ret, function, data } = event_args(meta, p);
     let act = action_name(r.action).to_owned();
     let time = procs.wall(r.hdr.ktime);
     let node = procs.cache.node().to_owned();
@@ -204,6 +216,9 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
     let mut extra = nightjar_event::event::Extra::new();
     if let Some(r) = ret {
         extra.insert("return".into(), json!(KprobeArgument::new(r)));
+    }
+    if !data.is_empty() {
+        extra.insert("data".into(), json!(data));
     }
     let kind = match meta.kind {
         HookKind::Kprobe => EventKind::ProcessKprobe(Box::new(ProcessKprobe {

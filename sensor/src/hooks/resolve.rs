@@ -4,13 +4,14 @@
 //! path goes on in the struct it points to); an embedded struct only adds its offset; the
 //! path ends at a pointer (the argument's value, e.g. a `file *` or `char *`), at memory
 //! read in place (an embedded struct, a `char` array) or at a scalar (read, as int types).
-use nightjar_common::{plimits, ArgSpec, Resolve};
+use nightjar_common::{argsrc, plimits, ArgSpec, Resolve, RES_CURRENT_TASK};
 use nightjar_event::config::ConfigError;
 
 use crate::{
     btf::{Btf, Shape},
     policy::{
         args::{self, Class},
+        compile::{ArgMeta, HookPlan},
         spec::ArgDecl,
         Loaded,
     },
@@ -123,16 +124,61 @@ pub fn args(
         };
         let (res, leaf) =
             walk(btf, ty, path).map_err(|e| l.error(&format!("{at}.resolve"), format!("{path:?}: {e}")))?;
-        let int = matches!(args::info(d.ty).class, Class::Int { .. });
-        if int != matches!(leaf, Leaf::Scalar(_)) {
-            return Err(l.error(
-                &format!("{at}.resolve"),
-                format!("{path:?} ends at {}, which type {} cannot read", leaf.describe(), d.ty.name()),
-            ));
-        }
+        leaf_fits(l, &at, d, path, leaf)?;
         spec.res = res;
     }
     Ok(())
+}
+
+/// A hook's `data:` arguments (`source: current_task` with a `resolve:` path from the
+/// task), after its arguments and return value, exported in the event's `data`.
+pub fn data_args(l: &Loaded, base: &str, data: &[ArgDecl], p: &mut HookPlan) -> Result<(), ConfigError> {
+    let n = p.conf.nargs as usize;
+    if n + data.len() > plimits::ARGS {
+        return Err(l.error(
+            &format!("{base}.data"),
+            format!("{} arguments and {} data arguments; at most {} in all", n, data.len(), plimits::ARGS),
+        ));
+    }
+    let uses_slot = |s: &ArgSpec| s.src != argsrc::INT && s.src != argsrc::NONE;
+    let mut slot = p.conf.args[..n].iter().filter(|s| uses_slot(s)).count() as u8;
+    let btf =
+        Btf::shared().map_err(|e| l.error(&format!("{base}.data"), format!("data needs the kernel's BTF: {e}")))?;
+    let task = btf.named_composite("task_struct").map_err(|e| l.error(&format!("{base}.data"), e.to_string()))?;
+    for (j, d) in data.iter().enumerate() {
+        let at = format!("{base}.data[{j}]");
+        // The validator checked source (current_task) and that there is a path.
+        let path = d.resolve.as_deref().unwrap_or_default();
+        let mut spec = crate::policy::backends::data_arg(l, &at, d, slot)?;
+        if uses_slot(&spec) {
+            slot += 1;
+            if slot as usize > plimits::STR_SLOTS {
+                return Err(l.error(&at, format!("more than {} string-like arguments in one hook", plimits::STR_SLOTS)));
+            }
+        }
+        let (mut res, leaf) =
+            walk(btf, task, path).map_err(|e| l.error(&format!("{at}.resolve"), format!("{path:?}: {e}")))?;
+        leaf_fits(l, &at, d, path, leaf)?;
+        res.base = RES_CURRENT_TASK;
+        spec.res = res;
+        p.conf.args[p.conf.nargs as usize] = spec;
+        p.conf.nargs += 1;
+        p.args.push(ArgMeta { index: d.index, ty: d.ty, label: d.label.clone(), ret: false, data: true });
+    }
+    Ok(())
+}
+
+/// The path's end suits the argument's type: int types a scalar, the others a pointer or
+/// memory read in place.
+fn leaf_fits(l: &Loaded, at: &str, d: &ArgDecl, path: &str, leaf: Leaf) -> Result<(), ConfigError> {
+    let int = matches!(args::info(d.ty).class, Class::Int { .. });
+    if int == matches!(leaf, Leaf::Scalar(_)) {
+        return Ok(());
+    }
+    Err(l.error(
+        &format!("{at}.resolve"),
+        format!("{path:?} ends at {}, which type {} cannot read", leaf.describe(), d.ty.name()),
+    ))
 }
 
 #[cfg(test)]

@@ -214,6 +214,12 @@ fn kfunc_generic(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Se
     Ok(s)
 }
 
+/// A `data:` argument's spec, read as type `a.ty` (its first string slot `slot`); where
+/// its word comes from is its resolve path's.
+pub(crate) fn data_arg(l: &Loaded, at: &str, a: &ArgDecl, slot: u8) -> Result<ArgSpec, ConfigError> {
+    kfunc_arg(l, at, a, 0, false, &mut Slots(slot))
+}
+
 /// A kernel function's argument at word `offset`, read as type `a.ty`.
 fn kfunc_arg(
     l: &Loaded,

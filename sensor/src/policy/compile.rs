@@ -138,6 +138,8 @@ pub struct ArgMeta {
     pub label: Option<String>,
     /// The return value (`returnArg`), exported as `return`.
     pub ret: bool,
+    /// A `data:` argument, exported in `data`.
+    pub data: bool,
 }
 
 /// A hook ready to load, minus the ids the engine allocates.
@@ -395,7 +397,7 @@ fn kprobe_hook(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Hook
     let served = backends::kprobe(l, env, base, k)?;
     let mut p = assemble(l, env, HookKind::Kprobe, &lists::reported(k), base, served, k.common())?;
     if let Some(ra) = &k.return_arg {
-        p.args.push(ArgMeta { index: ra.index, ty: ra.ty, label: ra.label.clone(), ret: true });
+        p.args.push(ArgMeta { index: ra.index, ty: ra.ty, label: ra.label.clone(), ret: true, data: false });
         p.conf.nargs = p.args.len() as u8;
         selectors::return_conditions(&mut p.conf, k, p.args.len() - 1);
         // returnArgAction TrackSock / UntrackSock: done by the kernel as it reads the
@@ -406,6 +408,9 @@ fn kprobe_hook(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<Hook
             Some(ActionKind::UntrackSock) => ret.aux |= net_guard::UNTRACK,
             _ => {}
         }
+    }
+    if !k.data.is_empty() {
+        crate::hooks::resolve::data_args(l, base, &k.data, &mut p)?;
     }
     Ok(p)
 }
@@ -466,7 +471,11 @@ fn assemble(
         function: function.to_owned(),
         served_by: served.desc,
         attach: served.attach,
-        args: h.args.iter().map(|a| ArgMeta { index: a.index, ty: a.ty, label: a.label.clone(), ret: false }).collect(),
+        args: h
+            .args
+            .iter()
+            .map(|a| ArgMeta { index: a.index, ty: a.ty, label: a.label.clone(), ret: false, data: false })
+            .collect(),
         conf,
         strings,
         message: h.message.map(str::to_owned),

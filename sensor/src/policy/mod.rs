@@ -140,6 +140,27 @@ mod tests {
         assert!(e.contains("not supported by nightjar: resolve on tracepoint syscalls:sys_enter_openat"), "{e}");
     }
 
+    /// `data:` arguments need `source: current_task` and a path; other sources are
+    /// refused as not supported, `source` on an argument as misplaced.
+    #[test]
+    fn data_arguments_need_the_current_task_and_a_path() {
+        let k = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: d\nspec:\n  kprobes:\n  - call: fd_install\n    syscall: false\n    data:\n    - index: 0\n      type: int\nEXTRA";
+        for (extra, want) in [
+            ("", "a data argument needs source: current_task"),
+            ("      source: current_task\n", "a data argument needs resolve"),
+            ("      source: pt_regs\n      resolve: ax\n", "not supported by nightjar: data source \"pt_regs\""),
+        ] {
+            let e = parse("d.yaml", &k.replace("EXTRA", extra)).unwrap_err().to_string();
+            assert!(e.contains("d.yaml:10:") || e.contains("d.yaml:12:"), "{e}");
+            assert!(e.contains(want), "{extra:?}: {e}");
+        }
+        parse("d.yaml", &k.replace("EXTRA", "      source: current_task\n      resolve: tgid\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let a = k.replace("    data:\n", "    args:\n").replace("EXTRA", "      source: current_task\n");
+        let e = parse("d.yaml", &a).unwrap_err().to_string();
+        assert!(e.contains("source applies to data arguments only"), "{e}");
+    }
+
     /// A generated_ftrace list needs a pattern that is a regular expression, each error
     /// where it is written.
     #[test]

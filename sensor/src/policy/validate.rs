@@ -224,8 +224,8 @@ fn kprobe(l: &Loaded, base: &str, k: &KprobeSpec) -> R {
             )?;
         }
     }
-    if !k.data.is_empty() {
-        return Err(l.unsupported(&format!("{base}.data"), "data arguments"));
+    for (j, d) in k.data.iter().enumerate() {
+        data_arg(l, &format!("{base}.data[{j}]"), d)?;
     }
     common(l, base, k.common(), false)
 }
@@ -310,6 +310,21 @@ fn common(l: &Loaded, base: &str, h: HookCommon<'_>, tracepoint: bool) -> R {
     Ok(())
 }
 
+/// A `data:` argument: an argument's checks, and a source and a path to read it by.
+fn data_arg(l: &Loaded, at: &str, d: &ArgDecl) -> R {
+    arg(l, at, d)?;
+    match (d.source.as_deref(), &d.resolve) {
+        (Some("current_task"), Some(_)) => Ok(()),
+        (Some("current_task"), None) => {
+            Err(l.error(&format!("{at}.resolve"), "a data argument needs resolve, a path from the task_struct"))
+        }
+        (Some(other), _) => {
+            Err(l.unsupported(&format!("{at}.source"), format!("data source {other:?} (current_task is)")))
+        }
+        (None, _) => Err(l.error(&format!("{at}.source"), "a data argument needs source: current_task")),
+    }
+}
+
 fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
     let info = args::info(a.ty);
     if let Some(why) = info.unsupported {
@@ -334,8 +349,8 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
         }
         _ => {}
     }
-    if a.source.is_some() {
-        return Err(l.unsupported(&format!("{at}.source"), "data sources"));
+    if a.source.is_some() && !at.contains(".data[") {
+        return Err(l.error(&format!("{at}.source"), "source applies to data arguments only"));
     }
     if a.ty == ArgType::ConstBuf {
         return Err(l.unsupported(&format!("{at}.type"), format!("argument type {} (buffers)", a.ty.name())));
