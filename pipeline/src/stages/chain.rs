@@ -54,6 +54,7 @@ pub async fn run_chain(
                         }
                     }
                     count_entries(&batch);
+                    warm(&batch);
                     through(&mut steps, 0, batch, now, &mut ready, |s, ev, now, out| s.process(ev, now, out));
                 }
                 None => {
@@ -117,4 +118,25 @@ fn through(
         std::mem::swap(&mut events, &mut step.out.events);
     }
     ready.append(&mut events);
+}
+
+/// Reads, for the whole batch, the fields the stages look at, before any stage runs. An
+/// event that waited in the input channel is out of the cache: read by the stages event by
+/// event, each of its fields would be a cache miss waiting for the one before (the
+/// payload, then the process, then its strings), while this tight loop over the batch
+/// has the misses of several events in flight at once. It changes nothing.
+fn warm(batch: &[Event]) {
+    let first = |s: Option<&str>| s.and_then(|s| s.as_bytes().first()).copied().unwrap_or(0) as usize;
+    let mut sum = 0usize;
+    for ev in batch {
+        if let Some(p) = ev.process() {
+            sum += first(p.exec_id.as_deref()) + first(p.binary.as_deref()) + first(p.arguments.as_deref());
+            sum += p.uid.unwrap_or(0) as usize + p.user.is_some() as usize + p.pod.is_some() as usize;
+            sum += p.process_credentials.is_some() as usize;
+        }
+        if let Some(h) = ev.hook() {
+            sum += first(h.policy_name) + first(h.action) + first(h.function.as_deref()) + h.args.len();
+        }
+    }
+    std::hint::black_box(sum);
 }
