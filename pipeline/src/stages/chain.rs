@@ -53,8 +53,8 @@ pub async fn run_chain(
                             Err(_) => break,
                         }
                     }
+                    warm(&mut batch);
                     count_entries(&batch);
-                    warm(&batch);
                     through(&mut steps, 0, batch, now, &mut ready, |s, ev, now, out| s.process(ev, now, out));
                 }
                 None => {
@@ -125,10 +125,12 @@ fn through(
 /// event, each of its fields would be a cache miss waiting for the one before (the
 /// payload, then the process, then its strings), while this tight loop over the batch
 /// has the misses of several events in flight at once. It changes nothing.
-fn warm(batch: &[Event]) {
+fn warm(batch: &mut [Event]) {
     let first = |s: Option<&str>| s.and_then(|s| s.as_bytes().first()).copied().unwrap_or(0) as usize;
     let mut sum = 0usize;
     for ev in batch {
+        // The shared processes' counts (enrichment asks whether another event holds one).
+        ev.for_each_process_mut(|p| sum += p.is_shared() as usize);
         if let Some(p) = ev.process() {
             sum += first(p.exec_id.as_deref()) + first(p.binary.as_deref()) + first(p.arguments.as_deref());
             sum += p.uid.unwrap_or(0) as usize + p.user.is_some() as usize + p.pod.is_some() as usize;
