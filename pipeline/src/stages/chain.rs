@@ -36,6 +36,9 @@ pub async fn run_chain(
             Step { stage, out, period, next_tick: now + period.unwrap_or(Duration::ZERO) }
         })
         .collect();
+    // The input batch and the events ready for the fan-out, both reused (with the
+    // stages' own output buffers, which `through` swaps them with).
+    let mut batch: Vec<Event> = Vec::with_capacity(BATCH);
     let mut ready: Vec<Event> = Vec::with_capacity(BATCH);
     let mut open = true;
     while open {
@@ -43,31 +46,22 @@ pub async fn run_chain(
         let sleep = tokio::time::sleep_until(due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)).into());
         tokio::select! {
             biased;
-            m = rx.recv() => match m {
-                Some(ev) => {
-                    let now = Instant::now();
-                    let mut batch = vec![ev];
-                    while batch.len() < BATCH {
-                        match rx.try_recv() {
-                            Ok(ev) => batch.push(ev),
-                            Err(_) => break,
-                        }
-                    }
+            n = rx.recv_many(&mut batch, BATCH) => {
+                let now = Instant::now();
+                if n > 0 {
                     warm(&mut batch);
                     count_entries(&batch);
-                    through(&mut steps, 0, batch, now, &mut ready, |s, ev, now, out| s.process(ev, now, out));
-                }
-                None => {
-                    let now = Instant::now();
+                    through(&mut steps, 0, &mut batch, now, &mut ready, |s, ev, now, out| s.process(ev, now, out));
+                } else {
                     for i in 0..steps.len() {
                         let step = &mut steps[i];
                         step.stage.finish(now, &mut step.out);
-                        let made = step.out.take();
-                        through(&mut steps, i + 1, made, now, &mut ready, |s, ev, now, out| s.process(ev, now, out));
+                        let mut made = step.out.take();
+                        through(&mut steps, i + 1, &mut made, now, &mut ready, |s, ev, now, out| s.process(ev, now, out));
                     }
                     open = false;
                 }
-            },
+            }
             _ = sleep, if due.is_some() => {
                 let now = Instant::now();
                 for i in 0..steps.len() {
@@ -78,8 +72,8 @@ pub async fn run_chain(
                     }
                     step.next_tick = now + p;
                     step.stage.tick(now, &mut step.out);
-                    let made = step.out.take();
-                    through(&mut steps, i + 1, made, now, &mut ready, |s, ev, now, out| s.process(ev, now, out));
+                    let mut made = step.out.take();
+                    through(&mut steps, i + 1, &mut made, now, &mut ready, |s, ev, now, out| s.process(ev, now, out));
                 }
             }
         }
@@ -96,11 +90,11 @@ pub async fn run_chain(
 }
 
 /// Passes `events` through the stages from `from` on; what comes out of the last one is
-/// appended to `ready`.
+/// appended to `ready`. `events` is left empty (possibly another, emptied, buffer).
 fn through(
     steps: &mut [Step],
     from: usize,
-    mut events: Vec<Event>,
+    events: &mut Vec<Event>,
     now: Instant,
     ready: &mut Vec<Event>,
     process: impl Fn(&mut dyn Stage, Event, Instant, &mut Out),
@@ -115,9 +109,9 @@ fn through(
         }
         // The stage's output becomes the next one's input; the emptied vector is reused
         // as the stage's next output buffer.
-        std::mem::swap(&mut events, &mut step.out.events);
+        std::mem::swap(events, &mut step.out.events);
     }
-    ready.append(&mut events);
+    ready.append(events);
 }
 
 /// Reads, for the whole batch, the fields the stages look at, before any stage runs. An
