@@ -77,16 +77,35 @@ pub async fn run_chain(
                 }
             }
         }
-        for ev in ready.drain(..) {
-            if tx.send(ev).await.is_err() {
-                // Only when the fan-out died; count rather than lose silently.
-                if let Some(last) = steps.last_mut() {
-                    last.out.drop("downstream_closed", 1);
-                }
+        let lost = forward(&tx, &mut ready).await;
+        if lost > 0 {
+            // Only when the fan-out died; count rather than lose silently.
+            if let Some(last) = steps.last_mut() {
+                last.out.drop("downstream_closed", lost);
             }
         }
     }
     steps.into_iter().map(|s| s.out.report).collect()
+}
+
+/// Sends every event of `ready` to the fan-out, in order, taking room for as many at once
+/// as the channel can hold (one wait for room per run, not one per event). Returns how
+/// many could not be sent because the fan-out is gone.
+async fn forward(tx: &mpsc::Sender<Event>, ready: &mut Vec<Event>) -> u64 {
+    let mut lost = 0;
+    let mut events = ready.drain(..);
+    loop {
+        let n = events.len().min(tx.max_capacity());
+        if n == 0 {
+            return lost;
+        }
+        match tx.reserve_many(n).await {
+            Ok(permits) => permits.zip(events.by_ref()).for_each(|(p, ev)| p.send(ev)),
+            Err(_) => {
+                lost += events.by_ref().count() as u64;
+            }
+        }
+    }
 }
 
 /// Passes `events` through the stages from `from` on; what comes out of the last one is
