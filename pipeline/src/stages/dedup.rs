@@ -1,18 +1,18 @@
 //! Dedup: within a time window, events with the same key (configured fields) after the first
 //! are discarded and counted (`reason="duplicate"`); when the window closes, the last
 //! duplicate is emitted once with `"aggregation_info": {"count": "N"}` (N duplicates folded
-//! into it), like Tetragon's aggregation. Keys live in a bounded LRU; a key evicted early
-//! has its summary emitted at eviction.
+//! into it), like Tetragon's aggregation. Keys live in a bounded table that forgets the
+//! oldest first ([`KeyFifo`]); a key forgotten early has its summary emitted then.
 use std::{
     num::NonZeroUsize,
     time::{Duration, Instant},
 };
 
-use lru::LruCache;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
+    fifo::KeyFifo,
     key::{key_into, KeyField},
     Out, Stage, StageError,
 };
@@ -61,9 +61,9 @@ struct Entry {
 pub struct Dedup {
     fields: Vec<KeyField>,
     window: Duration,
-    // Entries are only `peek`ed on a hit, so LRU order is window-start order: the expired
-    // ones are always at the old end.
-    seen: LruCache<Vec<u8>, Entry>,
+    // Entries are not moved on a hit, so insertion order is window-start order: the
+    // expired ones are always at the old end.
+    seen: KeyFifo<Entry>,
     /// The key being looked up, reused from event to event.
     key: Vec<u8>,
 }
@@ -80,7 +80,7 @@ impl Dedup {
         Ok(Dedup {
             fields: cfg.key_fields.clone(),
             window: Duration::from_millis(cfg.window_ms),
-            seen: LruCache::new(cap),
+            seen: KeyFifo::new(cap.get()),
             key: Vec::with_capacity(64),
         })
     }
@@ -115,7 +115,8 @@ impl Stage for Dedup {
         }
         self.tick(now, out);
         key_into(&self.fields, &ev, &mut self.key);
-        if let Some(e) = self.seen.peek_mut(self.key.as_slice()) {
+        let hash = self.seen.hash(&self.key);
+        if let Some(e) = self.seen.get_mut(&self.key, hash) {
             e.duplicates += 1;
             match &mut e.last {
                 Some(last) => **last = ev,
@@ -125,24 +126,24 @@ impl Stage for Dedup {
             return;
         }
         out.pass(ev);
-        if let Some((_, old)) = self.seen.push(self.key.clone(), Entry { started: now, duplicates: 0, last: None }) {
+        if let Some(old) = self.seen.push(&self.key, hash, Entry { started: now, duplicates: 0, last: None }) {
             Self::summarise(old, out);
         }
     }
 
     fn tick(&mut self, now: Instant, out: &mut Out) {
-        while let Some((_, e)) = self.seen.peek_lru() {
+        while let Some(e) = self.seen.oldest() {
             if now.duration_since(e.started) < self.window {
                 break;
             }
-            if let Some((_, e)) = self.seen.pop_lru() {
+            if let Some(e) = self.seen.pop_oldest() {
                 Self::summarise(e, out);
             }
         }
     }
 
     fn finish(&mut self, _now: Instant, out: &mut Out) {
-        while let Some((_, e)) = self.seen.pop_lru() {
+        while let Some(e) = self.seen.pop_oldest() {
             Self::summarise(e, out);
         }
     }
