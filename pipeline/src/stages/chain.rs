@@ -147,7 +147,7 @@ fn warm(batch: &mut [Event]) {
         if let Some(p) = ev.process() {
             sum += first(p.exec_id.as_deref()) + first(p.binary.as_deref()) + first(p.arguments.as_deref());
             sum += p.uid.unwrap_or(0) as usize + p.user.is_some() as usize + p.pod.is_some() as usize;
-            sum += p.process_credentials.is_some() as usize;
+            sum += p.process_credentials.is_some() as usize + p.group.is_some() as usize;
         }
         if let Some(h) = ev.hook() {
             sum += first(h.policy_name) + first(h.action) + first(h.function.as_deref()) + h.args.len();
