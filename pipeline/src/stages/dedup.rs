@@ -1,19 +1,19 @@
 //! Dedup: within a time window, events with the same key (configured fields) after the first
 //! are discarded and counted (`reason="duplicate"`); when the window closes, the last
 //! duplicate is emitted once with `"aggregation_info": {"count": "N"}` (N duplicates folded
-//! into it), like Tetragon's aggregation. Keys live in a bounded LRU; a key evicted early
-//! has its summary emitted at eviction.
+//! into it), like Tetragon's aggregation. Keys live in a bounded table that forgets the
+//! oldest first ([`KeyFifo`]); a key forgotten early has its summary emitted then.
 use std::{
     num::NonZeroUsize,
     time::{Duration, Instant},
 };
 
-use lru::LruCache;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
-    key::{key_of, KeyField},
+    fifo::KeyFifo,
+    key::{key_into, KeyField},
     Out, Stage, StageError,
 };
 use crate::Event;
@@ -53,15 +53,19 @@ impl Default for DedupConfig {
 struct Entry {
     started: Instant,
     duplicates: u64,
-    last: Option<Event>,
+    /// Boxed: most keys never see a duplicate, and an inline event would make every
+    /// entry (moved on each insert and eviction) seven times larger (288 bytes, not 40).
+    last: Option<Box<Event>>,
 }
 
 pub struct Dedup {
     fields: Vec<KeyField>,
     window: Duration,
-    // Entries are only `peek`ed on a hit, so LRU order is window-start order: the expired
-    // ones are always at the old end.
-    seen: LruCache<String, Entry>,
+    // Entries are not moved on a hit, so insertion order is window-start order: the
+    // expired ones are always at the old end.
+    seen: KeyFifo<Entry>,
+    /// The key being looked up, reused from event to event.
+    key: Vec<u8>,
 }
 
 impl Dedup {
@@ -76,12 +80,14 @@ impl Dedup {
         Ok(Dedup {
             fields: cfg.key_fields.clone(),
             window: Duration::from_millis(cfg.window_ms),
-            seen: LruCache::new(cap),
+            seen: KeyFifo::new(cap.get()),
+            key: Vec::with_capacity(64),
         })
     }
 
     fn summarise(e: Entry, out: &mut Out) {
-        if let Some(mut ev) = e.last {
+        if let Some(ev) = e.last {
+            let mut ev = *ev;
             // AggregationInfo.count is a uint64: a string in protobuf JSON.
             ev.extra.insert("aggregation_info".into(), json!({ "count": e.duplicates.to_string() }));
             out.generate(ev);
@@ -108,32 +114,36 @@ impl Stage for Dedup {
             return;
         }
         self.tick(now, out);
-        let k = key_of(&self.fields, &ev);
-        if let Some(e) = self.seen.peek_mut(&k) {
+        key_into(&self.fields, &ev, &mut self.key);
+        let hash = self.seen.hash(&self.key);
+        if let Some(e) = self.seen.get_mut(&self.key, hash) {
             e.duplicates += 1;
-            e.last = Some(ev);
+            match &mut e.last {
+                Some(last) => **last = ev,
+                None => e.last = Some(Box::new(ev)),
+            }
             out.drop("duplicate", 1);
             return;
         }
         out.pass(ev);
-        if let Some((_, old)) = self.seen.push(k, Entry { started: now, duplicates: 0, last: None }) {
+        if let Some(old) = self.seen.push(&self.key, hash, Entry { started: now, duplicates: 0, last: None }) {
             Self::summarise(old, out);
         }
     }
 
     fn tick(&mut self, now: Instant, out: &mut Out) {
-        while let Some((_, e)) = self.seen.peek_lru() {
+        while let Some(e) = self.seen.oldest() {
             if now.duration_since(e.started) < self.window {
                 break;
             }
-            if let Some((_, e)) = self.seen.pop_lru() {
+            if let Some(e) = self.seen.pop_oldest() {
                 Self::summarise(e, out);
             }
         }
     }
 
     fn finish(&mut self, _now: Instant, out: &mut Out) {
-        while let Some((_, e)) = self.seen.pop_lru() {
+        while let Some(e) = self.seen.pop_oldest() {
             Self::summarise(e, out);
         }
     }

@@ -475,32 +475,37 @@ impl Filter {
     }
 }
 
-/// Replaces each capture group (or the whole match without groups) with `*****`.
+/// Replaces each capture group (or the whole match without groups) with `*****`; `None`
+/// when nothing matched. Matches come in order and a match's groups lie within it, so
+/// sorting each match's groups by start is sorting them all; the output is made at the
+/// first range, and a match of one group (the usual `--password=(\S+)`) needs no list.
 fn redact_str(re: &Regex, s: &str) -> Option<String> {
-    let mut ranges = Vec::new();
-    for caps in re.captures_iter(s) {
-        if caps.len() > 1 {
-            ranges.extend(caps.iter().skip(1).flatten().map(|m| m.range()));
-        } else if let Some(m) = caps.get(0) {
-            ranges.push(m.range());
-        }
-    }
-    if ranges.is_empty() {
-        return None;
-    }
-    ranges.sort_by_key(|r| r.start);
-    let mut out = String::with_capacity(s.len());
+    let mut out: Option<String> = None;
     let mut at = 0;
-    for r in ranges {
-        if r.start < at {
-            continue;
+    let mut emit = |r: std::ops::Range<usize>| {
+        // Overlapping ranges (nested groups) are masked once.
+        if r.start >= at {
+            let o = out.get_or_insert_with(|| String::with_capacity(s.len()));
+            o.push_str(&s[at..r.start]);
+            o.push_str("*****");
+            at = r.end;
         }
-        out.push_str(&s[at..r.start]);
-        out.push_str("*****");
-        at = r.end;
+    };
+    let mut several = Vec::new();
+    for caps in re.captures_iter(s) {
+        match caps.len() {
+            1 => caps.get(0).into_iter().for_each(|m| emit(m.range())),
+            2 => caps.get(1).into_iter().for_each(|m| emit(m.range())),
+            _ => {
+                several.extend(caps.iter().skip(1).flatten().map(|m| m.range()));
+                several.sort_by_key(|r| r.start);
+                several.drain(..).for_each(&mut emit);
+            }
+        }
     }
-    out.push_str(&s[at..]);
-    Some(out)
+    let mut o = out?;
+    o.push_str(&s[at..]);
+    Some(o)
 }
 
 fn remove_path(m: &mut serde_json::Map<String, Value>, path: &[String]) {
@@ -720,6 +725,19 @@ mod tests {
         assert!(v["process_exec"]["process"].get("pid").is_none(), "not included: {v}");
         assert!(v["process_exec"].get("parent").is_none(), "not included: {v}");
         assert_eq!(v["node_name"], "n");
+    }
+
+    #[test]
+    fn redact_str_masks_every_group_once_and_whole_matches_without_groups() {
+        let r = |re: &str, s: &str| redact_str(&Regex::new(re).unwrap(), s);
+        assert_eq!(r(r"-p (\S+)", "a -p x -p yy b").as_deref(), Some("a -p ***** -p ***** b"));
+        assert_eq!(r(r"secret\d", "x secret1 secret2").as_deref(), Some("x ***** *****"));
+        // Several groups per match; nested groups are masked once, as the outer one.
+        assert_eq!(r(r"u=(\w+) p=(\w+)", "u=me p=pw; u=you p=x").as_deref(), Some("u=***** p=*****; u=***** p=*****"));
+        assert_eq!(r(r"k=((\w)\w*)", "k=abc k=d").as_deref(), Some("k=***** k=*****"));
+        // A group that did not take part masks nothing; no match at all is None.
+        assert_eq!(r(r"a(x)?b", "ab").as_deref(), None);
+        assert_eq!(r(r"zz(\d)", "nothing"), None);
     }
 
     #[test]

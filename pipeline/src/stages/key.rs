@@ -1,6 +1,7 @@
 //! Event fields that stages key on (dedup, per-key rate limits), read from the typed event
-//! without serialising it.
-use std::fmt::Write as _;
+//! without serialising it. A key is bytes written into a buffer the stage reuses, so
+//! looking an event up costs no allocation (only a new key is copied, when it is stored).
+use std::io::Write as _;
 
 use serde::{Deserialize, Serialize};
 
@@ -60,11 +61,11 @@ fn pod_field<'a>(p: Option<&'a Process>, f: impl Fn(&'a crate::event::Pod) -> Op
 
 impl KeyField {
     /// Appends this field's value (empty when absent) to `out`.
-    pub fn write(self, ev: &Event, out: &mut String) {
+    pub fn write(self, ev: &Event, out: &mut Vec<u8>) {
         let p = ev.process();
-        let s = |o: Option<&str>, out: &mut String| out.push_str(o.unwrap_or_default());
+        let s = |o: Option<&str>, out: &mut Vec<u8>| out.extend_from_slice(o.unwrap_or_default().as_bytes());
         match self {
-            KeyField::Type => out.push_str(ev.kind.key()),
+            KeyField::Type => s(Some(ev.kind.key()), out),
             KeyField::NodeName => s(ev.node_name.as_deref(), out),
             KeyField::ExecId => s(p.and_then(|p| p.exec_id.as_deref()), out),
             KeyField::ParentExecId => s(p.and_then(|p| p.parent_exec_id.as_deref()), out),
@@ -84,7 +85,7 @@ impl KeyField {
             KeyField::ParentBinary => s(ev.parent().and_then(|p| p.binary.as_deref()), out),
             KeyField::FunctionName => {
                 if let Some(f) = ev.hook().and_then(|h| h.function) {
-                    out.push_str(&f);
+                    out.extend_from_slice(f.as_bytes());
                 }
             }
             KeyField::PolicyName => s(policy_name(ev), out),
@@ -94,22 +95,25 @@ impl KeyField {
             KeyField::ContainerId => s(pod_field(p, |pod| pod.container.as_ref().and_then(|c| c.id.as_deref())), out),
             KeyField::Args => {
                 if let Some(a) = hook_args(ev) {
-                    // Serialising owned values into a String cannot fail.
-                    out.push_str(&serde_json::to_string(a).unwrap_or_default());
+                    // Serialising owned values cannot fail; never leave half of them.
+                    let at = out.len();
+                    if serde_json::to_writer(&mut *out, a).is_err() {
+                        out.truncate(at);
+                    }
                 }
             }
         }
     }
 }
 
-/// The key of `ev` over `fields` (values separated by U+001F, which no field holds).
-pub fn key_of(fields: &[KeyField], ev: &Event) -> String {
-    let mut k = String::with_capacity(64);
+/// Writes the key of `ev` over `fields` into `k`, replacing what it held (values
+/// separated by U+001F, which no field holds).
+pub fn key_into(fields: &[KeyField], ev: &Event, k: &mut Vec<u8>) {
+    k.clear();
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
-            k.push('\u{1f}');
+            k.push(0x1f);
         }
-        f.write(ev, &mut k);
+        f.write(ev, k);
     }
-    k
 }

@@ -18,6 +18,7 @@ use crate::{
 pub mod chain;
 pub mod dedup;
 pub mod enrich;
+pub mod fifo;
 pub mod filter;
 pub mod k8s;
 pub mod key;

@@ -18,7 +18,7 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    key::{key_of, KeyField},
+    key::{key_into, KeyField},
     Context, Out, Stage, StageError,
 };
 use crate::{event::RateLimitInfo, time::Timestamp, Event, EventKind};
@@ -85,12 +85,16 @@ impl Clock for StageClock {
 }
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, StageClock, NoOpMiddleware<Nanos>>;
+/// Per-key buckets by key bytes ([`key_into`]).
+type Buckets = LruCache<Vec<u8>, Bucket>;
 
 pub struct RateLimit {
     node: String,
     clock: StageClock,
     global: Option<Bucket>,
-    per_key: Option<(Quota, Vec<KeyField>, LruCache<String, Bucket>)>,
+    per_key: Option<(Quota, Vec<KeyField>, Buckets)>,
+    /// The per-key key being looked up, reused from event to event.
+    key: Vec<u8>,
     report_every: Duration,
     pending: u64,
     last_report: Option<Instant>,
@@ -125,6 +129,7 @@ impl RateLimit {
             clock,
             global,
             per_key,
+            key: Vec::with_capacity(64),
             report_every: Duration::from_millis(cfg.report_interval_ms.max(1)),
             pending: 0,
             last_report: None,
@@ -156,9 +161,10 @@ impl Stage for RateLimit {
         self.clock.set(now);
         // Per key first, so a noisy key does not spend the global budget.
         if let Some((q, fields, buckets)) = &mut self.per_key {
-            let k = key_of(fields, &ev);
+            key_into(fields, &ev, &mut self.key);
             let clock = &self.clock;
-            let b = buckets.get_or_insert(k, || RateLimiter::direct_with_clock(*q, clock.clone()));
+            let b =
+                buckets.get_or_insert_ref(self.key.as_slice(), || RateLimiter::direct_with_clock(*q, clock.clone()));
             if b.check().is_err() {
                 out.drop("per_key", 1);
                 self.pending += 1;
