@@ -343,7 +343,11 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
             let k = match planned {
                 lists::Planned::Syscalls(k) => {
                     let served = backends::syscall_list(l, env, &base, &k)?;
-                    out.push(assemble(l, env, HookKind::Kprobe, &k.call, &base, served, k.common())?);
+                    let mut p = assemble(l, env, HookKind::Kprobe, &k.call, &base, served, k.with_data())?;
+                    if !k.data.is_empty() {
+                        crate::hooks::resolve::data_args(l, &base, &k.data, &mut p)?;
+                    }
+                    out.push(p);
                     continue;
                 }
                 lists::Planned::One(k) => k,
@@ -395,7 +399,7 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
 /// One kprobe (with its return argument), reported under Tetragon's name for it.
 fn kprobe_hook(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result<HookPlan, ConfigError> {
     let served = backends::kprobe(l, env, base, k)?;
-    let mut p = assemble(l, env, HookKind::Kprobe, &lists::reported(k), base, served, k.common())?;
+    let mut p = assemble(l, env, HookKind::Kprobe, &lists::reported(k), base, served, k.with_data())?;
     if let Some(ra) = &k.return_arg {
         p.args.push(ArgMeta { index: ra.index, ty: ra.ty, label: ra.label.clone(), ret: true, data: false });
         p.conf.nargs = p.args.len() as u8;
@@ -455,6 +459,8 @@ fn assemble(
             at: format!("{base}.selectors[{s}]"),
             index: s,
             args: h.args,
+            data: h.data,
+            data_base: served.args.len(),
             lists: &l.policy.spec.lists,
             host_ns: &env.host_ns,
             override_refused: served.override_refused.clone(),

@@ -161,6 +161,28 @@ mod tests {
         assert!(e.contains("source applies to data arguments only"), "{e}");
     }
 
+    /// matchData conditions compare the data arguments, captured after the arguments
+    /// (and the return value), and need data: on the hook.
+    #[test]
+    fn match_data_compares_the_data_arguments() {
+        let k = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: d\nspec:\n  kprobes:\n  - call: sys_dup\n    syscall: true\n    args:\n    - index: 0\n      type: int\n    data:\n    - index: 0\n      type: int\n      source: current_task\n      resolve: tgid\n    - index: 1\n      type: string\n      source: current_task\n      resolve: comm\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Equal\n        values: [\"77\"]\n      matchData:\n      - index: 1\n        operator: Prefix\n        values: [\"x\"]\n      - index: 0\n        operator: GreaterThan\n        values: [\"5\"]\n";
+        let l = parse("d.yaml", k).unwrap_or_else(|e| panic!("{e}"));
+        let env = compile::Env {
+            tracefs: "/sys/kernel/tracing".into(),
+            host_ns: Default::default(),
+            kernel: compile::KernelHooks::tracepoints_only("test"),
+        };
+        let plans = compile::plan(&l, &env).unwrap_or_else(|e| panic!("{e}"));
+        let c = &plans[0].conf;
+        assert_eq!((c.nargs, c.sels[0].nargs), (3, 3));
+        let conds: Vec<(u8, u8)> = c.sels[0].args[..3].iter().map(|a| (a.arg, a.op)).collect();
+        use nightjar_common::op;
+        assert_eq!(conds, vec![(0, op::EQUAL), (2, op::PREFIX), (1, op::GT)], "{:?}", c.sels[0].args);
+        assert!(plans[0].strings.iter().any(|s| s.arg_cond == Some(1)), "the Prefix condition's strings");
+        let e = parse("d.yaml", &k.replace("    data:\n", "    xdata:\n")).unwrap_err().to_string();
+        assert!(e.contains("unknown field") || e.contains("matchData needs data"), "{e}");
+    }
+
     /// A generated_ftrace list needs a pattern that is a regular expression, each error
     /// where it is written.
     #[test]

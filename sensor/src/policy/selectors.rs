@@ -40,6 +40,9 @@ pub struct Ctx<'a> {
     pub at: String,
     pub index: usize,
     pub args: &'a [ArgDecl],
+    /// The `data:` arguments (matchData), captured from position `data_base` on.
+    pub data: &'a [ArgDecl],
+    pub data_base: usize,
     /// The policy's `lists:`.
     pub lists: &'a [ListSpec],
     pub host_ns: &'a [u32; ns::COUNT],
@@ -54,7 +57,8 @@ pub struct Ctx<'a> {
 pub fn compile(c: &Ctx<'_>, s: &SelectorSpec) -> Result<(Selector, Vec<StrCond>), ConfigError> {
     let mut out = Selector { bin_bit: 0xff, action: action::POST, ..Default::default() };
     let mut strings = Vec::new();
-    match_args(c, &s.match_args, &mut out, &mut strings)?;
+    match_args(c, c.args, 0, &s.match_args, &mut out, &mut strings)?;
+    match_args(c, c.data, c.data_base, &s.match_data, &mut out, &mut strings)?;
     match_binaries(c, &s.match_binaries, &mut out, &mut strings);
     match_namespaces(c, &s.match_namespaces, &mut out)?;
     match_pids(&s.match_pids, &mut out);
@@ -162,16 +166,29 @@ fn int_in_map(c: &Ctx<'_>, at: &str, m: &ArgSel, values: &[String], cond: &mut A
     Ok(())
 }
 
-fn match_args(c: &Ctx<'_>, ms: &[ArgSel], out: &mut Selector, strings: &mut Vec<StrCond>) -> Result<(), ConfigError> {
-    out.nargs = ms.len() as u8;
-    for (k, m) in ms.iter().enumerate() {
-        let Some(j) = c.args.iter().position(|a| a.index == m.index) else { continue };
-        let mut cond = ArgCond { arg: j as u8, ..Default::default() };
+/// matchArgs over `args` (captured from position `base`: 0, or the data arguments' for
+/// matchData), appended to the selector's conditions.
+fn match_args(
+    c: &Ctx<'_>,
+    args: &[ArgDecl],
+    base: usize,
+    ms: &[ArgSel],
+    out: &mut Selector,
+    strings: &mut Vec<StrCond>,
+) -> Result<(), ConfigError> {
+    for m in ms {
+        let k = out.nargs as usize;
+        if k >= nightjar_common::plimits::MATCH_ARGS {
+            break;
+        }
+        out.nargs += 1;
+        let Some(j) = args.iter().position(|a| a.index == m.index) else { continue };
+        let mut cond = ArgCond { arg: (base + j) as u8, ..Default::default() };
         let in_map = matches!(m.operator, ArgOp::InMap | ArgOp::NotInMap);
-        match args::info(c.args[j].ty).class {
+        match args::info(args[j].ty).class {
             Class::Net => {
                 let at = format!("{}.matchArgs[{k}]", c.at);
-                if let Some(pos) = super::net::condition(c.l, &at, c.args[j].ty, m, &mut cond)? {
+                if let Some(pos) = super::net::condition(c.l, &at, args[j].ty, m, &mut cond)? {
                     strings.push(StrCond::arg(c.index, k, pos, m.values.clone()));
                 }
             }

@@ -105,7 +105,13 @@ macro_rules! hook_spec {
 
         impl $name {
             pub fn common(&self) -> HookCommon<'_> {
-                HookCommon { args: &self.args, selectors: &self.selectors, message: self.message.as_deref(), tags: &self.tags }
+                HookCommon {
+                    args: &self.args,
+                    data: &[],
+                    selectors: &self.selectors,
+                    message: self.message.as_deref(),
+                    tags: &self.tags,
+                }
             }
         }
     };
@@ -115,6 +121,8 @@ macro_rules! hook_spec {
 #[derive(Debug, Clone, Copy)]
 pub struct HookCommon<'a> {
     pub args: &'a [ArgDecl],
+    /// `data:` arguments (kprobes; see `KprobeSpec::with_data`), what matchData names.
+    pub data: &'a [ArgDecl],
     pub selectors: &'a [SelectorSpec],
     pub message: Option<&'a str>,
     pub tags: &'a [String],
@@ -565,4 +573,11 @@ pub struct ActionSel {
     pub arg_index: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arg_value: Option<i64>,
+}
+
+impl KprobeSpec {
+    /// [`KprobeSpec::common`] with the `data:` arguments, which matchData names.
+    pub fn with_data(&self) -> HookCommon<'_> {
+        HookCommon { data: &self.data, ..self.common() }
+    }
 }

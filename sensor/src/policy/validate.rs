@@ -219,6 +219,7 @@ fn kprobe(l: &Loaded, base: &str, k: &KprobeSpec) -> R {
             match_args(
                 l,
                 &format!("{base}.selectors[{s}]"),
+                "matchReturnArgs",
                 std::slice::from_ref(ra),
                 &retargs_as_index(ra, &sel.match_return_args),
             )?;
@@ -227,7 +228,7 @@ fn kprobe(l: &Loaded, base: &str, k: &KprobeSpec) -> R {
     for (j, d) in k.data.iter().enumerate() {
         data_arg(l, &format!("{base}.data[{j}]"), d)?;
     }
-    common(l, base, k.common(), false)
+    common(l, base, k.with_data(), false)
 }
 
 /// matchReturnArgs conditions as conditions on the return argument (any index names it).
@@ -305,7 +306,7 @@ fn common(l: &Loaded, base: &str, h: HookCommon<'_>, tracepoint: bool) -> R {
         ));
     }
     for (s, sel) in h.selectors.iter().enumerate() {
-        selector(l, &format!("{base}.selectors[{s}]"), h.args, sel)?;
+        selector(l, &format!("{base}.selectors[{s}]"), &h, sel)?;
     }
     Ok(())
 }
@@ -361,9 +362,9 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
     Ok(())
 }
 
-fn selector(l: &Loaded, at: &str, args: &[ArgDecl], s: &SelectorSpec) -> R {
+fn selector(l: &Loaded, at: &str, h: &HookCommon<'_>, s: &SelectorSpec) -> R {
+    let args = h.args;
     for (field, n) in [
-        ("matchData", s.match_data.len()),
         ("matchParentBinaries", s.match_parent_binaries.len()),
         ("matchNamespaceChanges", s.match_namespace_changes.len()),
         ("matchReturnActions", s.match_return_actions.len()),
@@ -372,7 +373,21 @@ fn selector(l: &Loaded, at: &str, args: &[ArgDecl], s: &SelectorSpec) -> R {
             return Err(l.unsupported(&format!("{at}.{field}"), field));
         }
     }
-    match_args(l, at, args, &s.match_args)?;
+    match_args(l, at, "matchArgs", args, &s.match_args)?;
+    if !s.match_data.is_empty() && h.data.is_empty() {
+        return Err(l.error(&format!("{at}.matchData"), "matchData needs data: arguments on the hook"));
+    }
+    match_args(l, at, "matchData", h.data, &s.match_data)?;
+    if s.match_args.len() + s.match_data.len() > plimits::MATCH_ARGS {
+        return Err(l.error(
+            &format!("{at}.matchData"),
+            format!(
+                "matchArgs and matchData: {} conditions; at most {} in all",
+                s.match_args.len() + s.match_data.len(),
+                plimits::MATCH_ARGS
+            ),
+        ));
+    }
     match_binaries(l, at, &s.match_binaries)?;
     match_namespaces(l, at, &s.match_namespaces)?;
     match_pids(l, at, &s.match_pids)?;
@@ -458,15 +473,15 @@ fn fd_action(l: &Loaded, at: &str, args: &[ArgDecl], a: &ActionSel) -> R {
     Ok(())
 }
 
-fn match_args(l: &Loaded, at: &str, args: &[ArgDecl], ms: &[ArgSel]) -> R {
+/// matchArgs (or matchData, over the `data:` arguments): each names a declared argument
+/// and suits its type.
+fn match_args(l: &Loaded, at: &str, field: &str, args: &[ArgDecl], ms: &[ArgSel]) -> R {
     if ms.len() > plimits::MATCH_ARGS {
-        // (matchArgs and matchReturnArgs share the selector's MATCH_ARGS conditions.)
-        return Err(
-            l.error(&format!("{at}.matchArgs"), format!("{} matchArgs; at most {}", ms.len(), plimits::MATCH_ARGS))
-        );
+        // (matchArgs, matchData and matchReturnArgs share the selector's MATCH_ARGS conditions.)
+        return Err(l.error(&format!("{at}.{field}"), format!("{} {field}; at most {}", ms.len(), plimits::MATCH_ARGS)));
     }
     for (i, m) in ms.iter().enumerate() {
-        let mat = format!("{at}.matchArgs[{i}]");
+        let mat = format!("{at}.{field}[{i}]");
         let Some(decl) = args.iter().find(|a| a.index == m.index) else {
             return Err(l.error(
                 &format!("{mat}.index"),
