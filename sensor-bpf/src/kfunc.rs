@@ -6,9 +6,12 @@
 //! policy arg buffer and runs the hooks of its key, so selectors and actions are the very
 //! ones the tracepoint programs evaluate (`policy.rs`). LSM programs return what a matched
 //! `Override` selector says (a negative errno): the act fails before it happens.
+use core::ffi::c_void;
+
 use aya_ebpf::{
     macros::{fentry, kprobe, lsm},
     programs::{FEntryContext, LsmContext, ProbeContext},
+    EbpfContext,
 };
 use nightjar_common::{
     KFUNC_BPRM_CHECK_KEY, KFUNC_FILE_OPEN_KEY, LSM_BPRM_CHECK_KEY, LSM_FILE_OPEN_KEY, SYSCALL_KFUNC,
@@ -21,14 +24,14 @@ use crate::{
 
 /// Runs the hooks of `key` with `arg0` as the first argument word; returns the LSM verdict.
 #[inline(always)]
-fn one_arg(arg0: u64, key: u32) -> i32 {
+fn one_arg(ctx: *mut c_void, arg0: u64, key: u32) -> i32 {
     if !in_scope() {
         return 0;
     }
     let Some(ab) = argbuf() else { return 0 };
     ab.ret = 0;
     ab.raw[..8].copy_from_slice(&arg0.to_ne_bytes());
-    run_hooks(key);
+    run_hooks(key, ctx);
     lsm_verdict(ab.ret)
 }
 
@@ -53,7 +56,7 @@ const ORIG_AX: u32 = 120;
 /// A syscall wrapper (`__x64_sys_*(const struct pt_regs *regs)`): its arguments are the
 /// user registers; hooks are keyed by the syscall number.
 #[inline(always)]
-fn syscall(regs: u64) {
+fn syscall(ctx: *mut c_void, regs: u64) {
     if !in_scope() || regs == 0 {
         return;
     }
@@ -64,37 +67,37 @@ fn syscall(regs: u64) {
         let v = rd::<u64>(regs, *off).unwrap_or(0);
         ab.raw[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
     }
-    run_hooks(SYSCALL_KFUNC | (nr as u32 & 0xffff));
+    run_hooks(SYSCALL_KFUNC | (nr as u32 & 0xffff), ctx);
 }
 
 #[fentry(function = "security_file_open")]
 pub fn fentry_file_open(ctx: FEntryContext) -> i32 {
-    one_arg(ctx.arg(0), KFUNC_FILE_OPEN_KEY);
+    one_arg(ctx.as_ptr(), ctx.arg(0), KFUNC_FILE_OPEN_KEY);
     0
 }
 
 #[fentry(function = "security_bprm_check")]
 pub fn fentry_bprm_check(ctx: FEntryContext) -> i32 {
-    one_arg(ctx.arg(0), KFUNC_BPRM_CHECK_KEY);
+    one_arg(ctx.as_ptr(), ctx.arg(0), KFUNC_BPRM_CHECK_KEY);
     0
 }
 
 #[kprobe]
 pub fn kprobe_file_open(ctx: ProbeContext) -> u32 {
-    one_arg(ctx.arg(0).unwrap_or(0), KFUNC_FILE_OPEN_KEY);
+    one_arg(ctx.as_ptr(), ctx.arg(0).unwrap_or(0), KFUNC_FILE_OPEN_KEY);
     0
 }
 
 #[kprobe]
 pub fn kprobe_bprm_check(ctx: ProbeContext) -> u32 {
-    one_arg(ctx.arg(0).unwrap_or(0), KFUNC_BPRM_CHECK_KEY);
+    one_arg(ctx.as_ptr(), ctx.arg(0).unwrap_or(0), KFUNC_BPRM_CHECK_KEY);
     0
 }
 
 /// Any `__x64_sys_*`: attached to as many syscall symbols as policies name.
 #[kprobe]
 pub fn kprobe_syscall(ctx: ProbeContext) -> u32 {
-    syscall(ctx.arg(0).unwrap_or(0));
+    syscall(ctx.as_ptr(), ctx.arg(0).unwrap_or(0));
     0
 }
 
@@ -106,7 +109,7 @@ macro_rules! fentry_syscalls {
         $(
             #[fentry]
             pub fn $name(ctx: FEntryContext) -> i32 {
-                syscall(ctx.arg(0));
+                syscall(ctx.as_ptr(), ctx.arg(0));
                 0
             }
         )+
@@ -131,7 +134,7 @@ pub fn lsm_file_open(ctx: LsmContext) -> i32 {
     if prev != 0 {
         return prev;
     }
-    one_arg(ctx.arg(0), LSM_FILE_OPEN_KEY)
+    one_arg(ctx.as_ptr(), ctx.arg(0), LSM_FILE_OPEN_KEY)
 }
 
 #[lsm(hook = "bprm_check_security")]
@@ -140,7 +143,7 @@ pub fn lsm_bprm_check(ctx: LsmContext) -> i32 {
     if prev != 0 {
         return prev;
     }
-    one_arg(ctx.arg(0), LSM_BPRM_CHECK_KEY)
+    one_arg(ctx.as_ptr(), ctx.arg(0), LSM_BPRM_CHECK_KEY)
 }
 
 /// Loaded (never attached) at start to learn whether this kernel lets fentry programs

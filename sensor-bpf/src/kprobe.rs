@@ -73,7 +73,7 @@ pub fn kprobe_policy(ctx: ProbeContext) -> u32 {
         let _ = RET_SAVE.insert(&key, &RetSave { words: w }, 0);
     }
     if k.entry != 0 && put_words(&w, None) {
-        run_hooks(k.entry);
+        run_hooks(k.entry, ctx.as_ptr());
     }
     0
 }
@@ -96,7 +96,7 @@ pub fn kretprobe_policy(ctx: RetProbeContext) -> u32 {
     let _ = RET_SAVE.remove(&key);
     let ret: u64 = ctx.ret();
     if put_words(&saved.words, Some(ret)) {
-        run_hooks(k.ret);
+        run_hooks(k.ret, ctx.as_ptr());
     }
     0
 }

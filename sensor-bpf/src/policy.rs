@@ -19,7 +19,7 @@ use aya_ebpf::{
 };
 use nightjar_common::{
     action, argsrc, cause, kind, ns, op, plimits, ArgHeader, BinSet, HookConfig, HookList, PolicyRecord, ProcState,
-    RecordHeader, Selector, StrData, EXEC_HOOKS_KEY,
+    RecordHeader, Selector, StrData, EXEC_HOOKS_KEY, STACK_KERNEL,
 };
 
 use crate::{
@@ -112,6 +112,8 @@ struct Eval {
     key: u32,
     hook: u32,
     matched: u32,
+    /// The kernel stack's id (or -1), taken before the hooks ran.
+    kstack: i32,
 }
 
 /// Policy hooks on a non-syscall tracepoint, keyed by the attach cookie (the tracepoint's
@@ -122,7 +124,7 @@ pub fn policy_tp(ctx: TracePointContext) -> u32 {
     if copy_record(&ctx).is_some() {
         // SAFETY: helper on our own context.
         let key = unsafe { gen::bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-        run_hooks(key);
+        run_hooks(key, ctx.as_ptr());
     }
     0
 }
@@ -133,7 +135,7 @@ pub fn policy_tp(ctx: TracePointContext) -> u32 {
 pub fn policy_sys_enter(ctx: TracePointContext) -> u32 {
     if let Some(raw) = copy_record(&ctx) {
         let nr = u32::from_ne_bytes([raw[8], raw[9], raw[10], raw[11]]) & 0xffff;
-        run_hooks(nightjar_common::SYSCALL_ENTER | nr);
+        run_hooks(nightjar_common::SYSCALL_ENTER | nr, ctx.as_ptr());
     }
     0
 }
@@ -143,7 +145,7 @@ pub fn policy_sys_enter(ctx: TracePointContext) -> u32 {
 pub fn policy_sys_exit(ctx: TracePointContext) -> u32 {
     if let Some(raw) = copy_record(&ctx) {
         let nr = u32::from_ne_bytes([raw[8], raw[9], raw[10], raw[11]]) & 0xffff;
-        run_hooks(nightjar_common::SYSCALL_EXIT | nr);
+        run_hooks(nightjar_common::SYSCALL_EXIT | nr, ctx.as_ptr());
     }
     0
 }
@@ -203,11 +205,11 @@ pub fn exec_binmask(_ctx: TracePointContext) -> u32 {
 
 /// On exec: the exec hooks (security_bprm_check & co.).
 #[tracepoint]
-pub fn exec_policy(_ctx: TracePointContext) -> u32 {
+pub fn exec_policy(ctx: TracePointContext) -> u32 {
     if !crate::kread::in_scope() {
         return 0;
     }
-    run_hooks(EXEC_HOOKS_KEY);
+    run_hooks(EXEC_HOOKS_KEY, ctx.as_ptr());
     0
 }
 
@@ -245,13 +247,14 @@ pub fn forget(pid: u32) {
     let _ = PROCS.remove(pid);
 }
 
+/// Runs the hooks of `key`; `ctx` is the program's context (for the stack, when a hook
+/// of the list wants it).
 #[inline(always)]
-pub fn run_hooks(key: u32) {
+pub fn run_hooks(key: u32, ctx: *mut c_void) {
     // SAFETY: read-only use of the map value.
-    if unsafe { HOOK_LISTS.get(key) }.is_none() {
-        return;
-    }
-    let mut ev = Eval { key, hook: 0, matched: 0 };
+    let Some(list) = (unsafe { HOOK_LISTS.get(key) }) else { return };
+    let kstack = if list.stacks & u32::from(STACK_KERNEL) != 0 { crate::stack::kernel(ctx) } else { -1 };
+    let mut ev = Eval { key, hook: 0, matched: 0, kstack };
     // SAFETY: hook_cb only touches the Eval passed as its context.
     unsafe {
         gen::bpf_loop(plimits::HOOKS_PER_TP as u32, hook_cb as *mut c_void, &mut ev as *mut Eval as *mut c_void, 0);
@@ -267,12 +270,12 @@ extern "C" fn hook_cb(i: u64, ctx: *mut c_void) -> i64 {
     if hid >= plimits::HOOKS {
         return 1;
     }
-    run_hook(hid);
+    run_hook(hid, ev.kstack);
     0
 }
 
 #[inline(always)]
-fn run_hook(hid: u32) {
+fn run_hook(hid: u32, kstack: i32) {
     let Some(conf) = HOOK_CONF.get(hid) else { return };
     if conf.active == 0 {
         return;
@@ -282,7 +285,7 @@ fn run_hook(hid: u32) {
         ab.skip = 0;
         ab.owner = nightjar_common::SockOwner::default();
     }
-    let mut cev = Eval { key: 0, hook: hid, matched: 0 };
+    let mut cev = Eval { key: 0, hook: hid, matched: 0, kstack };
     // SAFETY: capture_cb only touches the Eval passed as its context.
     unsafe {
         gen::bpf_loop(nargs, capture_cb as *mut c_void, &mut cev as *mut Eval as *mut c_void, 0);
@@ -290,10 +293,10 @@ fn run_hook(hid: u32) {
     if argbuf().is_some_and(|ab| ab.skip != 0) {
         return;
     }
-    let mut ev = Eval { key: 0, hook: hid, matched: u32::MAX };
+    let mut ev = Eval { key: 0, hook: hid, matched: u32::MAX, kstack };
     let nsel = conf.nsel as u32;
-    let (sel, act, sig, err) = if nsel == 0 {
-        (0u32, action::POST, 0u8, 0i32)
+    let (sel, act, sig, err, stack) = if nsel == 0 {
+        (0u32, action::POST, 0u8, 0i32, 0u8)
     } else {
         // SAFETY: sel_cb only touches the Eval passed as its context.
         unsafe {
@@ -328,7 +331,7 @@ fn run_hook(hid: u32) {
         if s.action == action::POST && !rate_ok(hid, ev.matched, s) {
             return;
         }
-        (ev.matched, act, s.signal, s.error)
+        (ev.matched, act, s.signal, s.error, s.stack)
     };
     let mut signalled = 0u8;
     match act {
@@ -352,7 +355,8 @@ fn run_hook(hid: u32) {
         }
         _ => {}
     }
-    emit(hid, act, sel as u8, signalled);
+    let kstack = if stack & STACK_KERNEL != 0 { kstack } else { -1 };
+    emit(hid, act, sel as u8, signalled, kstack);
 }
 
 extern "C" fn capture_cb(i: u64, ctx: *mut c_void) -> i64 {
@@ -952,7 +956,7 @@ extern "C" fn emit_cb(i: u64, ctx: *mut c_void) -> i64 {
 
 /// Writes the policy record with the captured arguments to the ring buffer.
 #[inline(always)]
-fn emit(hid: u32, act: u8, sel: u8, signalled: u8) {
+fn emit(hid: u32, act: u8, sel: u8, signalled: u8, kstack: i32) {
     let Some(conf) = HOOK_CONF.get(hid) else { return };
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         count_missed(kind::POLICY, cause::SCRATCH);
@@ -976,6 +980,8 @@ fn emit(hid: u32, act: u8, sel: u8, signalled: u8) {
         nargs: nargs as u8,
         selector: sel,
         signalled,
+        kstack,
+        _pad: 0,
     };
     // SAFETY: the record header fits at the start of the scratch value.
     unsafe { core::ptr::write_unaligned(base as *mut PolicyRecord, hdr) };

@@ -36,7 +36,7 @@ fn raw_tp(ctx: &RawTracePointContext, slot: u32) -> i32 {
     for (i, w) in words.iter().enumerate() {
         ab.raw[i * 8..i * 8 + 8].copy_from_slice(&w.to_ne_bytes());
     }
-    run_hooks(RAW_TP_KEY | slot);
+    run_hooks(RAW_TP_KEY | slot, ctx.as_ptr());
     0
 }
 

@@ -31,7 +31,7 @@ pub fn uprobe_policy(ctx: ProbeContext) -> u32 {
     // SAFETY: helper on our own context.
     let key = unsafe { gen::bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     if regs_to_args(&ctx) {
-        run_hooks(key);
+        run_hooks(key, ctx.as_ptr());
     }
     0
 }

@@ -88,6 +88,6 @@ pub fn usdt_policy(ctx: ProbeContext) -> u32 {
         let v = value(regs, &spec.args[i]);
         ab.raw[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
     }
-    run_hooks(key);
+    run_hooks(key, ctx.as_ptr());
     0
 }

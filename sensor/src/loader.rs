@@ -488,7 +488,12 @@ impl Sensor {
                 None
             }
             Record::Policy(p) => match self.policies.hook(p.fixed.hook) {
-                Some(meta) => Some(crate::hooks::policy::to_event(&p, meta, &self.process)),
+                Some(meta) => {
+                    let kstack = (p.fixed.kstack >= 0)
+                        .then(|| crate::hooks::stack::kernel(&mut self.ebpf, p.fixed.kstack))
+                        .flatten();
+                    Some(crate::hooks::policy::to_event(&p, meta, &self.process, kstack))
+                }
                 None => {
                     // The policy was deleted while this record was in flight.
                     nightjar_event::metrics::count_stage_drop("sensor_policy", "policy_deleted", 1);

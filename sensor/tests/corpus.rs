@@ -51,7 +51,12 @@ struct Case {
     kfunc_from: Option<(u32, u32, Want)>,
     /// An event the trigger also causes that the policy must not report.
     unwanted: Option<fn() -> Value>,
+    /// A further check of the matching event (fields whose values vary: "@ANY@" in `expect`).
+    check: Option<Check>,
 }
+
+/// A further check of an event: Err says what is wrong.
+type Check = fn(&Value) -> Result<(), String>;
 
 const NEEDS_KPROBES: &str = "needs kprobes, which this kernel does not have";
 
@@ -72,6 +77,7 @@ fn cases() -> Vec<Case> {
         kfunc,
         kfunc_from: None,
         unwanted: None,
+        check: None,
     };
     vec![
         c(
@@ -592,6 +598,17 @@ fn cases() -> Vec<Case> {
             Pass,
             Pass,
         ),
+        Case {
+            check: Some(kernel_stack),
+            ..c(
+                "kprobe-kernel-stack-trace",
+                "dup-77",
+                "process_kprobe",
+                || json!({"function_name": "__x64_sys_dup", "args": [{"int_arg": 77}], "kernel_stack_trace": "@ANY@"}),
+                Pass,
+                Pass,
+            )
+        },
         c(
             "list-generated-ftrace",
             "fsync",
@@ -1148,6 +1165,22 @@ fn kernel_version(release: &str) -> (u32, u32) {
     (n.next().unwrap_or(0), n.next().unwrap_or(0))
 }
 
+/// A syscall's kernel stack as Tetragon exports it: frames with a decimal address, offset
+/// and symbol, through the syscall entry (do_syscall_64).
+fn kernel_stack(e: &Value) -> Result<(), String> {
+    let frames = e["kernel_stack_trace"].as_array().ok_or("no kernel_stack_trace array")?;
+    let bad = frames
+        .iter()
+        .find(|f| f["address"].as_str().and_then(|a| a.parse::<u64>().ok()).is_none_or(|a| a < 0xffff_0000_0000_0000));
+    if let Some(f) = bad {
+        return Err(format!("a frame without a kernel address: {f}"));
+    }
+    if !frames.iter().any(|f| f["symbol"] == "do_syscall_64" && f["offset"].as_str().is_some()) {
+        return Err(format!("no do_syscall_64 frame in {frames:?}"));
+    }
+    Ok(())
+}
+
 /// `fd=3` → ("@FD@", "3") from the helper's output.
 fn printed(out: &str, key: &str) -> Option<String> {
     out.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}=")).map(str::to_owned))
@@ -1328,6 +1361,11 @@ async fn run_case(
         let u = fill_value(&u(), &vars);
         if events.iter().any(|e| compare(e, &u).is_ok()) {
             return Err(format!("{loads}: reported {u}, which the policy must not match"));
+        }
+    }
+    if let Some(chk) = case.check {
+        for e in events.iter().filter(|e| compare(e, &want_event).is_ok()) {
+            chk(e).map_err(|why| format!("{loads}: {why}"))?;
         }
     }
     let hits = events.iter().filter(|e| compare(e, &want_event).is_ok()).count();

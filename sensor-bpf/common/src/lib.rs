@@ -928,7 +928,8 @@ pub struct Selector {
     pub npids: u8,
     /// rateLimit scope (`rate_scope`).
     pub rate_scope: u8,
-    pub _pad0: u8,
+    /// kernelStackTrace: the event carries the kernel stack ([`STACK_KERNEL`]).
+    pub stack: u8,
     /// matchCapabilities: op (0 = none) and which set (0 eff, 1 perm, 2 inh).
     pub cap_op: u8,
     pub cap_set: u8,
@@ -993,7 +994,13 @@ pub struct RateKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HookList {
     pub ids: [u32; plimits::HOOKS_PER_TP],
+    /// Some hook of the list wants stack traces ([`STACK_KERNEL`]): the program takes the
+    /// stack once, before the hooks run.
+    pub stacks: u32,
 }
+
+/// [`Selector::stack`] / [`HookList::stacks`]: the kernel stack (kernelStackTrace).
+pub const STACK_KERNEL: u8 = 1;
 
 /// Key of `HOOK_LISTS` for exec hooks (no tracefs id is this large).
 pub const EXEC_HOOKS_KEY: u32 = 0xffff_0001;
@@ -1136,6 +1143,9 @@ pub struct PolicyRecord {
     pub selector: u8,
     /// 1 when a Sigkill/Signal was sent successfully.
     pub signalled: u8,
+    /// The kernel stack's id in `STACKS` (kernelStackTrace), or -1.
+    pub kstack: i32,
+    pub _pad: u32,
 }
 
 #[repr(C)]

@@ -7,4 +7,5 @@ pub mod net;
 pub mod policy;
 pub mod process;
 pub mod resolve;
+pub mod stack;
 pub mod usdt;

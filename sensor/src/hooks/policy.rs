@@ -192,7 +192,8 @@ fn event_args(meta: &HookMeta, p: &Policy) -> EventArgs {
     EventArgs { args, ret, function, data }
 }
 
-pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
+/// The event of a policy record; `kstack`: its kernel stack's frames (kernelStackTrace).
+pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook, kstack: Option<Vec<Value>>) -> Event {
     let r = &p.fixed;
     let info = procs.cache.current(r.pid, None);
     let process = match &info {
@@ -219,6 +220,9 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook) -> Event {
     }
     if !data.is_empty() {
         extra.insert("data".into(), json!(data));
+    }
+    if let Some(frames) = kstack {
+        extra.insert("kernel_stack_trace".into(), Value::Array(frames));
     }
     let kind = match meta.kind {
         HookKind::Kprobe => EventKind::ProcessKprobe(Box::new(ProcessKprobe {
@@ -309,6 +313,7 @@ mod tests {
             message: Some("sensitive file opened".into()),
             tags: vec!["files".into()],
             target: matches!(kind, HookKind::Uprobe | HookKind::Usdt).then(|| "/bin/bash".into()),
+            stacks: 0,
         }
     }
 
@@ -318,7 +323,7 @@ mod tests {
         let procs = ProcessHook::new("n", 16);
         let rec = Policy { fixed: PolicyRecord { pid: 4242, tid: 4242, ..Default::default() }, args: vec![] };
         for kind in [HookKind::Kprobe, HookKind::Tracepoint, HookKind::Lsm, HookKind::Uprobe, HookKind::Usdt] {
-            let ev = to_event(&rec, &meta(kind), &procs);
+            let ev = to_event(&rec, &meta(kind), &procs, None);
             let v: Value = serde_json::from_str(&ev.to_json()).unwrap();
             let payload = &v[ev.kind.key()];
             assert_eq!(payload["message"], "sensitive file opened", "{kind:?}: {v}");

@@ -108,6 +108,9 @@ pub struct HookMeta {
     pub tags: Vec<String>,
     /// The binary of a uprobe.
     pub target: Option<String>,
+    /// Stack traces some selector wants (`nightjar_common::STACK_KERNEL`).
+    #[serde(skip)]
+    pub stacks: u8,
 }
 
 /// A loaded policy, for `nightjar policy list` and `status`.
@@ -464,6 +467,7 @@ impl PolicyEngine {
                     message: plan.message.clone(),
                     tags: plan.tags.clone(),
                     target: plan.target.clone(),
+                    stacks: plan.conf.sels.iter().fold(0, |m, s| m | s.stack),
                 },
             );
             for a in &plan.attach {
@@ -581,9 +585,10 @@ impl PolicyEngine {
             self.lists.remove(&key);
             return Ok(());
         }
-        let mut l = HookList { ids: [u32::MAX; plimits::HOOKS_PER_TP] };
+        let mut l = HookList { ids: [u32::MAX; plimits::HOOKS_PER_TP], stacks: 0 };
         for (i, id) in ids.iter().take(plimits::HOOKS_PER_TP).enumerate() {
             l.ids[i] = *id;
+            l.stacks |= u32::from(self.meta.get(id).map_or(0, |m| m.stacks));
         }
         lists.insert(key, l, 0).map_err(|source| EngineError::Map {
             name: policy.into(),

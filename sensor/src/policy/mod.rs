@@ -183,6 +183,27 @@ mod tests {
         assert!(e.contains("unknown field") || e.contains("matchData needs data"), "{e}");
     }
 
+    /// kernelStackTrace: on a kprobe's Post only; userStackTrace is refused as not supported.
+    #[test]
+    fn stack_traces_are_checked_where_written() {
+        let k = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: s\nspec:\n  HOOK\n    selectors:\n    - matchActions:\n      - action: ACT\n        FIELD: true\n";
+        let kp = "kprobes:\n  - call: fd_install\n    syscall: false";
+        let tp = "tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_dup";
+        let p = |hook: &str, act: &str, field: &str| {
+            parse("s.yaml", &k.replace("HOOK", hook).replace("ACT", act).replace("FIELD", field))
+        };
+        let l = p(kp, "Post", "kernelStackTrace").unwrap_or_else(|e| panic!("{e}"));
+        assert!(l.policy.spec.kprobes[0].selectors[0].match_actions[0].kernel_stack_trace);
+        for (hook, act, field, want) in [
+            (kp, "Post", "userStackTrace", "not supported by nightjar: userStackTrace"),
+            (kp, "Sigkill", "kernelStackTrace", "kernelStackTrace applies to the Post action only"),
+            (tp, "Post", "kernelStackTrace", "kernelStackTrace applies to kprobes only"),
+        ] {
+            let e = p(hook, act, field).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("s.yaml:12:"), "{field} on {act}: {e}");
+        }
+    }
+
     /// A generated_ftrace list needs a pattern that is a regular expression, each error
     /// where it is written.
     #[test]

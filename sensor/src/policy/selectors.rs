@@ -348,6 +348,9 @@ fn match_actions(c: &Ctx<'_>, acts: &[ActionSel], out: &mut Selector) -> Result<
     let mut post = true;
     let mut kill = None;
     for (i, a) in acts.iter().enumerate() {
+        if a.kernel_stack_trace {
+            out.stack |= nightjar_common::STACK_KERNEL;
+        }
         if let Some(r) = &a.rate_limit {
             out.rate_ns = rate_limit_ns(r).unwrap_or_default();
             out.rate_scope = match a.rate_limit_scope.unwrap_or_default() {

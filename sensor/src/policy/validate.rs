@@ -744,8 +744,17 @@ fn action(l: &Loaded, at: &str, a: &ActionSel) -> R {
         }
         _ => {}
     }
-    if a.kernel_stack_trace || a.user_stack_trace {
-        return Err(l.unsupported(&format!("{at}.kernelStackTrace"), "stack traces"));
+    if a.user_stack_trace {
+        return Err(l.unsupported(&format!("{at}.userStackTrace"), "userStackTrace (user stack traces)"));
+    }
+    if a.kernel_stack_trace && a.action != ActionKind::Post {
+        return Err(l.error(&format!("{at}.kernelStackTrace"), "kernelStackTrace applies to the Post action only"));
+    }
+    if a.kernel_stack_trace && !at.starts_with("spec.kprobes[") {
+        return Err(l.error(
+            &format!("{at}.kernelStackTrace"),
+            "kernelStackTrace applies to kprobes only (Tetragon's other events have no kernel_stack_trace)",
+        ));
     }
     if a.ima_hash {
         return Err(l.unsupported(&format!("{at}.imaHash"), "imaHash"));
