@@ -610,6 +610,14 @@ fn cases() -> Vec<Case> {
             )
         },
         c(
+            "match-binaries-running",
+            "self-dup-78",
+            "process_kprobe",
+            || json!({"function_name": "__x64_sys_dup", "args": [{"int_arg": 78}]}),
+            Pass,
+            Pass,
+        ),
+        c(
             "list-generated-ftrace",
             "fsync",
             "process_kprobe",
@@ -1097,6 +1105,12 @@ fn helper_binary(dir: &Path) -> String {
 
 /// Runs the trigger; returns (pid, exit status, stdout).
 fn trigger(action: &str, dir: &Path, helper: &str, bash: &str) -> (u32, std::process::ExitStatus, String) {
+    if action == "self-dup-78" {
+        // This test process, running since before the policy loaded: fd 78 is not open.
+        // SAFETY: a plain syscall on this process's own descriptor table.
+        unsafe { libc::dup(78) };
+        return (std::process::id(), std::process::ExitStatus::from_raw(0), String::new());
+    }
     let mut cmd = match action {
         "bash" => {
             let mut c = Command::new(bash);
@@ -1239,6 +1253,8 @@ async fn corpus_policies_load_and_report_exactly_as_tetragon_exports() {
     let mut vars: BTreeMap<&str, String> = BTreeMap::new();
     vars.insert("@DIR@", dir.display().to_string());
     vars.insert("@HELPER@", helper.clone());
+    let me = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
+    vars.insert("@SELF@", me.display().to_string());
     vars.insert("@BASH@", bash.clone());
     vars.insert("@RUNNER@", std::process::id().to_string());
 

@@ -446,6 +446,8 @@ impl PolicyEngine {
                             Array::try_from(ebpf.map_mut("BIN_SETS").ok_or(EngineError::Missing("BIN_SETS"))?)
                                 .map_err(map_err("BIN_SETS"))?;
                         sets.set(bit, compile::bin_set(cond, sc.op, sc.follow), 0).map_err(map_err("BIN_SETS set"))?;
+                        let n = super::running::mark(ebpf, bit, sc.op, &sc.values, sc.follow);
+                        tracing::debug!(policy = %name, bit, running = n, "matchBinaries set: running processes marked");
                     }
                 }
             }

@@ -8,6 +8,7 @@ pub mod compile;
 pub mod engine;
 pub mod lists;
 pub mod net;
+pub mod running;
 pub mod selectors;
 pub mod spec;
 mod validate;
