@@ -401,6 +401,9 @@ fn match_selector(conf: &HookConfig, s: &Selector) -> bool {
         }
     }
     let task = crate::task::current();
+    if s.pbin_bit != 0xff && !parent_binary_match(task, s) {
+        return false;
+    }
     for k in 0..plimits::PID_CONDS {
         if k < s.npids as usize && !pid_match(task, &s.pids[k]) {
             return false;
@@ -414,6 +417,18 @@ fn match_selector(conf: &HookConfig, s: &Selector) -> bool {
     }
     let _ = conf;
     true
+}
+
+/// matchParentBinaries: the parent's binary is in the selector's set (or not). Not
+/// inlined, as `ns_match`.
+#[inline(never)]
+fn parent_binary_match(task: u64, s: &Selector) -> bool {
+    let parent = rd_ptr(task, off!(task_real_parent));
+    let ptgid = rd::<u32>(parent, off!(task_tgid)).unwrap_or(0);
+    // SAFETY: read of a hash map value.
+    let mask = unsafe { PROCS.get(ptgid) }.map(|p| p.binmask).unwrap_or(0);
+    let bit = (mask >> (s.pbin_bit & 63)) & 1 == 1;
+    bit != (s.pbin_negate != 0)
 }
 
 /// matchNamespaces: each entry's namespace among its values (In) or not. Not inlined, as

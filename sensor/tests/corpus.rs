@@ -618,6 +618,14 @@ fn cases() -> Vec<Case> {
             Pass,
         ),
         c(
+            "match-parent-binaries",
+            "dup-77",
+            "process_kprobe",
+            || json!({"function_name": "__x64_sys_dup", "action": "KPROBE_ACTION_POST", "args": [{"int_arg": 77}]}),
+            Pass,
+            Pass,
+        ),
+        c(
             "list-generated-ftrace",
             "fsync",
             "process_kprobe",

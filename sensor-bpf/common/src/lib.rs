@@ -960,7 +960,11 @@ pub struct Selector {
     /// what the process had at exec. `capchg_userns` as `cap_userns`.
     pub capchg_op: u8,
     pub capchg_set: u8,
-    pub _pad_fd: [u8; 3],
+    /// matchParentBinaries: the bit of the parent's binary mask this selector needs
+    /// (0xff: none), clear instead with `pbin_negate` (as `bin_bit`, `bin_negate`).
+    pub pbin_bit: u8,
+    pub pbin_negate: u8,
+    pub _pad_fd: u8,
     pub capchg_userns: u32,
     pub capchg_mask: u64,
 }

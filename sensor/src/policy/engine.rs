@@ -441,7 +441,11 @@ impl PolicyEngine {
                             limit: plimits::BIN_SETS,
                         })?;
                         inst.bits.push(bit);
-                        sel.bin_bit = bit as u8;
+                        if sc.parent {
+                            sel.pbin_bit = bit as u8;
+                        } else {
+                            sel.bin_bit = bit as u8;
+                        }
                         let mut sets: Array<&mut MapData, BinSet> =
                             Array::try_from(ebpf.map_mut("BIN_SETS").ok_or(EngineError::Missing("BIN_SETS"))?)
                                 .map_err(map_err("BIN_SETS"))?;

@@ -205,6 +205,26 @@ mod tests {
         }
     }
 
+    /// matchParentBinaries compiles to its own set (the engine's bit goes to pbin_bit),
+    /// with its negation, and is checked like matchBinaries.
+    #[test]
+    fn match_parent_binaries_is_a_set_of_its_own() {
+        let k = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: p\nspec:\n  kprobes:\n  - call: sys_dup\n    syscall: true\n    selectors:\n    - matchParentBinaries:\n      - operator: NotIn\n        values: VALUES\n";
+        let l = parse("p.yaml", &k.replace("VALUES", "[/bin/sh]")).unwrap_or_else(|e| panic!("{e}"));
+        let env = compile::Env {
+            tracefs: "/sys/kernel/tracing".into(),
+            host_ns: Default::default(),
+            kernel: compile::KernelHooks::tracepoints_only("test"),
+        };
+        let plans = compile::plan(&l, &env).unwrap_or_else(|e| panic!("{e}"));
+        let sel = &plans[0].conf.sels[0];
+        assert_eq!((sel.bin_bit, sel.pbin_bit, sel.pbin_negate, sel.bin_negate), (0xff, 0xff, 1, 0));
+        let sc = &plans[0].strings[0];
+        assert!(sc.parent && sc.arg_cond.is_none() && sc.values == ["/bin/sh"], "{sc:?}");
+        let e = parse("p.yaml", &k.replace("VALUES", "[]")).unwrap_err().to_string();
+        assert!(e.contains("p.yaml:12:") && e.contains("matchParentBinaries needs 1-32 values"), "{e}");
+    }
+
     /// A generated_ftrace list needs a pattern that is a regular expression, each error
     /// where it is written.
     #[test]

@@ -24,12 +24,14 @@ pub struct StrCond {
     pub values: Vec<String>,
     /// matchBinaries followChildren (false for arguments).
     pub follow: bool,
+    /// A matchParentBinaries set (with `arg_cond` None).
+    pub parent: bool,
 }
 
 impl StrCond {
     /// The condition of matchArgs entry `k` of selector `selector`.
     fn arg(selector: usize, k: usize, op: u8, values: Vec<String>) -> StrCond {
-        StrCond { selector, arg_cond: Some(k), op, values, follow: false }
+        StrCond { selector, arg_cond: Some(k), op, values, follow: false, parent: false }
     }
 }
 
@@ -55,11 +57,12 @@ pub struct Ctx<'a> {
 
 /// Compiles one selector.
 pub fn compile(c: &Ctx<'_>, s: &SelectorSpec) -> Result<(Selector, Vec<StrCond>), ConfigError> {
-    let mut out = Selector { bin_bit: 0xff, action: action::POST, ..Default::default() };
+    let mut out = Selector { bin_bit: 0xff, pbin_bit: 0xff, action: action::POST, ..Default::default() };
     let mut strings = Vec::new();
     match_args(c, c.args, 0, &s.match_args, &mut out, &mut strings)?;
     match_args(c, c.data, c.data_base, &s.match_data, &mut out, &mut strings)?;
-    match_binaries(c, &s.match_binaries, &mut out, &mut strings);
+    match_binaries(c, &s.match_binaries, false, &mut out, &mut strings);
+    match_binaries(c, &s.match_parent_binaries, true, &mut out, &mut strings);
     match_namespaces(c, &s.match_namespaces, &mut out)?;
     match_pids(&s.match_pids, &mut out);
     match_capabilities(&s.match_capabilities, &mut out);
@@ -220,7 +223,9 @@ fn match_args(
     Ok(())
 }
 
-fn match_binaries(c: &Ctx<'_>, bs: &[BinSel], out: &mut Selector, strings: &mut Vec<StrCond>) {
+/// matchBinaries (or, `parent`, matchParentBinaries): a binary set of the engine's, whose
+/// bit it puts in the selector; here the negation.
+fn match_binaries(c: &Ctx<'_>, bs: &[BinSel], parent: bool, out: &mut Selector, strings: &mut Vec<StrCond>) {
     let Some(b) = bs.first() else { return };
     let (pos, negate) = match b.operator {
         BinOp::In => (op::EQUAL, false),
@@ -230,13 +235,18 @@ fn match_binaries(c: &Ctx<'_>, bs: &[BinSel], out: &mut Selector, strings: &mut 
         BinOp::Postfix => (op::POSTFIX, false),
         BinOp::NotPostfix => (op::POSTFIX, true),
     };
-    out.bin_negate = u8::from(negate);
+    if parent {
+        out.pbin_negate = u8::from(negate);
+    } else {
+        out.bin_negate = u8::from(negate);
+    }
     strings.push(StrCond {
         selector: c.index,
         arg_cond: None,
         op: pos,
         values: b.values.clone(),
         follow: b.follow_children,
+        parent,
     });
 }
 

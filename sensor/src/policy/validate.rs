@@ -365,7 +365,6 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
 fn selector(l: &Loaded, at: &str, h: &HookCommon<'_>, s: &SelectorSpec) -> R {
     let args = h.args;
     for (field, n) in [
-        ("matchParentBinaries", s.match_parent_binaries.len()),
         ("matchNamespaceChanges", s.match_namespace_changes.len()),
         ("matchReturnActions", s.match_return_actions.len()),
     ] {
@@ -388,7 +387,8 @@ fn selector(l: &Loaded, at: &str, h: &HookCommon<'_>, s: &SelectorSpec) -> R {
             ),
         ));
     }
-    match_binaries(l, at, &s.match_binaries)?;
+    match_binaries(l, at, "matchBinaries", &s.match_binaries)?;
+    match_binaries(l, at, "matchParentBinaries", &s.match_parent_binaries)?;
     match_namespaces(l, at, &s.match_namespaces)?;
     match_pids(l, at, &s.match_pids)?;
     match_capabilities(l, at, "matchCapabilities", &s.match_capabilities)?;
@@ -561,14 +561,14 @@ fn str_values(l: &Loaded, at: &str, values: &[String]) -> R {
     Ok(())
 }
 
-fn match_binaries(l: &Loaded, at: &str, bs: &[BinSel]) -> R {
+fn match_binaries(l: &Loaded, at: &str, field: &str, bs: &[BinSel]) -> R {
     if bs.len() > 1 {
-        return Err(l.error(&format!("{at}.matchBinaries"), "at most one matchBinaries entry per selector"));
+        return Err(l.error(&format!("{at}.{field}"), format!("at most one {field} entry per selector")));
     }
     for (i, b) in bs.iter().enumerate() {
-        let bat = format!("{at}.matchBinaries[{i}]");
+        let bat = format!("{at}.{field}[{i}]");
         if b.values.is_empty() {
-            return Err(l.error(&format!("{bat}.values"), "matchBinaries needs 1-32 values"));
+            return Err(l.error(&format!("{bat}.values"), format!("{field} needs 1-32 values")));
         }
         str_values(l, &bat, &b.values)?;
     }
