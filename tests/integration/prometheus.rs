@@ -20,7 +20,7 @@ fn config_dir() -> PathBuf {
 fn promtool_checks_and_tests_the_alert_rules() {
     let dir = config_dir();
     let out = run_ok(promtool().current_dir(&dir).args(["check", "rules", "alerts.yml"]));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 7 rules found"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 8 rules found"));
     let out = run_ok(promtool().current_dir(&dir).args(["test", "rules", "alerts_test.yml"]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
     run_ok(promtool().current_dir(&dir).args(["check", "config", "prometheus.yml"]));
