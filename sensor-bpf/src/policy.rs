@@ -19,7 +19,7 @@ use aya_ebpf::{
 };
 use nightjar_common::{
     action, argsrc, cause, kind, ns, op, plimits, ArgHeader, BinSet, HookConfig, HookList, PolicyRecord, ProcState,
-    RecordHeader, Selector, StrData, EXEC_HOOKS_KEY, STACK_KERNEL,
+    RecordHeader, Selector, StrData, EXEC_HOOKS_KEY, STACK_KERNEL, STACK_USER,
 };
 
 use crate::{
@@ -112,8 +112,9 @@ struct Eval {
     key: u32,
     hook: u32,
     matched: u32,
-    /// The kernel stack's id (or -1), taken before the hooks ran.
+    /// The kernel and user stacks' ids (or -1), taken before the hooks ran.
     kstack: i32,
+    ustack: i32,
 }
 
 /// Policy hooks on a non-syscall tracepoint, keyed by the attach cookie (the tracepoint's
@@ -254,7 +255,8 @@ pub fn run_hooks(key: u32, ctx: *mut c_void) {
     // SAFETY: read-only use of the map value.
     let Some(list) = (unsafe { HOOK_LISTS.get(key) }) else { return };
     let kstack = if list.stacks & u32::from(STACK_KERNEL) != 0 { crate::stack::kernel(ctx) } else { -1 };
-    let mut ev = Eval { key, hook: 0, matched: 0, kstack };
+    let ustack = if list.stacks & u32::from(STACK_USER) != 0 { crate::stack::user(ctx) } else { -1 };
+    let mut ev = Eval { key, hook: 0, matched: 0, kstack, ustack };
     // SAFETY: hook_cb only touches the Eval passed as its context.
     unsafe {
         gen::bpf_loop(plimits::HOOKS_PER_TP as u32, hook_cb as *mut c_void, &mut ev as *mut Eval as *mut c_void, 0);
@@ -270,12 +272,12 @@ extern "C" fn hook_cb(i: u64, ctx: *mut c_void) -> i64 {
     if hid >= plimits::HOOKS {
         return 1;
     }
-    run_hook(hid, ev.kstack);
+    run_hook(hid, ev.kstack, ev.ustack);
     0
 }
 
 #[inline(always)]
-fn run_hook(hid: u32, kstack: i32) {
+fn run_hook(hid: u32, kstack: i32, ustack: i32) {
     let Some(conf) = HOOK_CONF.get(hid) else { return };
     if conf.active == 0 {
         return;
@@ -285,7 +287,7 @@ fn run_hook(hid: u32, kstack: i32) {
         ab.skip = 0;
         ab.owner = nightjar_common::SockOwner::default();
     }
-    let mut cev = Eval { key: 0, hook: hid, matched: 0, kstack };
+    let mut cev = Eval { key: 0, hook: hid, matched: 0, kstack, ustack };
     // SAFETY: capture_cb only touches the Eval passed as its context.
     unsafe {
         gen::bpf_loop(nargs, capture_cb as *mut c_void, &mut cev as *mut Eval as *mut c_void, 0);
@@ -293,7 +295,7 @@ fn run_hook(hid: u32, kstack: i32) {
     if argbuf().is_some_and(|ab| ab.skip != 0) {
         return;
     }
-    let mut ev = Eval { key: 0, hook: hid, matched: u32::MAX, kstack };
+    let mut ev = Eval { key: 0, hook: hid, matched: u32::MAX, kstack, ustack };
     let nsel = conf.nsel as u32;
     let (sel, act, sig, err, stack) = if nsel == 0 {
         (0u32, action::POST, 0u8, 0i32, 0u8)
@@ -356,7 +358,8 @@ fn run_hook(hid: u32, kstack: i32) {
         _ => {}
     }
     let kstack = if stack & STACK_KERNEL != 0 { kstack } else { -1 };
-    emit(hid, act, sel as u8, signalled, kstack);
+    let ustack = if stack & STACK_USER != 0 { ustack } else { -1 };
+    emit(hid, act, sel as u8, signalled, kstack, ustack);
 }
 
 extern "C" fn capture_cb(i: u64, ctx: *mut c_void) -> i64 {
@@ -971,7 +974,7 @@ extern "C" fn emit_cb(i: u64, ctx: *mut c_void) -> i64 {
 
 /// Writes the policy record with the captured arguments to the ring buffer.
 #[inline(always)]
-fn emit(hid: u32, act: u8, sel: u8, signalled: u8, kstack: i32) {
+fn emit(hid: u32, act: u8, sel: u8, signalled: u8, kstack: i32, ustack: i32) {
     let Some(conf) = HOOK_CONF.get(hid) else { return };
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         count_missed(kind::POLICY, cause::SCRATCH);
@@ -996,7 +999,7 @@ fn emit(hid: u32, act: u8, sel: u8, signalled: u8, kstack: i32) {
         selector: sel,
         signalled,
         kstack,
-        _pad: 0,
+        ustack,
     };
     // SAFETY: the record header fits at the start of the scratch value.
     unsafe { core::ptr::write_unaligned(base as *mut PolicyRecord, hdr) };

@@ -489,10 +489,8 @@ impl Sensor {
             }
             Record::Policy(p) => match self.policies.hook(p.fixed.hook) {
                 Some(meta) => {
-                    let kstack = (p.fixed.kstack >= 0)
-                        .then(|| crate::hooks::stack::kernel(&mut self.ebpf, p.fixed.kstack))
-                        .flatten();
-                    Some(crate::hooks::policy::to_event(&p, meta, &self.process, kstack))
+                    let stacks = crate::hooks::stack::of_record(&mut self.ebpf, &p.fixed);
+                    Some(crate::hooks::policy::to_event(&p, meta, &self.process, stacks))
                 }
                 None => {
                     // The policy was deleted while this record was in flight.

@@ -625,6 +625,17 @@ fn cases() -> Vec<Case> {
             Pass,
             Pass,
         ),
+        Case {
+            check: Some(user_stack),
+            ..c(
+                "kprobe-user-stack-trace",
+                "dup-77",
+                "process_kprobe",
+                || json!({"function_name": "__x64_sys_dup", "args": [{"int_arg": 77}], "user_stack_trace": "@ANY@"}),
+                Pass,
+                Pass,
+            )
+        },
         c(
             "list-generated-ftrace",
             "fsync",
@@ -1199,6 +1210,21 @@ fn kernel_stack(e: &Value) -> Result<(), String> {
     }
     if !frames.iter().any(|f| f["symbol"] == "do_syscall_64" && f["offset"].as_str().is_some()) {
         return Err(format!("no do_syscall_64 frame in {frames:?}"));
+    }
+    Ok(())
+}
+
+/// A user stack as Tetragon exports it: the innermost frame is libc's dup, with the
+/// module it is in; the helper's own code is among the callers.
+fn user_stack(e: &Value) -> Result<(), String> {
+    let frames = e["user_stack_trace"].as_array().ok_or("no user_stack_trace array")?;
+    let top = frames.first().ok_or("an empty user stack")?;
+    let libc = top["module"].as_str().is_some_and(|m| m.ends_with("/libc.so.6"));
+    if !libc || !matches!(top["symbol"].as_str(), Some("dup" | "__dup")) || top["offset"].as_str().is_none() {
+        return Err(format!("the innermost frame is not libc's dup: {top}"));
+    }
+    if !frames.iter().any(|f| f["module"].as_str().is_some_and(|m| m.ends_with("/nightjar-corpus-helper"))) {
+        return Err(format!("no frame in the helper itself: {frames:?}"));
     }
     Ok(())
 }

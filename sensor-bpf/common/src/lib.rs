@@ -928,7 +928,8 @@ pub struct Selector {
     pub npids: u8,
     /// rateLimit scope (`rate_scope`).
     pub rate_scope: u8,
-    /// kernelStackTrace: the event carries the kernel stack ([`STACK_KERNEL`]).
+    /// kernelStackTrace / userStackTrace: the event carries the kernel stack
+    /// ([`STACK_KERNEL`]) and/or the user stack ([`STACK_USER`]).
     pub stack: u8,
     /// matchCapabilities: op (0 = none) and which set (0 eff, 1 perm, 2 inh).
     pub cap_op: u8,
@@ -1005,6 +1006,8 @@ pub struct HookList {
 
 /// [`Selector::stack`] / [`HookList::stacks`]: the kernel stack (kernelStackTrace).
 pub const STACK_KERNEL: u8 = 1;
+/// ... and the user stack (userStackTrace).
+pub const STACK_USER: u8 = 2;
 
 /// Key of `HOOK_LISTS` for exec hooks (no tracefs id is this large).
 pub const EXEC_HOOKS_KEY: u32 = 0xffff_0001;
@@ -1149,7 +1152,8 @@ pub struct PolicyRecord {
     pub signalled: u8,
     /// The kernel stack's id in `STACKS` (kernelStackTrace), or -1.
     pub kstack: i32,
-    pub _pad: u32,
+    /// The user stack's id in `STACKS` (userStackTrace), or -1.
+    pub ustack: i32,
 }
 
 #[repr(C)]

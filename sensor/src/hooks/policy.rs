@@ -192,8 +192,8 @@ fn event_args(meta: &HookMeta, p: &Policy) -> EventArgs {
     EventArgs { args, ret, function, data }
 }
 
-/// The event of a policy record; `kstack`: its kernel stack's frames (kernelStackTrace).
-pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook, kstack: Option<Vec<Value>>) -> Event {
+/// The event of a policy record, with its stack traces (kernelStackTrace, userStackTrace).
+pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook, stacks: crate::hooks::stack::Stacks) -> Event {
     let r = &p.fixed;
     let info = procs.cache.current(r.pid, None);
     let process = match &info {
@@ -221,8 +221,11 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook, kstack: Option
     if !data.is_empty() {
         extra.insert("data".into(), json!(data));
     }
-    if let Some(frames) = kstack {
+    if let Some(frames) = stacks.kernel {
         extra.insert("kernel_stack_trace".into(), Value::Array(frames));
+    }
+    if let Some(frames) = stacks.user {
+        extra.insert("user_stack_trace".into(), Value::Array(frames));
     }
     let kind = match meta.kind {
         HookKind::Kprobe => EventKind::ProcessKprobe(Box::new(ProcessKprobe {
@@ -323,7 +326,7 @@ mod tests {
         let procs = ProcessHook::new("n", 16);
         let rec = Policy { fixed: PolicyRecord { pid: 4242, tid: 4242, ..Default::default() }, args: vec![] };
         for kind in [HookKind::Kprobe, HookKind::Tracepoint, HookKind::Lsm, HookKind::Uprobe, HookKind::Usdt] {
-            let ev = to_event(&rec, &meta(kind), &procs, None);
+            let ev = to_event(&rec, &meta(kind), &procs, Default::default());
             let v: Value = serde_json::from_str(&ev.to_json()).unwrap();
             let payload = &v[ev.kind.key()];
             assert_eq!(payload["message"], "sensitive file opened", "{kind:?}: {v}");

@@ -184,7 +184,7 @@ mod tests {
         assert!(e.contains("unknown field") || e.contains("matchData needs data"), "{e}");
     }
 
-    /// kernelStackTrace: on a kprobe's Post only; userStackTrace is refused as not supported.
+    /// kernelStackTrace and userStackTrace: on a kprobe's Post only.
     #[test]
     fn stack_traces_are_checked_where_written() {
         let k = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: s\nspec:\n  HOOK\n    selectors:\n    - matchActions:\n      - action: ACT\n        FIELD: true\n";
@@ -196,7 +196,7 @@ mod tests {
         let l = p(kp, "Post", "kernelStackTrace").unwrap_or_else(|e| panic!("{e}"));
         assert!(l.policy.spec.kprobes[0].selectors[0].match_actions[0].kernel_stack_trace);
         for (hook, act, field, want) in [
-            (kp, "Post", "userStackTrace", "not supported by nightjar: userStackTrace"),
+            (kp, "Sigkill", "userStackTrace", "userStackTrace applies to the Post action only"),
             (kp, "Sigkill", "kernelStackTrace", "kernelStackTrace applies to the Post action only"),
             (tp, "Post", "kernelStackTrace", "kernelStackTrace applies to kprobes only"),
         ] {

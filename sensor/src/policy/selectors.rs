@@ -361,6 +361,9 @@ fn match_actions(c: &Ctx<'_>, acts: &[ActionSel], out: &mut Selector) -> Result<
         if a.kernel_stack_trace {
             out.stack |= nightjar_common::STACK_KERNEL;
         }
+        if a.user_stack_trace {
+            out.stack |= nightjar_common::STACK_USER;
+        }
         if let Some(r) = &a.rate_limit {
             out.rate_ns = rate_limit_ns(r).unwrap_or_default();
             out.rate_scope = match a.rate_limit_scope.unwrap_or_default() {

@@ -744,17 +744,16 @@ fn action(l: &Loaded, at: &str, a: &ActionSel) -> R {
         }
         _ => {}
     }
-    if a.user_stack_trace {
-        return Err(l.unsupported(&format!("{at}.userStackTrace"), "userStackTrace (user stack traces)"));
-    }
-    if a.kernel_stack_trace && a.action != ActionKind::Post {
-        return Err(l.error(&format!("{at}.kernelStackTrace"), "kernelStackTrace applies to the Post action only"));
-    }
-    if a.kernel_stack_trace && !at.starts_with("spec.kprobes[") {
-        return Err(l.error(
-            &format!("{at}.kernelStackTrace"),
-            "kernelStackTrace applies to kprobes only (Tetragon's other events have no kernel_stack_trace)",
-        ));
+    for (on, field) in [(a.kernel_stack_trace, "kernelStackTrace"), (a.user_stack_trace, "userStackTrace")] {
+        if on && a.action != ActionKind::Post {
+            return Err(l.error(&format!("{at}.{field}"), format!("{field} applies to the Post action only")));
+        }
+        if on && !at.starts_with("spec.kprobes[") {
+            return Err(l.error(
+                &format!("{at}.{field}"),
+                format!("{field} applies to kprobes only (Tetragon's other events carry no stack trace)"),
+            ));
+        }
     }
     if a.ima_hash {
         return Err(l.unsupported(&format!("{at}.imaHash"), "imaHash"));
