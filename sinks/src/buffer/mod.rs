@@ -189,6 +189,10 @@ fn announce(name: &'static str, cfg: &BufferConfig) {
     };
     metrics::gauge!(names::BUFFER_MAX_EVENTS, "sink" => name).set(events);
     metrics::gauge!(names::BUFFER_MAX_BYTES, "sink" => name).set(bytes);
+    // Nothing borrowed or waiting in the fan-out yet: the series exist from the start, so
+    // the dashboard and the borrowing alert see every sink.
+    metrics::gauge!(names::BUFFER_BORROWED_BYTES, "sink" => name).set(0.0);
+    metrics::gauge!(names::FANOUT_OVERFLOW, "sink" => name).set(0.0);
 }
 
 /// Opens a memory buffer for sink `name`.
