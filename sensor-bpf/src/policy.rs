@@ -200,7 +200,12 @@ pub fn exec_binmask(_ctx: TracePointContext) -> u32 {
         rd::<u64>(cred, off!(cred_cap_permitted)).unwrap_or(0),
         rd::<u64>(cred, off!(cred_cap_inheritable)).unwrap_or(0),
     ];
-    let _ = PROCS.insert(pid, ProcState { binmask: mask, caps }, 0);
+    let task = crate::task::current();
+    let mut nss = [0u32; ns::COUNT];
+    for (slot, v) in nss.iter_mut().enumerate() {
+        *v = crate::task::ns_inum(task, slot);
+    }
+    let _ = PROCS.insert(pid, ProcState { binmask: mask, caps, ns: nss, _pad: 0 }, 0);
     0
 }
 
@@ -418,6 +423,9 @@ fn match_selector(conf: &HookConfig, s: &Selector) -> bool {
     if (s.cap_op != 0 || s.capchg_op != 0) && !caps_match(task, tgid, s) {
         return false;
     }
+    if s.nschg_op != 0 && !ns_changes_match(task, tgid, s) {
+        return false;
+    }
     let _ = conf;
     true
 }
@@ -432,6 +440,23 @@ fn parent_binary_match(task: u64, s: &Selector) -> bool {
     let mask = unsafe { PROCS.get(ptgid) }.map(|p| p.binmask).unwrap_or(0);
     let bit = (mask >> (s.pbin_bit & 63)) & 1 == 1;
     bit != (s.pbin_negate != 0)
+}
+
+/// matchNamespaceChanges: whether one of the selector's namespaces differs from the
+/// process's at exec (In), or none does (NotIn). A namespace not recorded at exec (a
+/// process that has not exec'd since the agent started) counts as unchanged. Not inlined,
+/// as `ns_match`.
+#[inline(never)]
+fn ns_changes_match(task: u64, tgid: u32, s: &Selector) -> bool {
+    // SAFETY: read of a hash map value, copied out.
+    let at_exec = unsafe { PROCS.get(tgid) }.map(|p| p.ns).unwrap_or([0; ns::COUNT]);
+    let mut changed = false;
+    for (slot, then) in at_exec.iter().enumerate() {
+        if (s.nschg_mask >> slot) & 1 == 1 && *then != 0 && crate::task::ns_inum(task, slot) != *then {
+            changed = true;
+        }
+    }
+    changed == (s.nschg_op == op::IN)
 }
 
 /// matchNamespaces: each entry's namespace among its values (In) or not. Not inlined, as

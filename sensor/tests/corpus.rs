@@ -637,6 +637,14 @@ fn cases() -> Vec<Case> {
             )
         },
         c(
+            "match-namespace-changes",
+            "unshare-mnt-dup",
+            "process_kprobe",
+            || json!({"function_name": "__x64_sys_dup", "action": "KPROBE_ACTION_POST", "args": [{"int_arg": 77}]}),
+            Pass,
+            Pass,
+        ),
+        c(
             "list-generated-ftrace",
             "fsync",
             "process_kprobe",
@@ -717,6 +725,11 @@ fn helper(action: &str, dir: &Path) -> i32 {
                 let fd = libc::open(cstr(&p("fsynced")).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
                 libc::write(fd, b"x".as_ptr().cast(), 1);
                 libc::fsync(fd);
+            }
+            "unshare-mnt-dup" => {
+                libc::unshare(libc::CLONE_NEWNS);
+                libc::dup(77);
+                std::thread::sleep(Duration::from_millis(200));
             }
             "dup-77" => {
                 // fd 77 is not open: the syscall runs and fails; the enforcer's signal

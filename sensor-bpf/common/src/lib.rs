@@ -968,6 +968,11 @@ pub struct Selector {
     pub _pad_fd: u8,
     pub capchg_userns: u32,
     pub capchg_mask: u64,
+    /// matchNamespaceChanges: op (0 = none, In: one of the `nschg_mask` namespaces differs
+    /// from the process's at exec, NotIn: none does), the namespaces by `ns` slot bit.
+    pub nschg_mask: u16,
+    pub nschg_op: u8,
+    pub _pad_ns: [u8; 5],
 }
 
 /// One hook: a policy's hook point with its argument sources and selectors.
@@ -1120,6 +1125,9 @@ pub struct ProcState {
     /// The effective, permitted and inheritable capabilities at exec (for
     /// matchCapabilityChanges).
     pub caps: [u64; 3],
+    /// The namespaces at exec, in `ns` order (0: not recorded), for matchNamespaceChanges.
+    pub ns: [u32; ns::COUNT],
+    pub _pad: u32,
 }
 
 /// matchBinaries set b: its operator (positive form: EQUAL, PREFIX, POSTFIX), or 0.

@@ -4,7 +4,7 @@
 use nightjar_common::{action, argsrc};
 use nightjar_event::{
     event::{
-        ArgValue, FileArg, KprobeArgument, Process, ProcessKprobe, ProcessLsm, ProcessTracepoint, ProcessUprobe,
+        ArgValue, Extra, FileArg, KprobeArgument, Process, ProcessKprobe, ProcessLsm, ProcessTracepoint, ProcessUprobe,
         ProcessUsdt,
     },
     Event, EventKind,
@@ -192,6 +192,24 @@ fn event_args(meta: &HookMeta, p: &Policy) -> EventArgs {
     EventArgs { args, ret, function, data }
 }
 
+/// A kprobe event's fields beyond the common ones: `return`, `data`, and the stacks.
+fn kprobe_extra(ret: Option<ArgValue>, data: Vec<KprobeArgument>, stacks: crate::hooks::stack::Stacks) -> Extra {
+    let mut extra = Extra::new();
+    if let Some(r) = ret {
+        extra.insert("return".into(), json!(KprobeArgument::new(r)));
+    }
+    if !data.is_empty() {
+        extra.insert("data".into(), json!(data));
+    }
+    if let Some(frames) = stacks.kernel {
+        extra.insert("kernel_stack_trace".into(), Value::Array(frames));
+    }
+    if let Some(frames) = stacks.user {
+        extra.insert("user_stack_trace".into(), Value::Array(frames));
+    }
+    extra
+}
+
 /// The event of a policy record, with its stack traces (kernelStackTrace, userStackTrace).
 pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook, stacks: crate::hooks::stack::Stacks) -> Event {
     let r = &p.fixed;
@@ -214,19 +232,7 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook, stacks: crate:
     let node = procs.cache.node().to_owned();
     let message = meta.message.clone();
     let tags = (!meta.tags.is_empty()).then(|| meta.tags.clone());
-    let mut extra = nightjar_event::event::Extra::new();
-    if let Some(r) = ret {
-        extra.insert("return".into(), json!(KprobeArgument::new(r)));
-    }
-    if !data.is_empty() {
-        extra.insert("data".into(), json!(data));
-    }
-    if let Some(frames) = stacks.kernel {
-        extra.insert("kernel_stack_trace".into(), Value::Array(frames));
-    }
-    if let Some(frames) = stacks.user {
-        extra.insert("user_stack_trace".into(), Value::Array(frames));
-    }
+    let extra = kprobe_extra(ret, data, stacks);
     let kind = match meta.kind {
         HookKind::Kprobe => EventKind::ProcessKprobe(Box::new(ProcessKprobe {
             process: Some(process),

@@ -347,7 +347,9 @@ impl PolicyEngine {
         let plans = self.plan(l)?;
         let n_bits = plans.iter().flat_map(|p| &p.strings).filter(|s| s.arg_cond.is_none()).count();
         // matchCapabilityChanges compares with the capabilities exec_binmask records.
-        let capchg = plans.iter().any(|p| p.conf.sels.iter().any(|s| s.capchg_op != 0));
+        // matchCapabilityChanges and matchNamespaceChanges compare with what exec_binmask
+        // records at exec.
+        let capchg = plans.iter().any(|p| p.conf.sels.iter().any(|s| s.capchg_op != 0 || s.nschg_op != 0));
         if n_bits > 0 || capchg {
             self.ensure_binmask(ebpf, &name)?;
         }
@@ -419,41 +421,7 @@ impl PolicyEngine {
             }
             // String conditions and matchBinaries sets.
             for sc in &plan.strings {
-                let cond = self.next_cond;
-                self.next_cond += 1;
-                let entries = compile::string_entries(cond, sc.op, &sc.values);
-                {
-                    let mut trie: LpmTrie<&mut MapData, StrData, u32> =
-                        LpmTrie::try_from(ebpf.map_mut("STRINGS").ok_or(EngineError::Missing("STRINGS"))?)
-                            .map_err(map_err("STRINGS"))?;
-                    for (d, bits) in &entries {
-                        trie.insert(&Key::new(*bits, *d), cond, 0).map_err(map_err("STRINGS insert"))?;
-                        inst.strings.push((*d, *bits));
-                    }
-                }
-                let sel = &mut plan.conf.sels[sc.selector];
-                match sc.arg_cond {
-                    Some(c) => sel.args[c].cond = cond,
-                    None => {
-                        let bit = self.free_bits.pop().ok_or(EngineError::Full {
-                            name: name.into(),
-                            what: "matchBinaries sets",
-                            limit: plimits::BIN_SETS,
-                        })?;
-                        inst.bits.push(bit);
-                        if sc.parent {
-                            sel.pbin_bit = bit as u8;
-                        } else {
-                            sel.bin_bit = bit as u8;
-                        }
-                        let mut sets: Array<&mut MapData, BinSet> =
-                            Array::try_from(ebpf.map_mut("BIN_SETS").ok_or(EngineError::Missing("BIN_SETS"))?)
-                                .map_err(map_err("BIN_SETS"))?;
-                        sets.set(bit, compile::bin_set(cond, sc.op, sc.follow), 0).map_err(map_err("BIN_SETS set"))?;
-                        let n = super::running::mark(ebpf, bit, sc.op, &sc.values, sc.follow);
-                        tracing::debug!(policy = %name, bit, running = n, "matchBinaries set: running processes marked");
-                    }
-                }
+                self.install_strings(ebpf, name, sc, &mut plan.conf, inst)?;
             }
             self.sync_bin_count(ebpf)?;
             {
@@ -503,6 +471,58 @@ impl PolicyEngine {
                 rate_limited: 0,
             });
         }
+        Ok(())
+    }
+
+    /// One string condition of a hook: its LPM entries, and its id in the condition (an
+    /// argument's) or its matchBinaries / matchParentBinaries set (a bit of the engine's,
+    /// written to BIN_SETS, with the running processes in it marked).
+    fn install_strings(
+        &mut self,
+        ebpf: &mut Ebpf,
+        name: &str,
+        sc: &super::selectors::StrCond,
+        conf: &mut HookConfig,
+        inst: &mut Installed,
+    ) -> Result<(), EngineError> {
+        let map_err = |op: &'static str| {
+            let name = name.to_owned();
+            move |source| EngineError::Map { name: name.clone(), op, source: Box::new(source) }
+        };
+        let cond = self.next_cond;
+        self.next_cond += 1;
+        let entries = compile::string_entries(cond, sc.op, &sc.values);
+        {
+            let mut trie: LpmTrie<&mut MapData, StrData, u32> =
+                LpmTrie::try_from(ebpf.map_mut("STRINGS").ok_or(EngineError::Missing("STRINGS"))?)
+                    .map_err(map_err("STRINGS"))?;
+            for (d, bits) in &entries {
+                trie.insert(&Key::new(*bits, *d), cond, 0).map_err(map_err("STRINGS insert"))?;
+                inst.strings.push((*d, *bits));
+            }
+        }
+        let sel = &mut conf.sels[sc.selector];
+        let Some(c) = sc.arg_cond else {
+            let bit = self.free_bits.pop().ok_or(EngineError::Full {
+                name: name.into(),
+                what: "matchBinaries sets",
+                limit: plimits::BIN_SETS,
+            })?;
+            inst.bits.push(bit);
+            if sc.parent {
+                sel.pbin_bit = bit as u8;
+            } else {
+                sel.bin_bit = bit as u8;
+            }
+            let mut sets: Array<&mut MapData, BinSet> =
+                Array::try_from(ebpf.map_mut("BIN_SETS").ok_or(EngineError::Missing("BIN_SETS"))?)
+                    .map_err(map_err("BIN_SETS"))?;
+            sets.set(bit, compile::bin_set(cond, sc.op, sc.follow), 0).map_err(map_err("BIN_SETS set"))?;
+            let n = super::running::mark(ebpf, bit, sc.op, &sc.values, sc.follow);
+            tracing::debug!(policy = %name, bit, running = n, "matchBinaries set: running processes marked");
+            return Ok(());
+        };
+        sel.args[c].cond = cond;
         Ok(())
     }
 

@@ -225,6 +225,23 @@ mod tests {
         assert!(e.contains("p.yaml:12:") && e.contains("matchParentBinaries needs 1-32 values"), "{e}");
     }
 
+    /// matchNamespaceChanges: one entry, its namespaces as slot bits and its operator.
+    #[test]
+    fn match_namespace_changes_compiles_to_slot_bits() {
+        use nightjar_common::{ns, op};
+        let k = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: n\nspec:\n  kprobes:\n  - call: sys_dup\n    syscall: true\n    selectors:\n    - matchNamespaceChanges:\n      - operator: In\n        values: VALUES\n";
+        let l = parse("n.yaml", &k.replace("VALUES", "[Mnt, Net]")).unwrap_or_else(|e| panic!("{e}"));
+        let env = compile::Env {
+            tracefs: "/sys/kernel/tracing".into(),
+            host_ns: Default::default(),
+            kernel: compile::KernelHooks::tracepoints_only("test"),
+        };
+        let sel = compile::plan(&l, &env).unwrap_or_else(|e| panic!("{e}"))[0].conf.sels[0];
+        assert_eq!((sel.nschg_op, sel.nschg_mask), (op::IN, (1 << ns::MNT | 1 << ns::NET) as u16));
+        let e = parse("n.yaml", &k.replace("VALUES", "[]")).unwrap_err().to_string();
+        assert!(e.contains("n.yaml:12:") && e.contains("matchNamespaceChanges needs the namespaces"), "{e}");
+    }
+
     /// A generated_ftrace list needs a pattern that is a regular expression, each error
     /// where it is written.
     #[test]

@@ -64,6 +64,7 @@ pub fn compile(c: &Ctx<'_>, s: &SelectorSpec) -> Result<(Selector, Vec<StrCond>)
     match_binaries(c, &s.match_binaries, false, &mut out, &mut strings);
     match_binaries(c, &s.match_parent_binaries, true, &mut out, &mut strings);
     match_namespaces(c, &s.match_namespaces, &mut out)?;
+    match_namespace_changes(&s.match_namespace_changes, &mut out);
     match_pids(&s.match_pids, &mut out);
     match_capabilities(&s.match_capabilities, &mut out);
     match_capability_changes(&s.match_capability_changes, &mut out);
@@ -295,6 +296,14 @@ fn match_namespaces(c: &Ctx<'_>, ns_sels: &[NsSel], out: &mut Selector) -> Resul
         out.ns[k] = cond;
     }
     Ok(())
+}
+
+/// matchNamespaceChanges (one entry, as the validator allows): its operator and the
+/// namespaces' slot bits.
+fn match_namespace_changes(ns: &[NsChangeSel], out: &mut Selector) {
+    let Some(n) = ns.first() else { return };
+    out.nschg_op = set_op(n.operator);
+    out.nschg_mask = n.values.iter().fold(0u16, |m, v| m | 1 << ns_slot(*v));
 }
 
 fn match_pids(ps: &[PidSel], out: &mut Selector) {

@@ -364,10 +364,7 @@ fn arg(l: &Loaded, at: &str, a: &ArgDecl) -> R {
 
 fn selector(l: &Loaded, at: &str, h: &HookCommon<'_>, s: &SelectorSpec) -> R {
     let args = h.args;
-    for (field, n) in [
-        ("matchNamespaceChanges", s.match_namespace_changes.len()),
-        ("matchReturnActions", s.match_return_actions.len()),
-    ] {
+    for (field, n) in [("matchReturnActions", s.match_return_actions.len())] {
         if n > 0 {
             return Err(l.unsupported(&format!("{at}.{field}"), field));
         }
@@ -390,6 +387,7 @@ fn selector(l: &Loaded, at: &str, h: &HookCommon<'_>, s: &SelectorSpec) -> R {
     match_binaries(l, at, "matchBinaries", &s.match_binaries)?;
     match_binaries(l, at, "matchParentBinaries", &s.match_parent_binaries)?;
     match_namespaces(l, at, &s.match_namespaces)?;
+    match_namespace_changes(l, at, &s.match_namespace_changes)?;
     match_pids(l, at, &s.match_pids)?;
     match_capabilities(l, at, "matchCapabilities", &s.match_capabilities)?;
     match_capabilities(l, at, "matchCapabilityChanges", &s.match_capability_changes)?;
@@ -573,6 +571,21 @@ fn match_binaries(l: &Loaded, at: &str, field: &str, bs: &[BinSel]) -> R {
         str_values(l, &bat, &b.values)?;
     }
     Ok(())
+}
+
+fn match_namespace_changes(l: &Loaded, at: &str, ns: &[NsChangeSel]) -> R {
+    if ns.len() > 1 {
+        return Err(
+            l.error(&format!("{at}.matchNamespaceChanges"), "at most one matchNamespaceChanges entry per selector")
+        );
+    }
+    match ns.first() {
+        Some(n) if n.values.is_empty() => Err(l.error(
+            &format!("{at}.matchNamespaceChanges[0].values"),
+            "matchNamespaceChanges needs the namespaces to watch (Uts, Ipc, Mnt, Pid, Net, Time, Cgroup, User, ...)",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn match_namespaces(l: &Loaded, at: &str, ns: &[NsSel]) -> R {
