@@ -71,6 +71,10 @@ pub struct ArgBuf {
     /// 1 when a network argument's guard failed: the hook does not apply (`net.rs`).
     pub skip: u32,
     pub _pad: u32,
+    /// The kernel and user stacks' ids (or -1), taken before the hooks of the point ran
+    /// (here rather than on the stack: 6.1 caps the combined stack of the callbacks).
+    pub kstack: i32,
+    pub ustack: i32,
     /// The owner of a tracked socket among the arguments (TrackSock; pid 0: none): the
     /// event is that process's.
     pub owner: nightjar_common::SockOwner,
@@ -112,9 +116,6 @@ struct Eval {
     key: u32,
     hook: u32,
     matched: u32,
-    /// The kernel and user stacks' ids (or -1), taken before the hooks ran.
-    kstack: i32,
-    ustack: i32,
 }
 
 /// Policy hooks on a non-syscall tracepoint, keyed by the attach cookie (the tracepoint's
@@ -201,11 +202,31 @@ pub fn exec_binmask(_ctx: TracePointContext) -> u32 {
         rd::<u64>(cred, off!(cred_cap_inheritable)).unwrap_or(0),
     ];
     let task = crate::task::current();
-    let mut nss = [0u32; ns::COUNT];
-    for (slot, v) in nss.iter_mut().enumerate() {
-        *v = crate::task::ns_inum(task, slot);
+    let mut rec = NsRecord { task, st: ProcState { binmask: mask, caps, ns: [0; ns::COUNT], _pad: 0 } };
+    // One namespace per step (unrolled, the ten reads made exec_binmask too large for
+    // 6.1's verifier).
+    // SAFETY: ns_record_cb only touches the NsRecord passed as its context.
+    unsafe {
+        gen::bpf_loop(ns::COUNT as u32, ns_record_cb as *mut c_void, &mut rec as *mut NsRecord as *mut c_void, 0);
     }
-    let _ = PROCS.insert(pid, ProcState { binmask: mask, caps, ns: nss, _pad: 0 }, 0);
+    let _ = PROCS.insert(pid, &rec.st, 0);
+    0
+}
+
+/// What exec_binmask records, and the task it reads the namespaces of.
+#[repr(C)]
+struct NsRecord {
+    task: u64,
+    st: ProcState,
+}
+
+extern "C" fn ns_record_cb(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: ctx is the &mut NsRecord handed to bpf_loop.
+    let r = unsafe { &mut *(ctx as *mut NsRecord) };
+    let i = i as usize;
+    if i < ns::COUNT {
+        r.st.ns[i] = crate::task::ns_inum(r.task, i);
+    }
     0
 }
 
@@ -259,9 +280,11 @@ pub fn forget(pid: u32) {
 pub fn run_hooks(key: u32, ctx: *mut c_void) {
     // SAFETY: read-only use of the map value.
     let Some(list) = (unsafe { HOOK_LISTS.get(key) }) else { return };
-    let kstack = if list.stacks & u32::from(STACK_KERNEL) != 0 { crate::stack::kernel(ctx) } else { -1 };
-    let ustack = if list.stacks & u32::from(STACK_USER) != 0 { crate::stack::user(ctx) } else { -1 };
-    let mut ev = Eval { key, hook: 0, matched: 0, kstack, ustack };
+    if let Some(ab) = argbuf() {
+        ab.kstack = if list.stacks & u32::from(STACK_KERNEL) != 0 { crate::stack::kernel(ctx) } else { -1 };
+        ab.ustack = if list.stacks & u32::from(STACK_USER) != 0 { crate::stack::user(ctx) } else { -1 };
+    }
+    let mut ev = Eval { key, hook: 0, matched: 0 };
     // SAFETY: hook_cb only touches the Eval passed as its context.
     unsafe {
         gen::bpf_loop(plimits::HOOKS_PER_TP as u32, hook_cb as *mut c_void, &mut ev as *mut Eval as *mut c_void, 0);
@@ -277,12 +300,12 @@ extern "C" fn hook_cb(i: u64, ctx: *mut c_void) -> i64 {
     if hid >= plimits::HOOKS {
         return 1;
     }
-    run_hook(hid, ev.kstack, ev.ustack);
+    run_hook(hid);
     0
 }
 
 #[inline(always)]
-fn run_hook(hid: u32, kstack: i32, ustack: i32) {
+fn run_hook(hid: u32) {
     let Some(conf) = HOOK_CONF.get(hid) else { return };
     if conf.active == 0 {
         return;
@@ -292,7 +315,7 @@ fn run_hook(hid: u32, kstack: i32, ustack: i32) {
         ab.skip = 0;
         ab.owner = nightjar_common::SockOwner::default();
     }
-    let mut cev = Eval { key: 0, hook: hid, matched: 0, kstack, ustack };
+    let mut cev = Eval { key: 0, hook: hid, matched: 0 };
     // SAFETY: capture_cb only touches the Eval passed as its context.
     unsafe {
         gen::bpf_loop(nargs, capture_cb as *mut c_void, &mut cev as *mut Eval as *mut c_void, 0);
@@ -300,7 +323,7 @@ fn run_hook(hid: u32, kstack: i32, ustack: i32) {
     if argbuf().is_some_and(|ab| ab.skip != 0) {
         return;
     }
-    let mut ev = Eval { key: 0, hook: hid, matched: u32::MAX, kstack, ustack };
+    let mut ev = Eval { key: 0, hook: hid, matched: u32::MAX };
     let nsel = conf.nsel as u32;
     let (sel, act, sig, err, stack) = if nsel == 0 {
         (0u32, action::POST, 0u8, 0i32, 0u8)
@@ -362,9 +385,7 @@ fn run_hook(hid: u32, kstack: i32, ustack: i32) {
         }
         _ => {}
     }
-    let kstack = if stack & STACK_KERNEL != 0 { kstack } else { -1 };
-    let ustack = if stack & STACK_USER != 0 { ustack } else { -1 };
-    emit(hid, act, sel as u8, signalled, kstack, ustack);
+    emit(hid, act, sel as u8, signalled, stack);
 }
 
 extern "C" fn capture_cb(i: u64, ctx: *mut c_void) -> i64 {
@@ -448,12 +469,16 @@ fn parent_binary_match(task: u64, s: &Selector) -> bool {
 /// as `ns_match`.
 #[inline(never)]
 fn ns_changes_match(task: u64, tgid: u32, s: &Selector) -> bool {
-    // SAFETY: read of a hash map value, copied out.
-    let at_exec = unsafe { PROCS.get(tgid) }.map(|p| p.ns).unwrap_or([0; ns::COUNT]);
+    // SAFETY: read of a hash map value, in place (a copy on the stack pushed 6.1's combined
+    // stack limit over).
+    let Some(p) = (unsafe { PROCS.get(tgid) }) else { return s.nschg_op != op::IN };
     let mut changed = false;
-    for (slot, then) in at_exec.iter().enumerate() {
-        if (s.nschg_mask >> slot) & 1 == 1 && *then != 0 && crate::task::ns_inum(task, slot) != *then {
-            changed = true;
+    for slot in 0..ns::COUNT {
+        if (s.nschg_mask >> slot) & 1 == 1 {
+            let then = p.ns[slot];
+            if then != 0 && crate::task::ns_inum(task, slot) != then {
+                changed = true;
+            }
         }
     }
     changed == (s.nschg_op == op::IN)
@@ -999,7 +1024,7 @@ extern "C" fn emit_cb(i: u64, ctx: *mut c_void) -> i64 {
 
 /// Writes the policy record with the captured arguments to the ring buffer.
 #[inline(always)]
-fn emit(hid: u32, act: u8, sel: u8, signalled: u8, kstack: i32, ustack: i32) {
+fn emit(hid: u32, act: u8, sel: u8, signalled: u8, stack: u8) {
     let Some(conf) = HOOK_CONF.get(hid) else { return };
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         count_missed(kind::POLICY, cause::SCRATCH);
@@ -1012,6 +1037,14 @@ fn emit(hid: u32, act: u8, sel: u8, signalled: u8, kstack: i32, ustack: i32) {
     let (pid, tid) = match argbuf() {
         Some(ab) if ab.owner.pid != 0 => (ab.owner.pid, ab.owner.tid),
         _ => ((pid_tgid >> 32) as u32, pid_tgid as u32),
+    };
+    // The stacks the point took, if the matched selector asked for them.
+    let (kstack, ustack) = match argbuf() {
+        Some(ab) => (
+            if stack & STACK_KERNEL != 0 { ab.kstack } else { -1 },
+            if stack & STACK_USER != 0 { ab.ustack } else { -1 },
+        ),
+        None => (-1, -1),
     };
     let nargs = (conf.nargs as usize).min(plimits::ARGS);
     let hdr = PolicyRecord {
