@@ -42,8 +42,9 @@ fn is_syscalls(list: &ListSpec) -> bool {
 pub fn functions(list: &ListSpec) -> Vec<String> {
     match list.ty {
         Some(ListType::GeneratedSyscalls) => SYSCALLS.iter().map(|(n, _)| format!("sys_{n}")).collect(),
+        // No pattern (refused by the validator) matches nothing, not every function.
         Some(ListType::GeneratedFtrace) => {
-            ftrace_matches(list.pattern.as_deref().unwrap_or_default()).map(|(f, _)| f).unwrap_or_default()
+            list.pattern.as_deref().and_then(|p| ftrace_matches(p).ok()).map(|(f, _)| f).unwrap_or_default()
         }
         _ => {
             let mut out: Vec<String> = Vec::new();

@@ -99,6 +99,12 @@ mod tests {
         assert!(members(op::EQUAL, std::slice::from_ref(&me), false).contains(&pid));
         let mut child = std::process::Command::new("/bin/sleep").arg("5").spawn().unwrap();
         let cpid = child.id();
+        // Until its exec is visible in /proc, the child is still this binary.
+        let exe = || std::fs::read_link(format!("/proc/{cpid}/exe")).map(|p| p.display().to_string()).ok();
+        let t = std::time::Instant::now();
+        while exe().as_deref() == Some(me.as_str()) && t.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert!(!members(op::EQUAL, std::slice::from_ref(&me), false).contains(&cpid));
         assert!(members(op::EQUAL, &[me], true).contains(&cpid));
         let _ = child.kill();
