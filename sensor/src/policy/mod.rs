@@ -119,6 +119,16 @@ mod tests {
         assert_eq!(lists::enforcer_nrs(&p), Ok(vec![32]));
     }
 
+    /// This host's tracefs, with tracepoints as the only hook kind (what planning sees
+    /// without a running sensor).
+    fn tracepoints_env() -> compile::Env {
+        compile::Env {
+            tracefs: "/sys/kernel/tracing".into(),
+            host_ns: Default::default(),
+            kernel: compile::KernelHooks::tracepoints_only("test"),
+        }
+    }
+
     /// `resolve:` is checked where it is written: a path of member names, btfType only
     /// with it, not on returnArg, and only on hooks whose arguments BTF types.
     #[test]
@@ -132,11 +142,7 @@ mod tests {
             assert!(e.contains("r.yaml:12:") && e.contains(want), "{e}");
         }
         let l = parse("r.yaml", &tp.replace("EXTRA", "      resolve: \"pid\"\n")).unwrap();
-        let env = compile::Env {
-            tracefs: "/sys/kernel/tracing".into(),
-            host_ns: Default::default(),
-            kernel: compile::KernelHooks::tracepoints_only("test"),
-        };
+        let env = tracepoints_env();
         let e = compile::plan(&l, &env).unwrap_err().to_string();
         assert!(e.contains("not supported by nightjar: resolve on tracepoint syscalls:sys_enter_openat"), "{e}");
     }
@@ -168,11 +174,7 @@ mod tests {
     fn match_data_compares_the_data_arguments() {
         let k = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: d\nspec:\n  kprobes:\n  - call: sys_dup\n    syscall: true\n    args:\n    - index: 0\n      type: int\n    data:\n    - index: 0\n      type: int\n      source: current_task\n      resolve: tgid\n    - index: 1\n      type: string\n      source: current_task\n      resolve: comm\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Equal\n        values: [\"77\"]\n      matchData:\n      - index: 1\n        operator: Prefix\n        values: [\"x\"]\n      - index: 0\n        operator: GreaterThan\n        values: [\"5\"]\n";
         let l = parse("d.yaml", k).unwrap_or_else(|e| panic!("{e}"));
-        let env = compile::Env {
-            tracefs: "/sys/kernel/tracing".into(),
-            host_ns: Default::default(),
-            kernel: compile::KernelHooks::tracepoints_only("test"),
-        };
+        let env = tracepoints_env();
         let plans = compile::plan(&l, &env).unwrap_or_else(|e| panic!("{e}"));
         let c = &plans[0].conf;
         assert_eq!((c.nargs, c.sels[0].nargs), (3, 3));
@@ -211,11 +213,7 @@ mod tests {
     fn match_parent_binaries_is_a_set_of_its_own() {
         let k = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: p\nspec:\n  kprobes:\n  - call: sys_dup\n    syscall: true\n    selectors:\n    - matchParentBinaries:\n      - operator: NotIn\n        values: VALUES\n";
         let l = parse("p.yaml", &k.replace("VALUES", "[/bin/sh]")).unwrap_or_else(|e| panic!("{e}"));
-        let env = compile::Env {
-            tracefs: "/sys/kernel/tracing".into(),
-            host_ns: Default::default(),
-            kernel: compile::KernelHooks::tracepoints_only("test"),
-        };
+        let env = tracepoints_env();
         let plans = compile::plan(&l, &env).unwrap_or_else(|e| panic!("{e}"));
         let sel = &plans[0].conf.sels[0];
         assert_eq!((sel.bin_bit, sel.pbin_bit, sel.pbin_negate, sel.bin_negate), (0xff, 0xff, 1, 0));
@@ -231,11 +229,7 @@ mod tests {
         use nightjar_common::{ns, op};
         let k = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: n\nspec:\n  kprobes:\n  - call: sys_dup\n    syscall: true\n    selectors:\n    - matchNamespaceChanges:\n      - operator: In\n        values: VALUES\n";
         let l = parse("n.yaml", &k.replace("VALUES", "[Mnt, Net]")).unwrap_or_else(|e| panic!("{e}"));
-        let env = compile::Env {
-            tracefs: "/sys/kernel/tracing".into(),
-            host_ns: Default::default(),
-            kernel: compile::KernelHooks::tracepoints_only("test"),
-        };
+        let env = tracepoints_env();
         let sel = compile::plan(&l, &env).unwrap_or_else(|e| panic!("{e}"))[0].conf.sels[0];
         assert_eq!((sel.nschg_op, sel.nschg_mask), (op::IN, (1 << ns::MNT | 1 << ns::NET) as u16));
         let e = parse("n.yaml", &k.replace("VALUES", "[]")).unwrap_err().to_string();
