@@ -6,6 +6,7 @@ mod config;
 mod control;
 mod getevents;
 mod memory;
+mod pods;
 mod policy;
 mod run;
 mod status;

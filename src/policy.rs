@@ -51,6 +51,9 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
         match planned {
             Ok((l, hooks)) => {
                 println!("{}: ok ({} {})", f.display(), l.policy.kind, l.policy.metadata.name);
+                if let Some(scope) = sensor::policy::scope::Scope::of(&l) {
+                    println!("  scope: {}", scope.describe());
+                }
                 for h in hooks {
                     println!("  {} served by {} (backend: {})", h.function, h.served_by, h.backend);
                 }

@@ -272,6 +272,11 @@ async fn run(cfg: Config, policies: Vec<sensor::policy::Loaded>, args: RunArgs) 
     });
     // Without a sensor, requests that need one are answered "the sensor is not running".
     let control_tx = sensor.as_ref().map(|s| s.control()).unwrap_or_else(|| mpsc::channel(1).0);
+    // The policies' Kubernetes scopes follow the pods the API server lists.
+    let _pods = match (pipeline.pod_feed(), &sensor) {
+        (Some(feed), Some(_)) => Some(crate::pods::spawn(feed, control_tx.clone())),
+        _ => None,
+    };
     let _control = crate::control::serve(cfg.control.socket.clone(), control_tx.clone(), extra, events_tx.clone())
         .await
         .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;

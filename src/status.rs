@@ -52,6 +52,9 @@ fn print_agent(v: &Value) {
     println!("policies:");
     for p in v["policies"].as_array().into_iter().flatten() {
         println!("  {} ({})", p["name"].as_str().unwrap_or("?"), p["source"].as_str().unwrap_or("?"));
+        if let Some(scope) = p["scope"].as_str() {
+            println!("    scope: {scope}");
+        }
         for h in p["hooks"].as_array().into_iter().flatten() {
             println!(
                 "    {} served by {} (backend: {})",

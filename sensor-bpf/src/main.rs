@@ -17,6 +17,7 @@ mod policy;
 mod process;
 mod rawtp;
 mod resolve;
+mod scope;
 mod stack;
 mod task;
 mod uprobe;

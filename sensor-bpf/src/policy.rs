@@ -75,6 +75,8 @@ pub struct ArgBuf {
     /// (here rather than on the stack: 6.1 caps the combined stack of the callbacks).
     pub kstack: i32,
     pub ustack: i32,
+    /// The key of a `SCOPES` lookup (`scope.rs`).
+    pub cgid: u64,
     /// The owner of a tracked socket among the arguments (TrackSock; pid 0: none): the
     /// event is that process's.
     pub owner: nightjar_common::SockOwner,
@@ -308,6 +310,9 @@ extern "C" fn hook_cb(i: u64, ctx: *mut c_void) -> i64 {
 fn run_hook(hid: u32) {
     let Some(conf) = HOOK_CONF.get(hid) else { return };
     if conf.active == 0 {
+        return;
+    }
+    if conf.scope != 0 && !crate::scope::admits(conf.scope) {
         return;
     }
     let nargs = (conf.nargs as u32).min(plimits::ARGS as u32);

@@ -136,6 +136,8 @@ pub enum Command {
     DeletePolicy(String, oneshot::Sender<Result<PolicyStatus, String>>),
     ListPolicies(oneshot::Sender<Vec<PolicyStatus>>),
     Status(oneshot::Sender<SensorStatus>),
+    /// This node's pods, as the Kubernetes API lists them (for podSelector & co.).
+    SetPods(Vec<crate::policy::scope::PodMeta>),
 }
 
 /// What `nightjar status` shows about the sensor.
@@ -271,6 +273,12 @@ impl Sensor {
         self.policies.list()
     }
 
+    /// This node's pods: the Kubernetes scopes of the loaded policies are matched
+    /// against them (and against the container cgroups, walked again now).
+    pub fn set_pods(&mut self, pods: Vec<crate::policy::scope::PodMeta>) {
+        self.policies.set_pods(&mut self.ebpf, pods);
+    }
+
     /// A handle to send commands to the sensor once it runs.
     pub fn control(&self) -> mpsc::Sender<Command> {
         self.command_tx.clone()
@@ -319,6 +327,7 @@ impl Sensor {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Command::SetPods(pods) => self.set_pods(pods),
         }
     }
 
@@ -351,6 +360,8 @@ impl Sensor {
         let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
         let mut gc_tick = tokio::time::interval(Duration::from_secs(30));
         gc_tick.tick().await;
+        let mut scope_tick = tokio::time::interval(crate::hooks::scope::RESCAN);
+        scope_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The kernel wakes this reader only once an eighth of the ring waits (see the
         // programs' `wake_flags`): what lies below that mark is read on this tick.
         let mut poll_tick = tokio::time::interval(RING_POLL);
@@ -369,6 +380,7 @@ impl Sensor {
                     }
                     metrics::gauge!(nightjar_event::metrics::names::PROCESS_CACHE_SIZE).set(self.process.cache.len() as f64);
                 }
+                _ = scope_tick.tick() => self.policies.rescan_scopes(&mut self.ebpf),
                 _ = gc_tick.tick() => {
                     let n = self.process.collect_gone();
                     if n > 0 {

@@ -32,6 +32,7 @@ fn seed(name: &str) -> PathBuf {
 
 struct Running {
     rx: mpsc::Receiver<Event>,
+    control: mpsc::Sender<nightjar_sensor::loader::Command>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     _serial: MutexGuard<'static, ()>,
@@ -50,10 +51,16 @@ fn start(policies: &[(String, String)]) -> Started {
 
 /// Like `start`, tracing (and enforcing) only in cgroup `cgroup_filter` (0: everywhere).
 fn start_in(policies: &[(String, String)], cgroup_filter: u64) -> Started {
+    start_with(policies, cgroup_filter, Vec::new())
+}
+
+/// Like `start_in`, with this node's pods known to the sensor (Kubernetes scopes).
+fn start_with(policies: &[(String, String)], cgroup_filter: u64, pods: Vec<policy::scope::PodMeta>) -> Started {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = SensorConfig { policies_dir: PathBuf::new(), cgroup_filter, ..SensorConfig::default() };
     let mut sensor = Sensor::load(&cfg, "test-node").expect("load the sensor (root)");
     let backends = Backends::of(&sensor.features);
+    sensor.set_pods(pods);
     let mut st = Vec::new();
     for (name, text) in policies {
         let l = policy::parse(name, text).unwrap_or_else(|e| panic!("{e}"));
@@ -61,8 +68,9 @@ fn start_in(policies: &[(String, String)], cgroup_filter: u64) -> Started {
     }
     let (tx, rx) = mpsc::channel(65536);
     let (stop, stop_rx) = watch::channel(false);
+    let control = sensor.control();
     let task = tokio::spawn(async move { sensor.run(tx, stop_rx).await.expect("run") });
-    Started { run: Running { rx, stop, task, _serial: serial }, policies: st, backends }
+    Started { run: Running { rx, control, stop, task, _serial: serial }, policies: st, backends }
 }
 
 /// The backends this kernel must give: from what the sensor found usable, and at least
@@ -436,8 +444,9 @@ async fn override_denies_the_miner_exec_where_bpf_lsm_exists() {
     assert_served(&[st], "block-cryptominers-override", "bprm_check_security", "lsm", &["bprm_check_security"]);
     let (tx, rx) = mpsc::channel(65536);
     let (stop, stop_rx) = watch::channel(false);
+    let control = sensor.control();
     let task = tokio::spawn(async move { sensor.run(tx, stop_rx).await.expect("run") });
-    let mut s = Running { rx, stop, task, _serial: serial };
+    let mut s = Running { rx, control, stop, task, _serial: serial };
 
     let err = Command::new(&miner).arg("30").status().expect_err("the miner's exec must fail");
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err:?}");
@@ -566,4 +575,175 @@ async fn uprobe_on_bash_readline_reports_the_prompt() {
     assert_eq!(u["args"], serde_json::json!([{ "string_arg": "nightjar-prompt> " }]));
     assert_eq!(u["process"]["binary"], bash);
     s.stop().await;
+}
+
+/// A policy on dup(2) of descriptor `fd` (which no process here has), with `scope` (YAML
+/// under `spec:`, and the kind/namespace it needs).
+fn scoped_dup_policy(name: &str, kind: &str, namespace: &str, fd: u32, scope: &str) -> (String, String) {
+    let ns = if namespace.is_empty() { String::new() } else { format!("  namespace: {namespace}\n") };
+    (
+        format!("{name}.yaml"),
+        format!(
+            "apiVersion: cilium.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\n{ns}spec:\n{scope}  kprobes:\n  - call: sys_dup\n    syscall: true\n    args:\n    - index: 0\n      type: int\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Equal\n        values: [\"{fd}\"]\n"
+        ),
+    )
+}
+
+/// A process of the test in cgroup `cg`: between fork and exec it joins the cgroup and
+/// calls dup on each of `fds` (none is open: EBADF), then runs /bin/true.
+fn dup_in_cgroup(cg: &Path, fds: &[u32]) -> u32 {
+    use std::os::unix::process::CommandExt;
+    let procs = std::ffi::CString::new(cg.join("cgroup.procs").into_os_string().into_encoded_bytes()).unwrap();
+    let fds = fds.to_vec();
+    let mut cmd = Command::new("/bin/true");
+    // SAFETY: only open/write/close/dup (async-signal-safe) between fork and exec, on
+    // data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+            for d in &fds {
+                libc::dup(*d as i32);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn /bin/true");
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
+    pid
+}
+
+/// podSelector, containerSelector, hostSelector and TracingPolicyNamespaced filter in the
+/// kernel by the cgroup of the process: three pods' containers (cgroups laid out as the
+/// kubelet's systemd driver names them, made by this test) and a host cgroup each call
+/// dup on every policy's descriptor; each policy reports exactly the processes its scope
+/// admits, and follows a pod's new labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_scopes_report_only_the_pods_containers_and_host_they_select() {
+    let base = cgroup2_mount().join(format!("nightjar-scope-{}", std::process::id()));
+    let _cleanup = RemoveTree(base.clone());
+    let uid = |n: u32| format!("0b5a4c6e-8f0c-4c57-9a3e-{n:012}");
+    let cid = |n: u32| format!("{n:064x}");
+    let pod_cg = |n: u32| {
+        let u = uid(n).replace('-', "_");
+        base.join("kubepods.slice/kubepods-besteffort.slice")
+            .join(format!("kubepods-besteffort-pod{u}.slice"))
+            .join(format!("cri-containerd-{}.scope", cid(n)))
+    };
+    let host_cg = base.join("host");
+    for d in [pod_cg(1), pod_cg(2), pod_cg(3), host_cg.clone()] {
+        std::fs::create_dir_all(&d).unwrap();
+    }
+    let pod = |n: u32, ns: &str, app: &str, container: &str| policy::scope::PodMeta {
+        uid: uid(n),
+        name: format!("pod-{n}"),
+        namespace: ns.into(),
+        labels: [("app".to_owned(), app.to_owned())].into(),
+        containers: vec![(cid(n), container.into())],
+    };
+    // Pod 3 runs but is not listed (the API has not caught up with it).
+    let pods = vec![pod(1, "rebels", "xwing", "main"), pod(2, "empire", "tiefighter", "sidecar")];
+    let policies = vec![
+        scoped_dup_policy("scope-xwing", "TracingPolicy", "", 771, "  podSelector:\n    matchLabels:\n      app: xwing\n"),
+        scoped_dup_policy("scope-sidecar", "TracingPolicy", "", 772, "  containerSelector:\n    matchExpressions:\n    - key: name\n      operator: In\n      values: [sidecar]\n"),
+        scoped_dup_policy("scope-empire", "TracingPolicyNamespaced", "empire", 773, ""),
+        scoped_dup_policy("scope-xwing-host", "TracingPolicy", "", 774, "  podSelector:\n    matchLabels:\n      app: xwing\n  hostSelector: {}\n"),
+        scoped_dup_policy("scope-all-pods", "TracingPolicy", "", 775, "  podSelector: {}\n"),
+        scoped_dup_policy("scope-none", "TracingPolicy", "", 776, ""),
+    ];
+    let Started { run: mut s, policies: st, .. } = start_with(&policies, 0, pods);
+    let scope_of = |name: &str| st.iter().find(|p| p.name == name).and_then(|p| p.scope.clone());
+    assert_eq!(scope_of("scope-xwing").as_deref(), Some("pods app=xwing; 1 container cgroup(s) admitted"));
+    assert_eq!(scope_of("scope-empire").as_deref(), Some("namespace empire; 1 container cgroup(s) admitted"));
+    assert_eq!(scope_of("scope-all-pods").as_deref(), Some("pods (all); 3 container cgroup(s) admitted"));
+    assert_eq!(scope_of("scope-none"), None);
+
+    let fds = [771, 772, 773, 774, 775, 776];
+    let run_all = || {
+        [
+            dup_in_cgroup(&pod_cg(1), &fds),
+            dup_in_cgroup(&pod_cg(2), &fds),
+            dup_in_cgroup(&pod_cg(3), &fds),
+            dup_in_cgroup(&host_cg, &fds),
+        ]
+    };
+    // Who reported what: (policy, pid) pairs of this round's processes.
+    async fn seen(s: &mut Running, pids: &[u32; 4]) -> std::collections::BTreeSet<(String, usize)> {
+        // The host process ran last and scope-none reports it: everything before is in.
+        let last = |e: &Event| {
+            kprobe(e).is_some_and(|k| {
+                k.policy_name.as_deref() == Some("scope-none")
+                    && k.process.as_ref().and_then(|p| p.pid) == Some(pids[3])
+            })
+        };
+        let events = s.collect(Duration::from_secs(30), last).await;
+        events
+            .iter()
+            .filter_map(kprobe)
+            .filter_map(|k| {
+                let pid = k.process.as_ref()?.pid?;
+                let who = pids.iter().position(|p| *p == pid)?;
+                Some((k.policy_name.clone()?, who))
+            })
+            .collect()
+    }
+    let want = |pairs: &[(&str, &[usize])]| -> std::collections::BTreeSet<(String, usize)> {
+        pairs.iter().flat_map(|(p, who)| who.iter().map(move |w| ((*p).to_owned(), *w))).collect()
+    };
+    // 0, 1, 2: the containers of pods 1, 2, 3; 3: the host cgroup.
+    let pids = run_all();
+    let got = seen(&mut s, &pids).await;
+    let expected = want(&[
+        ("scope-xwing", &[0]),
+        ("scope-sidecar", &[1]),
+        ("scope-empire", &[1]),
+        ("scope-xwing-host", &[0, 3]),
+        ("scope-all-pods", &[0, 1, 2]),
+        ("scope-none", &[0, 1, 2, 3]),
+    ]);
+    assert_eq!(got, expected);
+
+    // Pod 2 is relabelled app=xwing and pod 3 listed in namespace empire.
+    let relabelled =
+        vec![pod(1, "rebels", "xwing", "main"), pod(2, "empire", "xwing", "sidecar"), pod(3, "empire", "db", "db")];
+    s.control.send(nightjar_sensor::loader::Command::SetPods(relabelled)).await.unwrap();
+    // Commands are served in order: once the list answers, the new pods are in the map.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    s.control.send(nightjar_sensor::loader::Command::ListPolicies(tx)).await.unwrap();
+    let listed = rx.await.unwrap();
+    let xwing = listed.iter().find(|p| p.name == "scope-xwing").and_then(|p| p.scope.clone());
+    assert_eq!(xwing.as_deref(), Some("pods app=xwing; 2 container cgroup(s) admitted"));
+    let pids = run_all();
+    let got = seen(&mut s, &pids).await;
+    let expected = want(&[
+        ("scope-xwing", &[0, 1]),
+        ("scope-sidecar", &[1]),
+        ("scope-empire", &[1, 2]),
+        ("scope-xwing-host", &[0, 1, 3]),
+        ("scope-all-pods", &[0, 1, 2]),
+        ("scope-none", &[0, 1, 2, 3]),
+    ]);
+    assert_eq!(got, expected);
+    s.stop().await;
+}
+
+/// Removes a tree of (empty) cgroups when dropped, also when the test fails.
+struct RemoveTree(PathBuf);
+
+impl Drop for RemoveTree {
+    fn drop(&mut self) {
+        fn rm(d: &Path) {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+        rm(&self.0);
+    }
 }

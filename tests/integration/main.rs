@@ -11,6 +11,7 @@ mod faults_input;
 mod faults_metrics;
 mod faults_util;
 mod getevents;
+mod k8s_scope;
 mod kubernetes;
 mod kubernetes_pod;
 mod main_job;

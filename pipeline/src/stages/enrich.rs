@@ -59,6 +59,8 @@ pub struct Enrich {
     node: String,
     users: Option<(super::users::NameFile, super::users::NameFile)>,
     pods: Option<PodCache>,
+    /// The pod cache as a feed for other readers (set when a refresher runs).
+    feed: Option<k8s::PodFeed>,
     /// Shared processes already enriched: the sensor gives every event of an execution the
     /// same [`SharedProcess`], so it is copied and enriched once and the enriched one (with
     /// its JSON, encoded once) goes into each of its events. Keyed by the input's address,
@@ -76,22 +78,32 @@ impl Enrich {
     /// Builds the stage and, in a cluster, the pod-list refresher to spawn with it.
     pub fn new(cfg: &EnrichConfig, ctx: &Context) -> Result<(Self, Option<tokio::task::JoinHandle<()>>), StageError> {
         let target = k8s::detect(&cfg.kubernetes, |k| std::env::var(k).ok())?;
-        let (pods, task) = match target {
+        let (pods, task, feed) = match target {
             Some(t) => {
                 let cache: PodCache = Arc::new(RwLock::new(PodIndex::default()));
                 tracing::info!(host = %t.host, "pod metadata from the Kubernetes API server");
+                let (refreshed_tx, refreshed) = tokio::sync::watch::channel(0);
                 let task = k8s::spawn_refresher(
                     t,
                     ctx.node_name.clone(),
                     cache.clone(),
                     Duration::from_secs(cfg.kubernetes.refresh_secs),
                     cfg.kubernetes.max_pods,
+                    refreshed_tx,
                 );
-                (Some(cache), Some(task))
+                let feed = k8s::PodFeed { cache: cache.clone(), refreshed };
+                (Some(cache), Some(task), Some(feed))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
-        Ok((Self::with_pods(cfg, ctx, pods), task))
+        let mut s = Self::with_pods(cfg, ctx, pods);
+        s.feed = feed;
+        Ok((s, task))
+    }
+
+    /// The pod cache and its refresh counter, when pods come from the API server.
+    pub fn pod_feed(&self) -> Option<k8s::PodFeed> {
+        self.feed.clone()
     }
 
     /// The stage over a given pod cache (tests, or none).
@@ -105,7 +117,7 @@ impl Enrich {
             g.refresh(now);
             (u, g)
         });
-        Enrich { node: ctx.node_name.clone(), users, pods, memo: HashMap::new() }
+        Enrich { node: ctx.node_name.clone(), users, pods, feed: None, memo: HashMap::new() }
     }
 
     /// Enriches one process of an event: in place when no other event holds it, else once

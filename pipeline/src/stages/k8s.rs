@@ -133,6 +133,14 @@ impl PodIndex {
 
 pub type PodCache = Arc<RwLock<PodIndex>>;
 
+/// The pod cache for other readers than enrichment (the sensor's Kubernetes scopes):
+/// `refreshed` moves at each successful listing.
+#[derive(Clone)]
+pub struct PodFeed {
+    pub cache: PodCache,
+    pub refreshed: tokio::sync::watch::Receiver<u64>,
+}
+
 /// Where and how to reach the API server.
 #[derive(Clone)]
 pub struct ApiTarget {
@@ -381,6 +389,7 @@ pub fn spawn_refresher(
     cache: PodCache,
     refresh: Duration,
     max_pods: usize,
+    refreshed: tokio::sync::watch::Sender<u64>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut t = tokio::time::interval(refresh.max(Duration::from_secs(1)));
@@ -398,6 +407,7 @@ pub fn spawn_refresher(
                     if let Ok(mut c) = cache.write() {
                         *c = ix;
                     }
+                    refreshed.send_modify(|n| *n += 1);
                     if failing {
                         tracing::info!("Kubernetes API reachable again");
                         failing = false;

@@ -208,6 +208,8 @@ pub struct Pipeline {
     stages: Option<JoinHandle<Vec<StageReport>>>,
     fanout: JoinHandle<FanoutReport>,
     background: Vec<JoinHandle<()>>,
+    /// This node's pods from the API server (when enrichment lists them).
+    pod_feed: Option<k8s::PodFeed>,
 }
 
 /// What the whole pipeline did, for the shutdown report and the accounting tests.
@@ -255,6 +257,7 @@ pub fn spawn(
     outputs: Vec<Output>,
 ) -> Result<Pipeline, StageError> {
     let mut background = Vec::new();
+    let mut pod_feed = None;
     let mut chain: Vec<Box<dyn Stage>> = Vec::new();
     if cfg.dedup.enabled {
         chain.push(Box::new(dedup::Dedup::new(&cfg.dedup)?));
@@ -262,6 +265,7 @@ pub fn spawn(
     if cfg.enrich.enabled {
         let (s, bg) = enrich::Enrich::new(&cfg.enrich, ctx)?;
         background.extend(bg);
+        pod_feed = s.pod_feed();
         chain.push(Box::new(s));
     }
     let f = filter::Filter::new(&cfg.filter)?;
@@ -285,10 +289,15 @@ pub fn spawn(
             fanout::run(rx, outputs).await
         }
     });
-    Ok(Pipeline { stages, fanout, background })
+    Ok(Pipeline { stages, fanout, background, pod_feed })
 }
 
 impl Pipeline {
+    /// This node's pods as the API server lists them, for the sensor's Kubernetes scopes.
+    pub fn pod_feed(&self) -> Option<k8s::PodFeed> {
+        self.pod_feed.clone()
+    }
+
     /// Waits for every stage and the fan-out to finish (after the input closed).
     pub async fn join(self) -> PipelineReport {
         let mut report = PipelineReport::default();

@@ -521,6 +521,10 @@ pub mod plimits {
     pub const STR: usize = 252;
     /// matchBinaries conditions (each is one bit of a process's binary mask).
     pub const BIN_SETS: u32 = 64;
+    /// Kubernetes scopes loaded at once (one bit each of a `SCOPES` mask).
+    pub const SCOPES: u32 = 64;
+    /// Container cgroups the `SCOPES` map holds.
+    pub const SCOPE_CGROUPS: u32 = 16384;
     /// String, path or buffer arguments per hook (a power of two: the kernel masks slot
     /// indexes with STR_SLOTS - 1 so every verifier can bound them).
     pub const STR_SLOTS: usize = 4;
@@ -984,7 +988,9 @@ pub struct HookConfig {
     pub nsel: u8,
     /// 1 when the hook is loaded (entries of deleted policies are 0).
     pub active: u8,
-    pub _pad: u8,
+    /// The policy's Kubernetes scope (podSelector, containerSelector, a namespaced policy):
+    /// 0 for none, else the scope's bit + 1 in the `SCOPES` masks.
+    pub scope: u8,
     pub args: [ArgSpec; plimits::ARGS],
     pub sels: [Selector; plimits::SELECTORS],
 }
@@ -1013,6 +1019,10 @@ pub struct HookList {
 pub const STACK_KERNEL: u8 = 1;
 /// ... and the user stack (userStackTrace).
 pub const STACK_USER: u8 = 2;
+
+/// The `SCOPES` entry for processes in no container's cgroup: the scopes that admit the
+/// host (hostSelector: {}).
+pub const SCOPE_HOST_KEY: u64 = u64::MAX;
 
 /// Key of `HOOK_LISTS` for exec hooks (no tracefs id is this large).
 pub const EXEC_HOOKS_KEY: u32 = 0xffff_0001;

@@ -7,5 +7,6 @@ pub mod net;
 pub mod policy;
 pub mod process;
 pub mod resolve;
+pub mod scope;
 pub mod stack;
 pub mod usdt;

@@ -119,6 +119,10 @@ pub struct PolicyStatus {
     pub name: String,
     pub source: String,
     pub hooks: Vec<HookStatus>,
+    /// The Kubernetes scope (podSelector, containerSelector, namespace, hostSelector) and
+    /// the container cgroups it admits now; absent for a policy that applies everywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,6 +208,8 @@ pub struct PolicyEngine {
     kfunc_keys: HashMap<String, KfuncKeys>,
     /// The entry kprobe of each hooked kernel function and how many hooks use it.
     kprobe_entries: HashMap<String, (KProbeLinkId, usize)>,
+    /// The loaded Kubernetes scopes and the kernel's `SCOPES` map.
+    scopes: crate::hooks::scope::Scopes,
 }
 
 impl PolicyEngine {
@@ -225,6 +231,7 @@ impl PolicyEngine {
             next_uprobe: 1,
             kfunc_keys: HashMap::new(),
             kprobe_entries: HashMap::new(),
+            scopes: crate::hooks::scope::Scopes::new(),
         }
     }
 
@@ -242,7 +249,29 @@ impl PolicyEngine {
     }
 
     pub fn list(&self) -> Vec<PolicyStatus> {
-        self.policies.values().map(|p| p.status.clone()).collect()
+        self.policies
+            .values()
+            .map(|p| PolicyStatus { scope: self.scopes.describe(&p.status.name), ..p.status.clone() })
+            .collect()
+    }
+
+    /// This node's pods, for the Kubernetes scopes; rewrites the scope map.
+    pub fn set_pods(&mut self, ebpf: &mut Ebpf, pods: Vec<super::scope::PodMeta>) {
+        self.scopes.set_pods(pods);
+        self.sync_scopes(ebpf);
+    }
+
+    /// Walks the container cgroups again (new containers) while some scope is loaded.
+    pub fn rescan_scopes(&mut self, ebpf: &mut Ebpf) {
+        if self.scopes.any() {
+            self.sync_scopes(ebpf);
+        }
+    }
+
+    fn sync_scopes(&mut self, ebpf: &mut Ebpf) {
+        if let Err(e) = self.scopes.sync(ebpf) {
+            tracing::warn!(error = %e, "cannot write the policy scope map");
+        }
     }
 
     /// Plans the policy on this kernel (without loading it): the located errors and the
@@ -344,7 +373,7 @@ impl PolicyEngine {
         if self.policies.contains_key(&name) {
             return Err(EngineError::Exists(name));
         }
-        let plans = self.plan(l)?;
+        let mut plans = self.plan(l)?;
         let n_bits = plans.iter().flat_map(|p| &p.strings).filter(|s| s.arg_cond.is_none()).count();
         // matchCapabilityChanges compares with the capabilities exec_binmask records.
         // matchCapabilityChanges and matchNamespaceChanges compare with what exec_binmask
@@ -363,8 +392,23 @@ impl PolicyEngine {
         if n_bits > self.free_bits.len() {
             return Err(EngineError::Full { name, what: "matchBinaries sets", limit: plimits::BIN_SETS });
         }
+        if let Some(scope) = super::scope::Scope::of(l) {
+            let bit = self.scopes.add(&name, scope).ok_or_else(|| EngineError::Full {
+                name: name.clone(),
+                what: "Kubernetes-scoped policies",
+                limit: plimits::SCOPES,
+            })?;
+            for p in &mut plans {
+                p.conf.scope = bit;
+            }
+            // The map first: a hook is only active once its scope's cgroups are known.
+            if let Err(source) = self.scopes.sync(ebpf) {
+                self.scopes.remove(&name);
+                return Err(EngineError::Map { name, op: "SCOPES", source: Box::new(source) });
+            }
+        }
         let mut inst = Installed {
-            status: PolicyStatus { name: name.clone(), source: l.source.clone(), hooks: Vec::new() },
+            status: PolicyStatus { name: name.clone(), source: l.source.clone(), hooks: Vec::new(), scope: None },
             hooks: Vec::new(),
             strings: Vec::new(),
             bits: Vec::new(),
@@ -378,6 +422,7 @@ impl PolicyEngine {
                     tracing::info!(policy = %name, hook = %h.function, backend = %h.backend, served_by = %h.served_by, "policy hook loaded");
                 }
                 crate::hooks::policy::init_policy_series(l);
+                let st = PolicyStatus { scope: self.scopes.describe(&name), ..st };
                 self.policies.insert(name, inst);
                 Ok(st)
             }
@@ -942,6 +987,7 @@ impl PolicyEngine {
     pub fn delete(&mut self, ebpf: &mut Ebpf, name: &str) -> Result<PolicyStatus, EngineError> {
         let inst = self.policies.remove(name).ok_or_else(|| EngineError::NotFound(name.into()))?;
         self.uninstall(ebpf, &inst);
+        self.sync_scopes(ebpf);
         tracing::info!(policy = %name, "policy deleted");
         Ok(inst.status)
     }
@@ -949,6 +995,7 @@ impl PolicyEngine {
     fn uninstall(&mut self, ebpf: &mut Ebpf, inst: &Installed) {
         self.uninstall_enforcer(ebpf, inst);
         let name = inst.status.name.clone();
+        self.scopes.remove(&name);
         for (hid, attaches) in &inst.hooks {
             if let Some(m) = ebpf.map_mut("HOOK_CONF") {
                 if let Ok(mut confs) = Array::<&mut MapData, HookConfig>::try_from(m) {

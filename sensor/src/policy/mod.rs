@@ -9,6 +9,7 @@ pub mod engine;
 pub mod lists;
 pub mod net;
 pub mod running;
+pub mod scope;
 pub mod selectors;
 pub mod spec;
 mod validate;
@@ -349,10 +350,37 @@ mod tests {
     }
 
     #[test]
-    fn namespaced_policies_are_refused_not_applied_host_wide() {
+    fn namespaced_policies_need_their_namespace() {
         let e = parse("p.yaml", &OK.replace("kind: TracingPolicy", "kind: TracingPolicyNamespaced")).unwrap_err();
-        assert!(e.to_string().contains("not supported by nightjar: TracingPolicyNamespaced"), "{e}");
-        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.to_string().contains("needs metadata.namespace"), "{e}");
+        assert_eq!(e.line, Some(3), "{e}");
+        let l = parse(
+            "p.yaml",
+            &OK.replace("kind: TracingPolicy", "kind: TracingPolicyNamespaced")
+                .replace("  name: x\n", "  name: x\n  namespace: shop\n"),
+        )
+        .unwrap();
+        let s = scope::Scope::of(&l).expect("a scope");
+        assert_eq!(s.describe(), "namespace shop");
+    }
+
+    #[test]
+    fn k8s_selectors_are_checked_as_kubernetes_and_tetragon_check_them() {
+        let with = |extra: &str| parse("p.yaml", &format!("{OK}{extra}"));
+        let l = with("  podSelector:\n    matchLabels:\n      app: web\n  containerSelector:\n    matchExpressions:\n    - key: name\n      operator: In\n      values: [main]\n  hostSelector: {}\n").unwrap();
+        assert_eq!(scope::Scope::of(&l).unwrap().describe(), "pods app=web, containers name In [main], host");
+        assert!(scope::Scope::of(&with("  hostSelector: ~\n").unwrap()).is_none());
+        let e = with("  containerSelector:\n    matchLabels:\n      image: nginx\n").unwrap_err();
+        assert!(e.to_string().contains("\"image\": only \"name\" is a field here"), "{e}");
+        let e = with("  podSelector:\n    matchExpressions:\n    - key: app\n      operator: In\n").unwrap_err();
+        assert!(e.to_string().contains("operator In needs values"), "{e}");
+        assert_eq!(e.line, Some(19), "{e}");
+        let e =
+            with("  podSelector:\n    matchExpressions:\n    - key: app\n      operator: Exists\n      values: [x]\n")
+                .unwrap_err();
+        assert!(e.to_string().contains("operator Exists takes no values"), "{e}");
+        let e = with("  hostSelector:\n    matchLabels:\n      a: b\n").unwrap_err();
+        assert!(e.to_string().contains("hostSelector takes ~"), "{e}");
     }
 
     #[test]

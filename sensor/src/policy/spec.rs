@@ -55,6 +55,9 @@ pub struct Spec {
     pub pod_selector: Option<LabelSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_selector: Option<LabelSelector>,
+    /// `~` (none) or `{}` (the processes in no container), as Tetragon allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_selector: Option<LabelSelector>,
 }
 
 /// Kubernetes `metav1.LabelSelector`.

@@ -33,9 +33,11 @@ pub fn validate(l: &Loaded) -> R {
     if p.api_version != super::API_VERSION {
         return Err(l.error("apiVersion", format!("expected {:?}, got {:?}", super::API_VERSION, p.api_version)));
     }
-    if p.kind == "TracingPolicyNamespaced" {
-        // Its hooks would watch (and enforce on) the whole host, not only its namespace.
-        return Err(l.unsupported("kind", "TracingPolicyNamespaced (a policy scoped to one Kubernetes namespace); use a TracingPolicy with matchNamespaces or matchBinaries"));
+    if p.kind == "TracingPolicyNamespaced" && p.metadata.namespace.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        return Err(l.error(
+            "metadata",
+            "a TracingPolicyNamespaced needs metadata.namespace (the namespace whose pods it applies to)",
+        ));
     }
     if !super::KINDS.contains(&p.kind.as_str()) {
         return Err(l.error("kind", format!("expected one of {}, got {:?}", super::KINDS.join(", "), p.kind)));
@@ -78,6 +80,35 @@ pub fn validate(l: &Loaded) -> R {
     Ok(())
 }
 
+/// A Kubernetes label selector: In/NotIn need values, Exists/DoesNotExist take none;
+/// `only_key` restricts the keys (containerSelector's fields).
+fn label_selector(l: &Loaded, at: &str, s: &LabelSelector, only_key: Option<&str>) -> R {
+    let key_ok = |k: &str| only_key.is_none_or(|o| o == k);
+    for k in s.match_labels.keys() {
+        if !key_ok(k) {
+            return Err(l.error(
+                &format!("{at}.matchLabels"),
+                format!("{k:?}: only {:?} is a field here", only_key.unwrap_or_default()),
+            ));
+        }
+    }
+    for (i, e) in s.match_expressions.iter().enumerate() {
+        let at = format!("{at}.matchExpressions[{i}]");
+        if !key_ok(&e.key) {
+            return Err(l.error(
+                &format!("{at}.key"),
+                format!("{:?}: only {:?} is a field here", e.key, only_key.unwrap_or_default()),
+            ));
+        }
+        let needs_values = matches!(e.operator, LabelOp::In | LabelOp::NotIn);
+        if needs_values == e.values.is_empty() {
+            let why = if needs_values { "needs values" } else { "takes no values" };
+            return Err(l.error(&at, format!("operator {:?} {why}", e.operator)));
+        }
+    }
+    Ok(())
+}
+
 fn spec_level(l: &Loaded, s: &Spec) -> R {
     let uprobe_points: usize = s.uprobes.iter().map(|u| u.symbols.len() + u.offsets.len()).sum();
     let kprobes: usize = s.kprobes.iter().map(|k| super::lists::hook_count(l, k)).sum();
@@ -91,11 +122,20 @@ fn spec_level(l: &Loaded, s: &Spec) -> R {
     if s.loader {
         return Err(l.unsupported("spec.loader", "loader events"));
     }
-    if s.pod_selector.is_some() {
-        return Err(l.unsupported("spec.podSelector", "podSelector"));
+    if let Some(sel) = &s.pod_selector {
+        label_selector(l, "spec.podSelector", sel, None)?;
     }
-    if s.container_selector.is_some() {
-        return Err(l.unsupported("spec.containerSelector", "containerSelector"));
+    if let Some(sel) = &s.container_selector {
+        // Tetragon's container fields: only the name so far.
+        label_selector(l, "spec.containerSelector", sel, Some("name"))?;
+    }
+    if let Some(h) = &s.host_selector {
+        if !h.match_labels.is_empty() || !h.match_expressions.is_empty() {
+            return Err(l.error(
+                "spec.hostSelector",
+                "hostSelector takes ~ (no host processes) or {} (all of them), as Tetragon's",
+            ));
+        }
     }
     for (i, list) in s.lists.iter().enumerate() {
         let at = format!("spec.lists[{i}]");
