@@ -747,3 +747,39 @@ impl Drop for RemoveTree {
         rm(&self.0);
     }
 }
+
+/// matchNamespaceChanges on a process that was already running when the policy loaded
+/// (no exec since, so the kernel has no record of its namespaces at exec): the policy's
+/// load records its namespaces of then, and its later unshare of the mount namespace
+/// counts as a change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_changes_of_a_process_running_before_the_policy_are_seen() {
+    let mut pipe = [0i32; 2];
+    // SAFETY: pipe(2) into a local array.
+    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+    // SAFETY: the child only calls read, unshare, dup and _exit (async-signal-safe).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut b = [0u8; 1];
+        // SAFETY: as above.
+        unsafe {
+            libc::read(pipe[0], b.as_mut_ptr().cast(), 1);
+            libc::unshare(libc::CLONE_NEWNS);
+            libc::dup(793);
+            libc::_exit(0);
+        }
+    }
+    let policy = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: ns-change-running\nspec:\n  kprobes:\n  - call: sys_dup\n    syscall: true\n    args:\n    - index: 0\n      type: int\n    selectors:\n    - matchNamespaceChanges:\n      - operator: In\n        values: [Mnt]\n      matchArgs:\n      - index: 0\n        operator: Equal\n        values: [\"793\"]\n";
+    let Started { run: mut s, .. } = start(&[("ns-change-running.yaml".into(), policy.into())]);
+    // SAFETY: write(2) of one byte to our pipe; waitpid on our own child.
+    unsafe {
+        assert_eq!(libc::write(pipe[1], b"x".as_ptr().cast(), 1), 1);
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+    }
+    let hit = |e: &Event| kprobe(e).is_some_and(|k| k.process.as_ref().and_then(|p| p.pid) == Some(pid as u32));
+    let events = s.collect(Duration::from_secs(20), hit).await;
+    assert!(events.iter().any(hit), "the unshare of a process running before the policy loaded was not seen");
+    s.stop().await;
+}

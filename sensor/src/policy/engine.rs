@@ -210,6 +210,8 @@ pub struct PolicyEngine {
     kprobe_entries: HashMap<String, (KProbeLinkId, usize)>,
     /// The loaded Kubernetes scopes and the kernel's `SCOPES` map.
     scopes: crate::hooks::scope::Scopes,
+    /// The running processes, walked once per policy load (matchBinaries sets).
+    running: Option<super::running::Processes>,
 }
 
 impl PolicyEngine {
@@ -232,6 +234,7 @@ impl PolicyEngine {
             kfunc_keys: HashMap::new(),
             kprobe_entries: HashMap::new(),
             scopes: crate::hooks::scope::Scopes::new(),
+            running: None,
         }
     }
 
@@ -374,6 +377,7 @@ impl PolicyEngine {
             return Err(EngineError::Exists(name));
         }
         let mut plans = self.plan(l)?;
+        self.running = None;
         let n_bits = plans.iter().flat_map(|p| &p.strings).filter(|s| s.arg_cond.is_none()).count();
         // matchCapabilityChanges compares with the capabilities exec_binmask records.
         // matchCapabilityChanges and matchNamespaceChanges compare with what exec_binmask
@@ -385,6 +389,10 @@ impl PolicyEngine {
         if capchg && !self.record_caps {
             self.record_caps = true;
             self.sync_bin_count(ebpf)?;
+        }
+        if capchg {
+            let n = super::running::seed_exec_state(ebpf);
+            tracing::debug!(policy = %name, seeded = n, "processes without an exec record: namespaces and capabilities of now recorded");
         }
         if plans.len() > self.free_hooks.len() {
             return Err(EngineError::Full { name, what: "hooks", limit: plimits::HOOKS });
@@ -563,7 +571,9 @@ impl PolicyEngine {
                 Array::try_from(ebpf.map_mut("BIN_SETS").ok_or(EngineError::Missing("BIN_SETS"))?)
                     .map_err(map_err("BIN_SETS"))?;
             sets.set(bit, compile::bin_set(cond, sc.op, sc.follow), 0).map_err(map_err("BIN_SETS set"))?;
-            let n = super::running::mark(ebpf, bit, sc.op, &sc.values, sc.follow);
+            // One /proc walk per policy load serves all its sets.
+            let procs = self.running.get_or_insert_with(super::running::processes);
+            let n = super::running::mark(ebpf, procs, bit, sc.op, &sc.values, sc.follow);
             tracing::debug!(policy = %name, bit, running = n, "matchBinaries set: running processes marked");
             return Ok(());
         };

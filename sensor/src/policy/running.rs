@@ -23,7 +23,10 @@ pub fn matches(opr: u8, values: &[String], exe: &str) -> bool {
 }
 
 /// Running processes: tgid → (binary, parent tgid).
-fn processes() -> HashMap<u32, (String, u32)> {
+pub type Processes = HashMap<u32, (String, u32)>;
+
+/// A snapshot of the running processes (one /proc walk).
+pub fn processes() -> Processes {
     let Ok(dir) = std::fs::read_dir("/proc") else { return HashMap::new() };
     let mut out = HashMap::new();
     for e in dir.flatten() {
@@ -37,8 +40,7 @@ fn processes() -> HashMap<u32, (String, u32)> {
 }
 
 /// The running processes in the set (and, with `follow`, their descendants).
-pub fn members(opr: u8, values: &[String], follow: bool) -> HashSet<u32> {
-    let procs = processes();
+pub fn members(procs: &Processes, opr: u8, values: &[String], follow: bool) -> HashSet<u32> {
     let mut hit: HashSet<u32> =
         procs.iter().filter(|(_, (exe, _))| matches(opr, values, exe)).map(|(p, _)| *p).collect();
     if follow {
@@ -60,9 +62,10 @@ pub fn members(opr: u8, values: &[String], follow: bool) -> HashSet<u32> {
     hit
 }
 
-/// Sets bit `bit` in `PROCS` for the running members of the set; returns how many.
-pub fn mark(ebpf: &mut Ebpf, bit: u32, opr: u8, values: &[String], follow: bool) -> usize {
-    let set = members(opr, values, follow);
+/// Sets bit `bit` in `PROCS` for the running members of the set (of the snapshot
+/// `procs`); returns how many.
+pub fn mark(ebpf: &mut Ebpf, procs: &Processes, bit: u32, opr: u8, values: &[String], follow: bool) -> usize {
+    let set = members(procs, opr, values, follow);
     let Some(m) = ebpf.map_mut("PROCS") else { return 0 };
     let Ok(mut procs) = BpfHashMap::<&mut MapData, u32, ProcState>::try_from(m) else { return 0 };
     let mut n = 0;
@@ -70,6 +73,35 @@ pub fn mark(ebpf: &mut Ebpf, bit: u32, opr: u8, values: &[String], follow: bool)
         let mut st = procs.get(&pid, 0).unwrap_or_default();
         st.binmask |= 1u64 << (bit & 63);
         if procs.insert(pid, st, 0).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// matchNamespaceChanges and matchCapabilityChanges compare with what the kernel recorded
+/// at exec; a process that has not exec'd since that recording began has nothing
+/// recorded (its namespaces are 0) and would never count as changed. Such processes get
+/// their namespaces and capabilities of now, so changes from the policy's load on count.
+/// Returns how many were seeded.
+pub fn seed_exec_state(ebpf: &mut Ebpf) -> usize {
+    let Some(m) = ebpf.map_mut("PROCS") else { return 0 };
+    let Ok(mut map) = BpfHashMap::<&mut MapData, u32, ProcState>::try_from(m) else { return 0 };
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    let mut n = 0;
+    for pid in pids {
+        let mut st = map.get(&pid, 0).unwrap_or_default();
+        if st.ns.iter().any(|v| *v != 0) {
+            continue;
+        }
+        let Some(p) = crate::procfs::read(pid) else { continue };
+        st.ns = p.ns;
+        st.caps = [p.cap_effective, p.cap_permitted, p.cap_inheritable];
+        // BPF_NOEXIST: an exec that recorded meanwhile is not overwritten.
+        let flags = if map.get(&pid, 0).is_ok() { 0 } else { 1 };
+        if map.insert(pid, st, flags).is_ok() {
             n += 1;
         }
     }
@@ -96,17 +128,20 @@ mod tests {
     fn running_processes_are_found_by_their_binary() {
         let me = std::fs::read_link("/proc/self/exe").unwrap().display().to_string();
         let pid = std::process::id();
-        assert!(members(op::EQUAL, std::slice::from_ref(&me), false).contains(&pid));
+        assert!(members(&processes(), op::EQUAL, std::slice::from_ref(&me), false).contains(&pid));
         let mut child = std::process::Command::new("/bin/sleep").arg("5").spawn().unwrap();
         let cpid = child.id();
         // Until its exec is visible in /proc, the child is still this binary.
         let exe = || std::fs::read_link(format!("/proc/{cpid}/exe")).map(|p| p.display().to_string()).ok();
-        let t = std::time::Instant::now();
-        while exe().as_deref() == Some(me.as_str()) && t.elapsed() < std::time::Duration::from_secs(5) {
+        for _ in 0..500 {
+            if exe().as_deref() != Some(me.as_str()) {
+                break;
+            }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert!(!members(op::EQUAL, std::slice::from_ref(&me), false).contains(&cpid));
-        assert!(members(op::EQUAL, &[me], true).contains(&cpid));
+        let procs = processes();
+        assert!(!members(&procs, op::EQUAL, std::slice::from_ref(&me), false).contains(&cpid));
+        assert!(members(&procs, op::EQUAL, &[me], true).contains(&cpid));
         let _ = child.kill();
         let _ = child.wait();
     }
