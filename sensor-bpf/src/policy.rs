@@ -77,6 +77,10 @@ pub struct ArgBuf {
     pub ustack: i32,
     /// The key of a `SCOPES` lookup (`scope.rs`).
     pub cgid: u64,
+    /// The hooks of the point being run (its `HookList` ids).
+    pub hooks: [u32; plimits::HOOKS_PER_TP],
+    /// One read of a dentry's parent and name (`vfs.rs`).
+    pub win: [u8; 40],
     /// The owner of a tracked socket among the arguments (TrackSock; pid 0: none): the
     /// event is that process's.
     pub owner: nightjar_common::SockOwner,
@@ -125,7 +129,7 @@ struct Eval {
 /// itself cannot say which tracepoint fired.
 #[tracepoint]
 pub fn policy_tp(ctx: TracePointContext) -> u32 {
-    if copy_record(&ctx).is_some() {
+    if copy_record(&ctx, plimits::RAW as u32).is_some() {
         // SAFETY: helper on our own context.
         let key = unsafe { gen::bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
         run_hooks(key, ctx.as_ptr());
@@ -137,7 +141,8 @@ pub fn policy_tp(ctx: TracePointContext) -> u32 {
 /// kernel overwrites the common header of syscall records, so the event id is not there).
 #[tracepoint]
 pub fn policy_sys_enter(ctx: TracePointContext) -> u32 {
-    if let Some(raw) = copy_record(&ctx) {
+    // A sys_enter record: the common header, the syscall number, six argument words.
+    if let Some(raw) = copy_record(&ctx, 64) {
         let nr = u32::from_ne_bytes([raw[8], raw[9], raw[10], raw[11]]) & 0xffff;
         run_hooks(nightjar_common::SYSCALL_ENTER | nr, ctx.as_ptr());
     }
@@ -147,23 +152,24 @@ pub fn policy_sys_enter(ctx: TracePointContext) -> u32 {
 /// Policy hooks on syscalls:sys_exit_*: keyed by SYSCALL_EXIT | syscall number.
 #[tracepoint]
 pub fn policy_sys_exit(ctx: TracePointContext) -> u32 {
-    if let Some(raw) = copy_record(&ctx) {
+    // A sys_exit record: the common header, the syscall number, the return value.
+    if let Some(raw) = copy_record(&ctx, 24) {
         let nr = u32::from_ne_bytes([raw[8], raw[9], raw[10], raw[11]]) & 0xffff;
         run_hooks(nightjar_common::SYSCALL_EXIT | nr, ctx.as_ptr());
     }
     0
 }
 
-/// Copies the start of the tracepoint record into the per-CPU arg buffer.
+/// Copies the first `len` (≤ RAW) bytes of the tracepoint record into the per-CPU arg
+/// buffer: no more than the record has (a copy is a large part of a hook's cost).
 #[inline(always)]
-fn copy_record(ctx: &TracePointContext) -> Option<&'static [u8; plimits::RAW + 8]> {
+fn copy_record(ctx: &TracePointContext, len: u32) -> Option<&'static [u8; plimits::RAW + 8]> {
     if !crate::kread::in_scope() {
         return None;
     }
     let ab = argbuf()?;
     // SAFETY: copies RAW bytes of the tracepoint record into our per-CPU buffer.
-    let rc =
-        unsafe { gen::bpf_probe_read_kernel(ab.raw.as_mut_ptr() as *mut c_void, plimits::RAW as u32, ctx.as_ptr()) };
+    let rc = unsafe { gen::bpf_probe_read_kernel(ab.raw.as_mut_ptr() as *mut c_void, len, ctx.as_ptr()) };
     (rc == 0).then_some(&ab.raw)
 }
 
@@ -282,23 +288,22 @@ pub fn forget(pid: u32) {
 pub fn run_hooks(key: u32, ctx: *mut c_void) {
     // SAFETY: read-only use of the map value.
     let Some(list) = (unsafe { HOOK_LISTS.get(key) }) else { return };
-    if let Some(ab) = argbuf() {
-        ab.kstack = if list.stacks & u32::from(STACK_KERNEL) != 0 { crate::stack::kernel(ctx) } else { -1 };
-        ab.ustack = if list.stacks & u32::from(STACK_USER) != 0 { crate::stack::user(ctx) } else { -1 };
-    }
+    let n = list.count.min(plimits::HOOKS_PER_TP as u32);
+    let Some(ab) = argbuf() else { return };
+    ab.kstack = if list.stacks & u32::from(STACK_KERNEL) != 0 { crate::stack::kernel(ctx) } else { -1 };
+    ab.ustack = if list.stacks & u32::from(STACK_USER) != 0 { crate::stack::user(ctx) } else { -1 };
+    // The ids go to the per-CPU buffer: each hook then costs no second lookup of the list.
+    ab.hooks = list.ids;
     let mut ev = Eval { key, hook: 0, matched: 0 };
     // SAFETY: hook_cb only touches the Eval passed as its context.
     unsafe {
-        gen::bpf_loop(plimits::HOOKS_PER_TP as u32, hook_cb as *mut c_void, &mut ev as *mut Eval as *mut c_void, 0);
+        gen::bpf_loop(n, hook_cb as *mut c_void, &mut ev as *mut Eval as *mut c_void, 0);
     }
 }
 
-extern "C" fn hook_cb(i: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: ctx is the &mut Eval handed to bpf_loop.
-    let ev = unsafe { &mut *(ctx as *mut Eval) };
-    // SAFETY: read-only use of the map value.
-    let Some(list) = (unsafe { HOOK_LISTS.get(ev.key) }) else { return 1 };
-    let hid = list.ids[(i as usize) & (plimits::HOOKS_PER_TP - 1)];
+extern "C" fn hook_cb(i: u64, _ctx: *mut c_void) -> i64 {
+    let Some(ab) = argbuf() else { return 1 };
+    let hid = ab.hooks[(i as usize) & (plimits::HOOKS_PER_TP - 1)];
     if hid >= plimits::HOOKS {
         return 1;
     }
@@ -916,11 +921,11 @@ pub(crate) fn fd_file(fd: u64) -> u64 {
     let task = unsafe { gen::bpf_get_current_task() };
     let files = rd_ptr(task, off!(task_files));
     let fdt = rd_ptr(files, off!(files_fdt));
-    let max = rd::<u32>(fdt, off!(fdtable_max_fds)).unwrap_or(0) as u64;
-    if fd >= max {
+    // max_fds (an unsigned int) and the fd array: one read where they are adjacent.
+    let (max, fds) = crate::vfs::pair(fdt, off!(fdtable_max_fds), off!(fdtable_fd));
+    if fd >= max & 0xffff_ffff {
         return 0;
     }
-    let fds = rd_ptr(fdt, off!(fdtable_fd));
     if fds == 0 {
         return 0;
     }

@@ -1013,6 +1013,8 @@ pub struct HookList {
     /// Some hook of the list wants stack traces ([`STACK_KERNEL`]): the program takes the
     /// stack once, before the hooks run.
     pub stacks: u32,
+    /// How many of `ids` are hooks (the rest is padding).
+    pub count: u32,
 }
 
 /// [`Selector::stack`] / [`HookList::stacks`]: the kernel stack (kernelStackTrace).

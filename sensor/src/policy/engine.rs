@@ -666,10 +666,11 @@ impl PolicyEngine {
             self.lists.remove(&key);
             return Ok(());
         }
-        let mut l = HookList { ids: [u32::MAX; plimits::HOOKS_PER_TP], stacks: 0 };
+        let mut l = HookList { ids: [u32::MAX; plimits::HOOKS_PER_TP], stacks: 0, count: 0 };
         for (i, id) in ids.iter().take(plimits::HOOKS_PER_TP).enumerate() {
             l.ids[i] = *id;
             l.stacks |= u32::from(self.meta.get(id).map_or(0, |m| m.stacks));
+            l.count = i as u32 + 1;
         }
         lists.insert(key, l, 0).map_err(|source| EngineError::Map {
             name: policy.into(),
