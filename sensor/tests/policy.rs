@@ -390,6 +390,26 @@ async fn a_listed_miner_is_killed_on_exec_and_sleep_is_not() {
     s.stop().await;
 }
 
+/// The same miner policy with Tetragon's `policy-mode: monitor` option: the exec is
+/// reported with the Post action and the miner runs to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_in_monitor_mode_reports_the_miner_without_killing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let miner = miner_copy(dir.path());
+    let text =
+        miner_policy(&miner).replace("spec:\n", "spec:\n  options:\n  - name: policy-mode\n    value: monitor\n");
+    assert!(text.contains("policy-mode"), "{text}");
+    let Started { run: mut s, policies: st, .. } = start(&[("block-cryptominers-monitor.yaml".into(), text)]);
+    assert!(st[0].hooks[0].served_by.ends_with("(policy-mode monitor: enforcement elided)"), "{:?}", st[0].hooks);
+    let run = Command::new(&miner).arg("0.1").status().unwrap();
+    assert!(run.success(), "monitor mode must not kill the miner: {run:?}");
+    let events =
+        s.collect(Duration::from_secs(20), |e| kprobe(e).is_some_and(|k| first_path(k) == Some(miner.as_str()))).await;
+    let k = events.iter().filter_map(kprobe).find(|k| first_path(k) == Some(miner.as_str())).expect("kprobe event");
+    assert_eq!(k.action.as_deref(), Some("KPROBE_ACTION_POST"));
+    s.stop().await;
+}
+
 /// block-cryptominers as an LSM hook with Override (argError -1 = -EPERM), listing only
 /// the test's own miner copy.
 fn miner_override_policy(path: &str) -> String {

@@ -66,9 +66,8 @@ fn action_event_name(a: ActionKind) -> Option<&'static str> {
 pub fn init_policy_series(l: &Loaded) {
     let spec = &l.policy.spec;
     let selectors = spec
-        .kprobes
-        .iter()
-        .flat_map(|k| &k.selectors)
+        .kprobe_entries()
+        .flat_map(|(_, k)| &k.selectors)
         .chain(spec.tracepoints.iter().flat_map(|t| &t.selectors))
         .chain(spec.lsmhooks.iter().flat_map(|h| &h.selectors))
         .chain(spec.uprobes.iter().flat_map(|u| &u.selectors))

@@ -118,6 +118,9 @@ pub fn op_unsupported(op: ArgOp) -> Option<&'static str> {
         | O::State => super::net::op_unsupported(),
         O::CapabilitiesGained => Some("CapabilitiesGained is not evaluated yet"),
         O::FileType | O::NotFileType => Some("file type filtering is not evaluated yet"),
+        O::InRange | O::NotInRange => Some("range operators are not evaluated yet (use GT/LT or InMap with min:max)"),
+        O::SubString | O::SubStringIgnCase => Some("substring matching is not evaluated yet"),
+        O::SameFile | O::NotSameFile => Some("SameFile is not evaluated yet"),
         _ => None,
     }
 }

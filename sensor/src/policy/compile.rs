@@ -4,7 +4,7 @@
 //! table, tracepoint formats, the kernel's hook kinds, and the `STRINGS` trie entries.
 use std::path::{Path, PathBuf};
 
-use nightjar_common::{net_guard, ns, op, plimits, BinSet, HookConfig, StrData};
+use nightjar_common::{action, net_guard, ns, op, plimits, BinSet, HookConfig, StrData};
 use nightjar_event::config::ConfigError;
 use serde::Serialize;
 
@@ -336,8 +336,7 @@ fn generated_ftrace(l: &Loaded, env: &Env, base: &str, k: &KprobeSpec) -> Result
 pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
     let spec = &l.policy.spec;
     let mut out = Vec::new();
-    for (i, entry) in spec.kprobes.iter().enumerate() {
-        let base = format!("spec.kprobes[{i}]");
+    for (base, entry) in spec.kprobe_entries() {
         generated_ftrace(l, env, &base, entry)?;
         for planned in lists::expand(l, entry) {
             let k = match planned {
@@ -393,7 +392,32 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
             out.push(p);
         }
     }
+    if monitor_mode(l) {
+        for p in &mut out {
+            elide_enforcement(p);
+        }
+    }
     Ok(out)
+}
+
+/// `options: policy-mode: monitor` (Tetragon's monitoring mode).
+pub fn monitor_mode(l: &Loaded) -> bool {
+    l.policy.spec.options.iter().any(|o| o.name == "policy-mode" && o.value == "monitor")
+}
+
+/// Monitoring mode: the selectors' enforcing actions (Sigkill, Signal, Override,
+/// NotifyEnforcer) become Post: the event is reported and nothing is done to the process.
+fn elide_enforcement(p: &mut HookPlan) {
+    let mut elided = false;
+    for s in &mut p.conf.sels {
+        if matches!(s.action, action::SIGKILL | action::SIGNAL | action::OVERRIDE | action::NOTIFY_ENFORCER) {
+            s.action = action::POST;
+            elided = true;
+        }
+    }
+    if elided {
+        p.served_by.push_str(" (policy-mode monitor: enforcement elided)");
+    }
 }
 
 /// One kprobe (with its return argument), reported under Tetragon's name for it.
@@ -518,7 +542,7 @@ pub fn bin_set(cond: u32, opr: u8, follow: bool) -> BinSet {
 
 #[cfg(test)]
 mod tests {
-    use nightjar_common::{action, argsrc};
+    use nightjar_common::argsrc;
 
     use super::*;
 

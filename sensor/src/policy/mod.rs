@@ -64,7 +64,21 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 
 /// Parses and validates policy text named `source` in errors.
 pub fn parse(source: &str, text: &str) -> Result<Loaded, ConfigError> {
-    let policy: TracingPolicy = config::from_str(source, text)?;
+    let mut policy: TracingPolicy = config::from_str(source, text)?;
+    for u in &mut policy.spec.uprobes {
+        if let Some(sym) = u.symbol.take() {
+            u.symbols.insert(0, sym);
+        }
+    }
+    let name = policy.metadata.name.clone();
+    for k in policy.spec.kprobes.iter_mut().chain(policy.spec.fentries.iter_mut()) {
+        if !k.return_ && (k.return_arg.is_some() || k.return_arg_action.is_some()) {
+            // Tetragon loads such a hook and never reads them; so does nightjar, and says so.
+            tracing::warn!(policy = %name, call = %k.call, "returnArg/returnArgAction without return: true are ignored");
+            k.return_arg = None;
+            k.return_arg_action = None;
+        }
+    }
     let loaded = Loaded { policy, source: source.to_owned(), positions: Positions::of(text) };
     validate::validate(&loaded)?;
     Ok(loaded)
@@ -128,6 +142,62 @@ mod tests {
             host_ns: Default::default(),
             kernel: compile::KernelHooks::tracepoints_only("test"),
         }
+    }
+
+    /// Spellings Tetragon's own examples use load as Tetragon loads them: actions in any
+    /// case, the operators' short forms, `unsigned long`, a returnArg without index (0),
+    /// returnArg without return (ignored), `fentries:`; valid keys nightjar lacks are
+    /// refused by name, never "unknown variant/field".
+    #[test]
+    fn tetragon_spellings_load_as_tetragon_loads_them() {
+        let base = OK.replace("type: int\n", "type: \"unsigned long\"\n");
+        let l = parse(
+            "t.yaml",
+            &base
+                .replace("operator: Equal", "operator: eq")
+                .replace("values: [\"3\"]\n", "values: [\"3\"]\n      matchActions:\n      - action: SigKill\n"),
+        )
+        .unwrap();
+        let sel = &l.policy.spec.kprobes[0].selectors[0];
+        assert_eq!(sel.match_args[0].operator, ArgOp::Equal);
+        assert_eq!(sel.match_actions[0].action, spec::ActionKind::Sigkill);
+        assert_eq!(l.policy.spec.kprobes[0].args[0].ty, spec::ArgType::Uint64);
+        for (op, want) in
+            [("family", ArgOp::Family), ("gt", ArgOp::GT), ("NotDport", ArgOp::NotDPort), ("saddr", ArgOp::SAddr)]
+        {
+            assert_eq!(serde_norway::from_str::<ArgOp>(op).unwrap(), want, "{op}");
+        }
+        let l = parse("t.yaml", &OK.replace("operator: Equal", "operator: gt")).unwrap();
+        assert_eq!(l.policy.spec.kprobes[0].selectors[0].match_args[0].operator, ArgOp::GT);
+        let e = parse("t.yaml", &OK.replace("operator: Equal", "operator: SubString")).unwrap_err().to_string();
+        assert!(e.contains("not supported by nightjar") && e.contains("substring"), "{e}");
+        let e = parse(
+            "t.yaml",
+            &OK.replace("values: [\"3\"]\n", "values: [\"3\"]\n      matchActions:\n      - action: Explode\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown variant `Explode`, expected one of `Post`"), "{e}");
+        // returnArg without an index is argument 0; without return: true it is ignored.
+        let ret =
+            OK.replace("    syscall: true\n", "    syscall: true\n    return: true\n    returnArg:\n      type: int\n");
+        assert_eq!(parse("t.yaml", &ret).unwrap().policy.spec.kprobes[0].return_arg.as_ref().unwrap().index, 0);
+        let l = parse("t.yaml", &ret.replace("    return: true\n", "")).expect("returnArg without return loads");
+        assert!(l.policy.spec.kprobes[0].return_arg.is_none(), "and is ignored");
+        // fentries: planned as kprobes are, errors located under spec.fentries.
+        let f = OK.replace("  kprobes:\n", "  fentries:\n");
+        let l = parse("t.yaml", &f).unwrap();
+        let plans = compile::plan(&l, &tracepoints_env()).unwrap();
+        assert_eq!(plans[0].function, "__x64_sys_setns");
+        let e = parse("t.yaml", &f.replace("operator: Equal", "operator: Prefix")).unwrap_err().to_string();
+        assert!(e.contains("spec.fentries[0].selectors[0].matchArgs[0]"), "{e}");
+        // An older release's uprobe `symbol:`.
+        let up = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: u\nspec:\n  uprobes:\n  - path: /bin/bash\n    symbol: readline\n";
+        assert_eq!(parse("u.yaml", up).unwrap().policy.spec.uprobes[0].symbols, ["readline"]);
+        // policy-mode: enforce or monitor, as Tetragon's.
+        let opt = |v: &str| parse("t.yaml", &format!("{OK}  options:\n  - name: policy-mode\n    value: {v}\n"));
+        assert!(opt("monitor").is_ok() && opt("enforce").is_ok());
+        assert!(opt("audit").unwrap_err().to_string().contains("expects enforce or monitor"));
     }
 
     /// `resolve:` is checked where it is written: a path of member names, btfType only

@@ -34,6 +34,10 @@ pub struct Metadata {
 pub struct Spec {
     #[serde(default)]
     pub kprobes: Vec<KprobeSpec>,
+    /// `fentries:` have a kprobe's shape; nightjar serves them as it serves kprobes (by
+    /// fentry where the kernel allows it).
+    #[serde(default)]
+    pub fentries: Vec<KprobeSpec>,
     #[serde(default)]
     pub tracepoints: Vec<TracepointSpec>,
     #[serde(default)]
@@ -58,6 +62,14 @@ pub struct Spec {
     /// `~` (none) or `{}` (the processes in no container), as Tetragon allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_selector: Option<LabelSelector>,
+}
+
+impl Spec {
+    /// `kprobes:` then `fentries:` entries, each with its path in the policy.
+    pub fn kprobe_entries(&self) -> impl Iterator<Item = (String, &KprobeSpec)> {
+        let k = self.kprobes.iter().enumerate().map(|(i, k)| (format!("spec.kprobes[{i}]"), k));
+        k.chain(self.fentries.iter().enumerate().map(|(i, k)| (format!("spec.fentries[{i}]"), k)))
+    }
 }
 
 /// Kubernetes `metav1.LabelSelector`.
@@ -174,6 +186,9 @@ hook_spec!(
         path: String,
         #[serde(default)]
         symbols: Vec<String>,
+        /// Older Tetragon releases' single `symbol:` (taken as `symbols: [symbol]`).
+        #[serde(default, skip_serializing)]
+        symbol: Option<String>,
         #[serde(default)]
         offsets: Vec<u64>,
         #[serde(default)]
@@ -182,6 +197,9 @@ hook_spec!(
         btf_path: Option<String>,
         #[serde(default)]
         data: Vec<ArgDecl>,
+        /// Resolve `path` inside the container of each selected pod.
+        #[serde(default)]
+        resolve_path_in_container: bool,
     }
 );
 
@@ -241,6 +259,8 @@ pub struct OptionSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ArgDecl {
+    /// Tetragon's default is 0 (its examples omit it on `returnArg`).
+    #[serde(default)]
     pub index: u32,
     #[serde(rename = "type", default)]
     pub ty: ArgType,
@@ -285,7 +305,7 @@ pub enum ArgType {
     #[serde(alias = "sint64")]
     Long,
     Int64,
-    #[serde(alias = "ulong")]
+    #[serde(alias = "ulong", alias = "unsigned long")]
     Uint64,
     SizeT,
     String,
@@ -374,46 +394,84 @@ pub struct ArgSel {
 /// matchArgs / matchReturnArgs / matchData operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ArgOp {
+    #[serde(alias = "eq")]
     Equal,
+    #[serde(alias = "neq")]
     NotEqual,
+    #[serde(alias = "prefix")]
     Prefix,
+    #[serde(alias = "notprefix")]
     NotPrefix,
+    #[serde(alias = "postfix")]
     Postfix,
+    #[serde(alias = "notpostfix")]
     NotPostfix,
-    #[serde(alias = "GreaterThan")]
+    #[serde(alias = "GreaterThan", alias = "gt")]
     GT,
-    #[serde(alias = "LessThan")]
+    #[serde(alias = "LessThan", alias = "lt")]
     LT,
+    #[serde(alias = "mask")]
     Mask,
     In,
     NotIn,
+    #[serde(alias = "sport", alias = "Sport")]
     SPort,
+    #[serde(alias = "notsport", alias = "NotSport")]
     NotSPort,
+    #[serde(alias = "sportpriv", alias = "SportPriv")]
     SPortPriv,
-    #[serde(alias = "NotSportPriv")]
+    #[serde(alias = "NotSportPriv", alias = "notsportpriv")]
     NotSPortPriv,
+    #[serde(alias = "dport", alias = "Dport")]
     DPort,
+    #[serde(alias = "notdport", alias = "NotDport")]
     NotDPort,
+    #[serde(alias = "dportpriv", alias = "DportPriv")]
     DPortPriv,
-    #[serde(alias = "NotDportPriv")]
+    #[serde(alias = "NotDportPriv", alias = "notdportpriv")]
     NotDPortPriv,
+    #[serde(alias = "saddr", alias = "Saddr")]
     SAddr,
+    #[serde(alias = "notsaddr", alias = "NotSaddr")]
     NotSAddr,
+    #[serde(alias = "daddr", alias = "Daddr")]
     DAddr,
+    #[serde(alias = "notdaddr", alias = "NotDaddr")]
     NotDAddr,
+    #[serde(alias = "protocol")]
     Protocol,
+    #[serde(alias = "family")]
     Family,
+    #[serde(alias = "state")]
     State,
     InMap,
     NotInMap,
     CapabilitiesGained,
     FileType,
     NotFileType,
+    InRange,
+    NotInRange,
+    SubString,
+    SubStringIgnCase,
+    SameFile,
+    NotSameFile,
 }
 
 impl ArgOp {
     pub fn name(self) -> String {
         serde_norway::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    }
+}
+
+impl<'de> Deserialize<'de> for ActionKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ActionKind::ALL
+            .into_iter()
+            .zip(ActionKind::NAMES)
+            .find(|(_, n)| n.eq_ignore_ascii_case(&s))
+            .map(|(a, _)| a)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&s, ActionKind::NAMES))
     }
 }
 
@@ -508,7 +566,8 @@ pub enum CapSet {
     Permitted,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// An action. Tetragon compares action names case-insensitively (`SigKill`, `sigkill`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum ActionKind {
     Post,
     NoPost,
@@ -529,6 +588,43 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
+    const NAMES: &'static [&'static str] = &[
+        "Post",
+        "NoPost",
+        "Sigkill",
+        "Signal",
+        "Override",
+        "FollowFD",
+        "UnfollowFD",
+        "CopyFD",
+        "GetUrl",
+        "DnsLookup",
+        "TrackSock",
+        "UntrackSock",
+        "NotifyEnforcer",
+        "CleanupEnforcerNotification",
+        "Set",
+        "NoOp",
+    ];
+    const ALL: [ActionKind; 16] = [
+        ActionKind::Post,
+        ActionKind::NoPost,
+        ActionKind::Sigkill,
+        ActionKind::Signal,
+        ActionKind::Override,
+        ActionKind::FollowFD,
+        ActionKind::UnfollowFD,
+        ActionKind::CopyFD,
+        ActionKind::GetUrl,
+        ActionKind::DnsLookup,
+        ActionKind::TrackSock,
+        ActionKind::UntrackSock,
+        ActionKind::NotifyEnforcer,
+        ActionKind::CleanupEnforcerNotification,
+        ActionKind::Set,
+        ActionKind::NoOp,
+    ];
+
     pub fn name(self) -> String {
         serde_norway::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
     }

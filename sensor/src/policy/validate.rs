@@ -16,16 +16,19 @@ type R = Result<(), ConfigError>;
 /// Tetragon's `spec.options`: (name, expected value). None of them changes what nightjar
 /// does (it attaches one program per hook point, never kprobe_multi/uprobe_multi, and
 /// reads uprobe arguments without a heap), but their values are checked as Tetragon's.
-const OPTIONS: [(&str, OptionValue); 3] = [
+const OPTIONS: [(&str, OptionValue); 4] = [
     ("disable-kprobe-multi", OptionValue::Bool),
     ("disable-uprobe-multi", OptionValue::Bool),
     ("uprobe-heap-size", OptionValue::PositiveInt),
+    // enforce (the default) or monitor: the policy's enforcing actions are elided.
+    ("policy-mode", OptionValue::Mode),
 ];
 
 #[derive(Clone, Copy)]
 enum OptionValue {
     Bool,
     PositiveInt,
+    Mode,
 }
 
 pub fn validate(l: &Loaded) -> R {
@@ -49,8 +52,8 @@ pub fn validate(l: &Loaded) -> R {
         );
     }
     spec_level(l, &p.spec)?;
-    for (i, k) in p.spec.kprobes.iter().enumerate() {
-        kprobe(l, &format!("spec.kprobes[{i}]"), k)?;
+    for (base, k) in p.spec.kprobe_entries() {
+        kprobe(l, &base, k)?;
     }
     for (i, t) in p.spec.tracepoints.iter().enumerate() {
         tracepoint(l, &format!("spec.tracepoints[{i}]"), t)?;
@@ -111,7 +114,7 @@ fn label_selector(l: &Loaded, at: &str, s: &LabelSelector, only_key: Option<&str
 
 fn spec_level(l: &Loaded, s: &Spec) -> R {
     let uprobe_points: usize = s.uprobes.iter().map(|u| u.symbols.len() + u.offsets.len()).sum();
-    let kprobes: usize = s.kprobes.iter().map(|k| super::lists::hook_count(l, k)).sum();
+    let kprobes: usize = s.kprobe_entries().map(|(_, k)| super::lists::hook_count(l, k)).sum();
     let n_hooks = kprobes + s.tracepoints.len() + s.lsmhooks.len() + uprobe_points + s.usdts.len();
     if n_hooks == 0 {
         return Err(l.error("spec", "a policy needs at least one of kprobes, tracepoints, lsmhooks, uprobes or usdts"));
@@ -167,8 +170,8 @@ fn spec_level(l: &Loaded, s: &Spec) -> R {
             Some(ListType::GeneratedSyscalls) | None => {}
         }
     }
-    for (i, k) in s.kprobes.iter().enumerate() {
-        list_call(l, &format!("spec.kprobes[{i}].call"), k)?;
+    for (base, k) in s.kprobe_entries() {
+        list_call(l, &format!("{base}.call"), k)?;
     }
     if let Err((at, call)) = super::lists::enforcer_nrs(l) {
         return Err(
@@ -211,11 +214,13 @@ fn option(l: &Loaded, at: &str, o: &OptionSpec) -> R {
             )
         }
         OptionValue::PositiveInt => o.value.parse::<u64>().is_ok_and(|n| n > 0),
+        OptionValue::Mode => matches!(o.value.as_str(), "enforce" | "monitor"),
     };
     if !ok {
         let what = match want {
             OptionValue::Bool => "a boolean (true, false, 1, 0, t, f)",
             OptionValue::PositiveInt => "a positive integer",
+            OptionValue::Mode => "enforce or monitor",
         };
         return Err(l.error(&format!("{at}.value"), format!("{:?}: {} expects {what}", o.value, o.name)));
     }
@@ -225,9 +230,6 @@ fn option(l: &Loaded, at: &str, o: &OptionSpec) -> R {
 fn kprobe(l: &Loaded, base: &str, k: &KprobeSpec) -> R {
     if k.call.trim().is_empty() {
         return Err(l.error(&format!("{base}.call"), "call must name a kernel function"));
-    }
-    if (k.return_arg.is_some() || k.return_arg_action.is_some()) && !k.return_ {
-        return Err(l.error(&format!("{base}.returnArg"), "returnArg and returnArgAction need return: true"));
     }
     if let Some(a) = &k.return_arg {
         arg(l, &format!("{base}.returnArg"), a)?;
@@ -286,6 +288,12 @@ fn tracepoint(l: &Loaded, base: &str, t: &TracepointSpec) -> R {
 }
 
 fn uprobe(l: &Loaded, base: &str, u: &UprobeSpec) -> R {
+    if u.resolve_path_in_container {
+        return Err(l.unsupported(
+            &format!("{base}.resolvePathInContainer"),
+            "resolvePathInContainer (uprobes on a path inside each selected pod's container)",
+        ));
+    }
     if !u.path.starts_with('/') {
         return Err(l.error(&format!("{base}.path"), format!("{:?}: the binary's absolute path is expected", u.path)));
     }
@@ -801,7 +809,7 @@ fn action(l: &Loaded, at: &str, a: &ActionSel) -> R {
         if on && a.action != ActionKind::Post {
             return Err(l.error(&format!("{at}.{field}"), format!("{field} applies to the Post action only")));
         }
-        if on && !at.starts_with("spec.kprobes[") {
+        if on && !at.starts_with("spec.kprobes[") && !at.starts_with("spec.fentries[") {
             return Err(l.error(
                 &format!("{at}.{field}"),
                 format!("{field} applies to kprobes only (Tetragon's other events carry no stack trace)"),
