@@ -29,7 +29,7 @@ use crate::{
 
 /// Hooks per tracepoint, keyed by the tracepoint's event id (or EXEC_HOOKS_KEY).
 #[map]
-pub static HOOK_LISTS: HashMap<u32, HookList> = HashMap::with_max_entries(512, 0);
+pub static HOOK_LISTS: HashMap<u32, HookList> = HashMap::with_max_entries(8192, 0);
 
 #[map]
 pub static HOOK_CONF: Array<HookConfig> = Array::with_max_entries(plimits::HOOKS, 0);
@@ -70,7 +70,8 @@ pub struct ArgBuf {
     pub ovr: u32,
     /// 1 when a network argument's guard failed: the hook does not apply (`net.rs`).
     pub skip: u32,
-    pub _pad: u32,
+    /// The `HOOK_LISTS` key of the point being run (reported in the record).
+    pub point: u32,
     /// The kernel and user stacks' ids (or -1), taken before the hooks of the point ran
     /// (here rather than on the stack: 6.1 caps the combined stack of the callbacks).
     pub kstack: i32,
@@ -294,6 +295,7 @@ pub fn run_hooks(key: u32, ctx: *mut c_void) {
     ab.ustack = if list.stacks & u32::from(STACK_USER) != 0 { crate::stack::user(ctx) } else { -1 };
     // The ids go to the per-CPU buffer: each hook then costs no second lookup of the list.
     ab.hooks = list.ids;
+    ab.point = key;
     let mut ev = Eval { key, hook: 0, matched: 0 };
     // SAFETY: hook_cb only touches the Eval passed as its context.
     unsafe {
@@ -1049,12 +1051,13 @@ fn emit(hid: u32, act: u8, sel: u8, signalled: u8, stack: u8) {
         _ => ((pid_tgid >> 32) as u32, pid_tgid as u32),
     };
     // The stacks the point took, if the matched selector asked for them.
-    let (kstack, ustack) = match argbuf() {
+    let (kstack, ustack, point) = match argbuf() {
         Some(ab) => (
             if stack & STACK_KERNEL != 0 { ab.kstack } else { -1 },
             if stack & STACK_USER != 0 { ab.ustack } else { -1 },
+            ab.point,
         ),
-        None => (-1, -1),
+        None => (-1, -1, 0),
     };
     let nargs = (conf.nargs as usize).min(plimits::ARGS);
     let hdr = PolicyRecord {
@@ -1068,6 +1071,8 @@ fn emit(hid: u32, act: u8, sel: u8, signalled: u8, stack: u8) {
         signalled,
         kstack,
         ustack,
+        point,
+        _pad: 0,
     };
     // SAFETY: the record header fits at the start of the scratch value.
     unsafe { core::ptr::write_unaligned(base as *mut PolicyRecord, hdr) };

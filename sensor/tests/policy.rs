@@ -597,6 +597,81 @@ async fn uprobe_on_bash_readline_reports_the_prompt() {
     s.stop().await;
 }
 
+/// One `uprobes:` entry with more symbols than a policy has hooks (16), as Tetragon's own
+/// examples write them: one hook attached at each, and the event names the symbol that
+/// fired. The process calls two of them (dup, fchdir) on descriptors nothing else uses
+/// (the selector), between fork and exec.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_uprobes_entry_attaches_at_each_of_its_symbols() {
+    use std::os::unix::process::CommandExt;
+    let libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap().display().to_string();
+    let symbols = [
+        "dup",
+        "fchdir",
+        "fdatasync",
+        "syncfs",
+        "getsid",
+        "getpgid",
+        "sched_getscheduler",
+        "sched_getparam",
+        "sched_get_priority_max",
+        "sched_get_priority_min",
+        "sched_rr_get_interval",
+        "timerfd_gettime",
+        "epoll_create",
+        "inotify_init",
+        "fanotify_init",
+        "mlockall",
+        "munlockall",
+        "acct",
+        "swapoff",
+        "sethostname",
+    ];
+    let list: String = symbols.iter().map(|s| format!("    - \"{s}\"\n")).collect();
+    let policy = format!(
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: libc-many\nspec:\n  uprobes:\n  - path: \"{libc}\"\n    symbols:\n{list}    args:\n    - index: 0\n      type: int\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: In\n        values: [\"798\", \"799\"]\n"
+    );
+    let Started { run: mut s, policies: st, .. } = start(&[("libc-many.yaml".into(), policy)]);
+    assert_eq!(st[0].hooks.len(), 1, "one hook for the entry");
+    assert_eq!(st[0].hooks[0].points.len(), symbols.len());
+    let mut cmd = Command::new("/bin/true");
+    // SAFETY: dup and fchdir (async-signal-safe) between fork and exec; both fail (EBADF).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::dup(798);
+            libc::fchdir(799);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
+    let mine =
+        |e: &Event| e.to_json().contains("\"process_uprobe\"") && e.to_json().contains(&format!("\"pid\":{pid},"));
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let events = s.collect(Duration::from_secs(20), |e| mine(e)).await;
+        for e in events.iter().filter(|e| mine(e)) {
+            let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+            seen.push((
+                v["process_uprobe"]["symbol"].as_str().unwrap().to_owned(),
+                v["process_uprobe"]["args"].clone(),
+            ));
+        }
+        if seen.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("dup".to_owned(), serde_json::json!([{"int_arg": 798}])),
+            ("fchdir".to_owned(), serde_json::json!([{"int_arg": 799}]))
+        ]
+    );
+    s.stop().await;
+}
+
 /// A policy on dup(2) of descriptor `fd` (which no process here has), with `scope` (YAML
 /// under `spec:`, and the kind/namespace it needs).
 fn scoped_dup_policy(name: &str, kind: &str, namespace: &str, fd: u32, scope: &str) -> (String, String) {

@@ -1174,6 +1174,10 @@ pub struct PolicyRecord {
     pub kstack: i32,
     /// The user stack's id in `STACKS` (userStackTrace), or -1.
     pub ustack: i32,
+    /// The `HOOK_LISTS` key of the point that fired (one hook may serve many points: the
+    /// symbols of a `uprobes:` entry).
+    pub point: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]

@@ -275,7 +275,7 @@ pub fn to_event(p: &Policy, meta: &HookMeta, procs: &ProcessHook, stacks: crate:
             process: Some(process),
             parent,
             path: Some(meta.target.clone().unwrap_or_default()),
-            symbol: Some(meta.function.clone()),
+            symbol: Some(meta.point_name(p.fixed.point).to_owned()),
             args: (!args.is_empty()).then_some(args),
             policy_name: Some(meta.policy.clone()),
             message,
@@ -322,6 +322,7 @@ mod tests {
             tags: vec!["files".into()],
             target: matches!(kind, HookKind::Uprobe | HookKind::Usdt).then(|| "/bin/bash".into()),
             stacks: 0,
+            points: Default::default(),
         }
     }
 

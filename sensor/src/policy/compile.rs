@@ -374,14 +374,21 @@ pub fn plan(l: &Loaded, env: &Env) -> Result<Vec<HookPlan>, ConfigError> {
     }
     for (i, u) in spec.uprobes.iter().enumerate() {
         let base = format!("spec.uprobes[{i}]");
-        let points = u.symbols.iter().map(|s| (s.clone(), 0)).chain(u.offsets.iter().map(|o| (String::new(), *o)));
+        // One hook for the entry, attached at each of its symbols and offsets (they share
+        // args and selectors; the event names the point that fired).
+        let mut points = u.symbols.iter().map(|s| (s.clone(), 0)).chain(u.offsets.iter().map(|o| (String::new(), *o)));
+        let Some((symbol, offset)) = points.next() else { continue };
+        let mut served = backends::uprobe(l, &base, &u.path, &symbol, offset, &u.args)?;
         for (symbol, offset) in points {
-            let served = backends::uprobe(l, &base, &u.path, &symbol, offset, &u.args)?;
-            let function = if symbol.is_empty() { format!("{offset:#x}") } else { symbol };
-            let mut p = assemble(l, env, HookKind::Uprobe, &function, &base, served, u.common())?;
-            p.target = Some(u.path.clone());
-            out.push(p);
+            served.attach.push(Attach::Uprobe { path: u.path.clone(), symbol, offset, key: 0, usdt: None });
         }
+        if served.attach.len() > 1 {
+            served.desc = format!("{} and {} more points of {}", served.desc, served.attach.len() - 1, u.path);
+        }
+        let function = if symbol.is_empty() { format!("{offset:#x}") } else { symbol };
+        let mut p = assemble(l, env, HookKind::Uprobe, &function, &base, served, u.common())?;
+        p.target = Some(u.path.clone());
+        out.push(p);
     }
     for (i, u) in spec.usdts.iter().enumerate() {
         let base = format!("spec.usdts[{i}]");

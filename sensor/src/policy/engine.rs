@@ -111,6 +111,16 @@ pub struct HookMeta {
     /// Stack traces some selector wants (`nightjar_common::STACK_KERNEL`).
     #[serde(skip)]
     pub stacks: u8,
+    /// A uprobe's points by `HOOK_LISTS` key: the symbol (or hex offset) each fired at.
+    #[serde(skip)]
+    pub points: HashMap<u32, String>,
+}
+
+impl HookMeta {
+    /// The symbol of a uprobe event from point `key` (the hook's first one if unknown).
+    pub fn point_name(&self, key: u32) -> &str {
+        self.points.get(&key).map(String::as_str).unwrap_or(&self.function)
+    }
 }
 
 /// A loaded policy, for `nightjar policy list` and `status`.
@@ -495,6 +505,16 @@ impl PolicyEngine {
                     tags: plan.tags.clone(),
                     target: plan.target.clone(),
                     stacks: plan.conf.sels.iter().fold(0, |m, s| m | s.stack),
+                    points: plan
+                        .attach
+                        .iter()
+                        .filter_map(|a| match a {
+                            Attach::Uprobe { symbol, offset, key, usdt: None, .. } => {
+                                Some((*key, if symbol.is_empty() { format!("{offset:#x}") } else { symbol.clone() }))
+                            }
+                            _ => None,
+                        })
+                        .collect(),
                 },
             );
             for a in &plan.attach {

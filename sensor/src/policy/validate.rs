@@ -113,7 +113,8 @@ fn label_selector(l: &Loaded, at: &str, s: &LabelSelector, only_key: Option<&str
 }
 
 fn spec_level(l: &Loaded, s: &Spec) -> R {
-    let uprobe_points: usize = s.uprobes.iter().map(|u| u.symbols.len() + u.offsets.len()).sum();
+    // A uprobes entry is one hook, however many symbols and offsets it attaches at.
+    let uprobe_points: usize = s.uprobes.len();
     let kprobes: usize = s.kprobe_entries().map(|(_, k)| super::lists::hook_count(l, k)).sum();
     let n_hooks = kprobes + s.tracepoints.len() + s.lsmhooks.len() + uprobe_points + s.usdts.len();
     if n_hooks == 0 {
