@@ -94,6 +94,12 @@ pub fn namespaces(pid: u32) -> [u32; nightjar_common::ns::COUNT] {
     out
 }
 
+/// The effective, permitted and inheritable capabilities of `pid` (0 when unreadable).
+pub fn caps(pid: u32) -> [u64; 3] {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    [status_hex(&status, "CapEff:"), status_hex(&status, "CapPrm:"), status_hex(&status, "CapInh:")]
+}
+
 fn status_ids(text: &str, key: &str) -> Option<(u32, u32)> {
     let line = text.lines().find(|l| l.starts_with(key))?;
     let mut it = line[key.len()..].split_whitespace().map(|v| v.parse::<u32>().ok());

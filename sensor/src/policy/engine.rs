@@ -389,7 +389,6 @@ impl PolicyEngine {
         let mut plans = self.plan(l)?;
         self.running = None;
         let n_bits = plans.iter().flat_map(|p| &p.strings).filter(|s| s.arg_cond.is_none()).count();
-        // matchCapabilityChanges compares with the capabilities exec_binmask records.
         // matchCapabilityChanges and matchNamespaceChanges compare with what exec_binmask
         // records at exec.
         let capchg = plans.iter().any(|p| p.conf.sels.iter().any(|s| s.capchg_op != 0 || s.nschg_op != 0));
@@ -401,7 +400,8 @@ impl PolicyEngine {
             self.sync_bin_count(ebpf)?;
         }
         if capchg {
-            let n = super::running::seed_exec_state(ebpf);
+            let procs = self.running.get_or_insert_with(super::running::processes);
+            let n = super::running::seed_exec_state(ebpf, procs);
             tracing::debug!(policy = %name, seeded = n, "processes without an exec record: namespaces and capabilities of now recorded");
         }
         if plans.len() > self.free_hooks.len() {

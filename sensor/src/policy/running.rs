@@ -84,23 +84,20 @@ pub fn mark(ebpf: &mut Ebpf, procs: &Processes, bit: u32, opr: u8, values: &[Str
 /// recorded (its namespaces are 0) and would never count as changed. Such processes get
 /// their namespaces and capabilities of now, so changes from the policy's load on count.
 /// Returns how many were seeded.
-pub fn seed_exec_state(ebpf: &mut Ebpf) -> usize {
+pub fn seed_exec_state(ebpf: &mut Ebpf, procs: &Processes) -> usize {
     let Some(m) = ebpf.map_mut("PROCS") else { return 0 };
     let Ok(mut map) = BpfHashMap::<&mut MapData, u32, ProcState>::try_from(m) else { return 0 };
-    let pids: Vec<u32> = std::fs::read_dir("/proc")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
-        .unwrap_or_default();
     let mut n = 0;
-    for pid in pids {
-        let mut st = map.get(&pid, 0).unwrap_or_default();
+    for &pid in procs.keys() {
+        let known = map.get(&pid, 0).ok();
+        let mut st = known.unwrap_or_default();
         if st.ns.iter().any(|v| *v != 0) {
             continue;
         }
-        let Some(p) = crate::procfs::read(pid) else { continue };
-        st.ns = p.ns;
-        st.caps = [p.cap_effective, p.cap_permitted, p.cap_inheritable];
-        // BPF_NOEXIST: an exec that recorded meanwhile is not overwritten.
-        let flags = if map.get(&pid, 0).is_ok() { 0 } else { 1 };
+        st.ns = crate::procfs::namespaces(pid);
+        st.caps = crate::procfs::caps(pid);
+        // BPF_NOEXIST where there was no entry: an exec that recorded meanwhile wins.
+        let flags = if known.is_some() { 0 } else { 1 };
         if map.insert(pid, st, flags).is_ok() {
             n += 1;
         }
