@@ -151,9 +151,12 @@ fn blocked_pipeline_keeps_the_agent_truthful_and_answering() {
         .args(["--set", "sinks.elasticsearch.install_template=false", "--set", "sinks.elasticsearch.gzip=false"])
         .args(["--set", "sinks.elasticsearch.request.timeout_ms=300000"])
         .args(["--set", &format!("sinks.elasticsearch.dead_letter_path={}", dir.path().join("dl.log").display())])
-        // A small blocking memory buffer: the stall reaches the kernel (a disk buffer would
-        // take it all).
+        // Small blocking memory buffers: the stall reaches the kernel (a disk buffer would
+        // take it all). The held sink overflows into the room the other blocking buffers
+        // leave (the file sink's, 10,000 by default, would hold every event of this test),
+        // so the file sink's is small too.
         .args(["--set", "sinks.elasticsearch.buffer.type=memory", "--set", "sinks.elasticsearch.buffer.max_events=100"])
+        .args(["--set", "sinks.file.buffer.type=memory", "--set", "sinks.file.buffer.max_events=100"])
         .args([
             "--set",
             "sinks.elasticsearch.batch.max_events=50",
@@ -171,7 +174,22 @@ fn blocked_pipeline_keeps_the_agent_truthful_and_answering() {
     // While the sink holds: the kernel's drops are visible now, not after the drain.
     let missed = |kind: &str| metric(metrics, "nightjar_missed_events_total", &[&format!("kind=\"{kind}\"")]) as u64;
     let dropping = wait_for(Duration::from_secs(30), || Some(missed("exec")).filter(|m| *m > 0));
-    assert!(dropping.is_some(), "nightjar_missed_events_total stayed 0 during the stall");
+    if dropping.is_none() {
+        let body = http_get(metrics, "/metrics").map(|(_, b)| b).unwrap_or_default();
+        let lines: Vec<&str> = body
+            .lines()
+            .filter(|l| {
+                !l.starts_with('#') && (l.contains("missed") || l.contains("sensor") || l.contains("events_total"))
+            })
+            .collect();
+        let out = r.agent.terminate();
+        panic!(
+            "nightjar_missed_events_total stayed 0 during the stall; {} of {n} execs delivered\n{}\n--- agent stderr\n{}",
+            delivered(&r.sink, &cwd),
+            lines.join("\n"),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     assert!(delivered(&r.sink, &cwd) < n, "the stall let everything through: the test proves nothing");
     let (status, body) = http_get(metrics, "/healthz").unwrap();
     assert_eq!(status, 503, "/healthz during kernel drops: {body}");
